@@ -1,0 +1,291 @@
+"""The ``aimass`` command line: serve, manage models, run inference.
+
+Model commands work on the registry directly, whether or not a server runs; a running server
+picks changes up within ``reconcile_interval_s``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from aimass.config import Settings
+from aimass.errors import AimassError
+
+app = typer.Typer(help="AI Mass: large models as a service.", no_args_is_help=True)
+models_app = typer.Typer(help="Register, list, load and unload models.", no_args_is_help=True)
+app.add_typer(models_app, name="models")
+
+
+def _settings(**overrides: Any) -> Settings:
+    return Settings(**{k: v for k, v in overrides.items() if v is not None})
+
+
+def _fail(message: str, code: int = 1) -> None:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def _url() -> str:
+    return _settings().resolved_database_url
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to bind.")] = 8000,
+    config: Annotated[Path | None, typer.Option(help="YAML file of model specs to load.")] = None,
+    no_builtins: Annotated[
+        bool, typer.Option("--no-builtins", help="Skip built-in models.")
+    ] = False,
+    require_auth: Annotated[bool, typer.Option("--require-auth", help="Require API keys.")] = False,
+    insecure: Annotated[
+        bool, typer.Option("--insecure", help="Allow a public bind with no admin key.")
+    ] = False,
+    log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
+) -> None:
+    """Start the server with the registered models (and the built-in ones)."""
+    import uvicorn
+
+    from aimass.server import auth
+    from aimass.server.app import create_app
+
+    settings = _settings(
+        host=host,
+        port=port,
+        builtins=False if no_builtins else None,
+        require_auth=True if require_auth else None,
+        insecure=True if insecure else None,
+    )
+    try:
+        _prepare_models(settings, config)
+        auth.check_startup(settings)
+    except AimassError as exc:
+        _fail(exc.message)
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_level=log_level,
+        timeout_graceful_shutdown=10,
+    )
+
+
+def _prepare_models(settings: Settings, config: Path | None) -> None:
+    from aimass.registry import models as registry
+
+    url = settings.resolved_database_url
+    if settings.builtins:
+        from aimass.registry.builtin import register_builtins
+
+        register_builtins(settings)
+    if config is not None:
+        if not config.exists():
+            raise AimassError(f"config file {config} does not exist")
+        from aimass.spec import ModelSpec
+
+        for spec in ModelSpec.from_yaml(config):
+            registry.add_model(url, spec, load=True, replace=True)
+
+
+@models_app.command("add")
+def models_add(
+    name: str,
+    runtime: Annotated[str, typer.Option(help="onnx | tabular | llamacpp | transformers")],
+    source: Annotated[Path, typer.Option(help="Local model file or directory.")],
+    task: Annotated[str | None, typer.Option(help="Task, e.g. classification, embedding.")] = None,
+    version: Annotated[int | None, typer.Option(help="Version (default: next free).")] = None,
+    max_batch_size: Annotated[int | None, typer.Option()] = None,
+    max_delay_ms: Annotated[float | None, typer.Option()] = None,
+    max_queue: Annotated[int | None, typer.Option()] = None,
+    timeout_s: Annotated[float | None, typer.Option()] = None,
+    replicas: Annotated[int | None, typer.Option()] = None,
+    threads: Annotated[int | None, typer.Option()] = None,
+    trust_pickle: Annotated[bool, typer.Option("--trust-pickle")] = False,
+    option: Annotated[
+        list[str] | None, typer.Option(help="Runtime option KEY=VALUE (JSON values allowed).")
+    ] = None,
+    load: Annotated[bool, typer.Option("--load", help="Mark it to be loaded.")] = False,
+) -> None:
+    """Register a model version."""
+    from aimass.registry import models as registry
+    from aimass.spec import ModelSpec
+
+    url = _url()
+    data: dict[str, Any] = {
+        "name": name,
+        "runtime": runtime,
+        "source": str(source.resolve()),
+        "version": version or registry.next_version(url, name),
+        "batching": _drop_none(max_batch_size=max_batch_size, max_delay_ms=max_delay_ms),
+        "limits": _drop_none(max_queue=max_queue, timeout_s=timeout_s),
+        "trust_pickle": trust_pickle,
+        "options": _parse_options(option or []),
+        **_drop_none(task=task, replicas=replicas, threads=threads),
+    }
+    try:
+        spec = ModelSpec.parse(data)
+        entry = registry.add_model(url, spec, load=load)
+    except AimassError as exc:
+        _fail(exc.message)
+    typer.echo(f"registered {spec.name} version {spec.version} ({entry.desired})")
+
+
+def _drop_none(**values: Any) -> dict[str, Any]:
+    return {k: v for k, v in values.items() if v is not None}
+
+
+def _parse_options(items: list[str]) -> dict[str, Any]:
+    options = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep:
+            _fail(f"--option must be KEY=VALUE, got {item!r}")
+        try:
+            options[key] = json.loads(value)
+        except ValueError:
+            options[key] = value
+    return options
+
+
+@models_app.command("list")
+def models_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Every registered version with its desired and observed state."""
+    from aimass.registry import models as registry
+
+    entries = registry.list_models(_url())
+    if as_json:
+        typer.echo(json.dumps([e.as_dict() for e in entries], indent=2, default=str))
+        return
+    typer.echo(f"{'NAME':<28}{'VERSION':>8}  {'RUNTIME':<13}{'DESIRED':<10}{'STATE':<10}ERROR")
+    for e in entries:
+        s = e.spec
+        typer.echo(
+            f"{s.name:<28}{s.version:>8}  {s.runtime:<13}{e.desired:<10}{e.state:<10}"
+            f"{e.last_error or ''}"
+        )
+
+
+@models_app.command("show")
+def models_show(name: str, version: Annotated[int | None, typer.Option()] = None) -> None:
+    """One version's spec and state, as JSON."""
+    from aimass.registry import models as registry
+
+    try:
+        entry = registry.get_model(_url(), name, version)
+    except AimassError as exc:
+        _fail(exc.message)
+    typer.echo(json.dumps(entry.as_dict(), indent=2, default=str))
+
+
+@models_app.command("load")
+def models_load(name: str, version: Annotated[int | None, typer.Option()] = None) -> None:
+    """Mark a version (default: newest) to be loaded."""
+    _set_desired(name, version, "loaded")
+
+
+@models_app.command("unload")
+def models_unload(name: str, version: Annotated[int | None, typer.Option()] = None) -> None:
+    """Mark a version (default: all) to be unloaded."""
+    _set_desired(name, version, "unloaded")
+
+
+def _set_desired(name: str, version: int | None, desired: str) -> None:
+    from aimass.registry import models as registry
+
+    try:
+        versions = registry.set_desired(_url(), name, version, desired)
+    except AimassError as exc:
+        _fail(exc.message)
+    typer.echo(f"{name} version(s) {', '.join(map(str, versions))}: {desired}")
+
+
+# --- embeddings (issue 4): int8 variant behind a quality gate ---
+@models_app.command("optimize")
+def models_optimize(
+    name: str,
+    int8: Annotated[
+        bool, typer.Option("--int8", help="Export to ONNX and quantize to int8.")
+    ] = False,
+    version: Annotated[
+        int | None, typer.Option(help="Version to start from (default: newest).")
+    ] = None,
+) -> None:
+    """Make a faster variant as a new version, only if it matches the fp32 model closely."""
+    from aimass.services.optimize import optimize_model
+
+    if not int8:
+        _fail("say which optimization to make: --int8")
+    settings = _settings()
+    try:
+        entry = optimize_model(settings.resolved_database_url, settings.home, name, version)
+    except AimassError as exc:
+        _fail(exc.message)
+    gate = entry.notes["quality_gate"]
+    typer.echo(
+        f"{name} version {entry.spec.version} registered (int8 ONNX of version "
+        f"{entry.notes['optimized_from']}): mean cosine {gate['mean_cosine']:.4f}, "
+        f"min {gate['min_cosine']:.4f} over {gate['sentences']} sentences. "
+        f"Serve it with: aimass models load {name} --version {entry.spec.version}"
+    )
+
+
+@models_app.command("remove")
+def models_remove(name: str, version: Annotated[int | None, typer.Option()] = None) -> None:
+    """Forget a model (or one version); a running server unloads it."""
+    from aimass.registry import models as registry
+
+    try:
+        versions = registry.remove_model(_url(), name, version)
+    except AimassError as exc:
+        _fail(exc.message)
+    typer.echo(f"removed {name} version(s) {', '.join(map(str, versions))}")
+
+
+@app.command()
+def infer(
+    model: str,
+    data: Annotated[str, typer.Option(help="JSON: {input_name: nested list} or a v2 request.")],
+    url: Annotated[str, typer.Option(help="Server base URL.")] = "http://127.0.0.1:8000",
+    version: Annotated[int | None, typer.Option()] = None,
+    api_key: Annotated[str | None, typer.Option(envvar="AIMASS_API_KEY")] = None,
+) -> None:
+    """Send one Open Inference Protocol request to a running server and print the outputs."""
+    import httpx
+
+    try:
+        body = json.loads(data)
+    except ValueError as exc:
+        _fail(f"--data is not JSON: {exc}")
+    if "inputs" not in body:
+        body = {"inputs": [_guess_tensor(k, v) for k, v in body.items()]}
+    path = f"/v2/models/{model}" + (f"/versions/{version}" if version else "") + "/infer"
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    resp = httpx.post(url.rstrip("/") + path, json=body, headers=headers, timeout=60)
+    typer.echo(json.dumps(resp.json(), indent=2))
+    if resp.status_code >= 400:
+        raise typer.Exit(1)
+
+
+def _guess_tensor(name: str, value: Any) -> dict[str, Any]:
+    import numpy as np
+
+    arr = np.asarray(value)
+    if arr.ndim == 0:
+        arr = arr.reshape(1)
+    kind = {"f": "FP32", "i": "INT64", "b": "BOOL", "U": "BYTES"}.get(arr.dtype.kind, "FP32")
+    return {"name": name, "shape": list(arr.shape), "datatype": kind, "data": arr.tolist()}
+
+
+def _register_access_commands() -> None:
+    from aimass import cli_access
+
+    app.add_typer(cli_access.keys_app, name="keys")
+    app.command("usage")(cli_access.usage)
+    app.command("audit")(cli_access.audit)
+
+
+_register_access_commands()

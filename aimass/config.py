@@ -1,0 +1,86 @@
+"""Server settings, read from the environment (prefix ``AIMASS_``) and CLI flags."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Every limit and location the server uses; each field is an ``AIMASS_<NAME>`` variable."""
+
+    model_config = SettingsConfigDict(env_prefix="AIMASS_", extra="ignore")
+
+    home: Path = Field(default=Path.home() / ".aimass")
+    """Where the SQLite registry, built-in model files and logs live."""
+
+    database_url: str | None = None
+    """SQLAlchemy URL of the registry; default is a SQLite file under ``home``."""
+
+    host: str = "127.0.0.1"
+    """Address the HTTP server binds to."""
+
+    port: int = 8000
+    """Port the HTTP server binds to."""
+
+    builtins: bool = True
+    """Register and load the built-in models at start-up."""
+
+    worker_mode: str = "process"
+    """``process`` runs each replica in its own OS process; ``inprocess`` runs it in a thread."""
+
+    max_body_bytes: int = 16 * 1024 * 1024
+    """Largest request body accepted (413 beyond it)."""
+
+    max_request_rows: int = 4096
+    """Most rows (batch entries) one inference request may carry (413 beyond it)."""
+
+    max_items_per_request: int = 2048
+    """Most inputs (texts, documents) in one embeddings or rerank request."""
+
+    max_tokens_ceiling: int = 4096
+    """Largest ``max_tokens`` a generation request may ask for."""
+
+    reconcile_interval_s: float = 2.0
+    """How often the server re-reads the registry to pick up changes made elsewhere."""
+
+    restart_backoff_s: float = 0.5
+    """First wait before restarting a crashed replica; doubles on every further crash."""
+
+    restart_backoff_max_s: float = 30.0
+    """Longest wait between restarts of a crashed replica."""
+
+    max_restarts: int = 5
+    """Crashes within ``restart_window_s`` after which a model is marked failed."""
+
+    restart_window_s: float = 300.0
+    """Window in which crashes are counted towards ``max_restarts``."""
+
+    load_timeout_s: float = 300.0
+    """Longest time a replica may take to load its model."""
+
+    require_auth: bool | None = None
+    """Require API keys; default: on when bound to a non-loopback address, off on loopback."""
+
+    insecure: bool = False
+    """Allow serving on a non-loopback address without any admin key."""
+
+    auth_failure_delay_s: float = 0.5
+    """Extra delay added per recent failed authentication from the same address (capped)."""
+
+    usage_flush_interval_s: float = 1.0
+    """How often batched usage counters are written to the database."""
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{self.home / 'aimass.db'}"
+
+    @property
+    def auth_required(self) -> bool:
+        if self.require_auth is not None:
+            return self.require_auth
+        return self.host not in ("127.0.0.1", "localhost", "::1")

@@ -1,0 +1,171 @@
+"""The control plane: keeps what the engine serves equal to what the registry wants.
+
+The registry (a database) is the source of truth for which model versions should be loaded;
+this loop applies it to the ``ModelManager`` at start-up and every ``reconcile_interval_s``,
+so a model added with the CLI — or by another server on the same PostgreSQL — is picked up,
+and a restarted server loads again what was loaded. Observed states are written back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from aimass.config import Settings
+from aimass.engine.deployment import Deployment, Supervision
+from aimass.engine.manager import ModelManager
+from aimass.registry import models as registry
+from aimass.spec import ModelSpec
+
+log = logging.getLogger("aimass.control")
+
+
+def supervision_from(settings: Settings) -> Supervision:
+    return Supervision(
+        in_process=settings.worker_mode == "inprocess",
+        load_timeout_s=settings.load_timeout_s,
+        backoff_s=settings.restart_backoff_s,
+        backoff_max_s=settings.restart_backoff_max_s,
+        max_restarts=settings.max_restarts,
+        window_s=settings.restart_window_s,
+        max_request_rows=settings.max_request_rows,
+    )
+
+
+class ControlPlane:
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.url = settings.resolved_database_url
+        self.manager = ModelManager(supervision_from(settings), on_state=self._state_changed)
+        self._loading: dict[tuple[str, int], asyncio.Task] = {}
+        self._tasks: set[asyncio.Task] = set()
+        self._loop_task: asyncio.Task | None = None
+        self.wanted: set[tuple[str, int]] = set()
+
+    async def start(self) -> None:
+        await self.reconcile()
+        self._loop_task = asyncio.create_task(self._loop())
+
+    async def stop(self) -> None:
+        if self._loop_task is not None:
+            self._loop_task.cancel()
+        for task in list(self._loading.values()):
+            task.cancel()
+        await self.manager.shutdown()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def _loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.reconcile_interval_s)
+            try:
+                await self.reconcile()
+            except Exception:  # the database may be briefly locked or unreachable
+                log.exception("reconcile failed; retrying")
+
+    async def reconcile(self) -> None:
+        entries = await asyncio.to_thread(registry.list_models, self.url)
+        wanted = {e.spec.key: e.spec for e in entries if e.desired == registry.LOADED}
+        self.wanted = set(wanted)
+        for key, spec in wanted.items():
+            dep = self.manager.find(*key)
+            if (dep is None or dep.spec != spec) and key not in self._loading:
+                self._start_load(spec)
+        for dep in self.manager.deployments():
+            if dep.spec.key not in wanted and dep.spec.key not in self._loading:
+                await self.manager.unload(*dep.spec.key)
+
+    def _start_load(self, spec: ModelSpec) -> asyncio.Task:
+        task = asyncio.create_task(self.manager.load(spec))
+        self._loading[spec.key] = task
+        task.add_done_callback(lambda _t: self._loading.pop(spec.key, None))
+        return task
+
+    async def register(self, spec: ModelSpec, *, load: bool, replace: bool = False):
+        """Add a version to the registry (and load it, if asked)."""
+        entry = await asyncio.to_thread(
+            registry.add_model, self.url, spec, load=load, replace=replace
+        )
+        if load:
+            await self.load(spec)
+        return entry
+
+    async def entries(self, name: str | None = None) -> list[registry.ModelEntry]:
+        return await asyncio.to_thread(registry.list_models, self.url, name)
+
+    async def entry(self, name: str, version: int | None = None) -> registry.ModelEntry:
+        return await asyncio.to_thread(registry.get_model, self.url, name, version)
+
+    async def remove(self, name: str, version: int | None) -> list[int]:
+        """Unload and forget a model (or one version of it)."""
+        for dep in self.manager.deployments():
+            if dep.spec.name == name and version in (None, dep.spec.version):
+                await self.manager.unload(name, dep.spec.version)
+        versions = await asyncio.to_thread(registry.remove_model, self.url, name, version)
+        self.wanted -= {(name, v) for v in versions}
+        return versions
+
+    async def load(self, spec: ModelSpec) -> Deployment:
+        """Mark a registered version loaded and load it now."""
+        await asyncio.to_thread(
+            registry.set_desired, self.url, spec.name, spec.version, registry.LOADED
+        )
+        self.wanted.add(spec.key)
+        running = self._loading.get(spec.key)
+        if running is not None:
+            await asyncio.shield(running)
+        return await self.manager.load(spec)
+
+    async def unload(self, name: str, version: int | None) -> list[int]:
+        versions = await asyncio.to_thread(
+            registry.set_desired, self.url, name, version, registry.UNLOADED
+        )
+        self.wanted -= {(name, v) for v in versions}
+        loaded = [d.spec.version for d in self.manager.deployments() if d.spec.name == name]
+        for v in versions:
+            if v in loaded:
+                await self.manager.unload(name, v)
+        return versions
+
+    async def index(self) -> list[dict]:
+        """Every registered version with its state as the repository extension names them."""
+        entries = await asyncio.to_thread(registry.list_models, self.url)
+        out = []
+        for entry in entries:
+            dep = self.manager.find(*entry.spec.key)
+            if dep is None:
+                state, reason = "UNAVAILABLE", entry.last_error or "unloaded"
+            else:
+                state = {"ready": "READY", "loading": "LOADING"}.get(dep.state, "UNAVAILABLE")
+                reason = dep.last_error or ""
+            out.append(
+                {
+                    "name": entry.spec.name,
+                    "version": str(entry.spec.version),
+                    "state": state,
+                    "reason": reason,
+                }
+            )
+        return out
+
+    def ready(self) -> bool:
+        """Every version meant to be loaded is loaded and serving."""
+        for key in self.wanted:
+            dep = self.manager.find(*key)
+            if dep is None or dep.state != "ready":
+                return False
+        return True
+
+    def _state_changed(self, dep: Deployment) -> None:
+        task = asyncio.ensure_future(
+            asyncio.to_thread(
+                registry.set_state,
+                self.url,
+                dep.spec.name,
+                dep.spec.version,
+                dep.state,
+                dep.last_error,
+            )
+        )
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)

@@ -1,0 +1,228 @@
+"""The dynamic batcher: one bounded queue per model, merged into batches for free replicas.
+
+A request waits as an ``_Item`` holding a future. When a replica is free, the batcher takes
+queued items in arrival order while they fit (``max_batch_size`` rows, and when requests
+carry per-row token counts under ``__cost__``, ``max_batch_tokens`` with padding counted:
+longest row × rows). If the batch is not full it waits up to ``max_delay_ms`` from the
+oldest item's arrival for more. Items whose deadline passed are answered 504 and never reach
+the model; items whose client went away are removed from the queue at once. A full queue is
+an immediate 429. Batches run as tasks, so several replicas compute at the same time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from aimass import metrics
+from aimass.engine.pool import ReplicaPool
+from aimass.errors import AimassError, DeadlineExceeded, InvalidInput, ModelFailed, QueueFull
+from aimass.runtimes.base import ROW_ERRORS, Payload
+from aimass.spec import ModelSpec
+
+COST_KEY = "__cost__"
+
+
+@dataclass(eq=False)
+class _Item:
+    payload: Payload
+    rows: int
+    cost: int
+    signature: tuple
+    deadline: float
+    enqueued: float = field(default_factory=time.monotonic)
+    future: asyncio.Future = field(
+        default_factory=lambda: asyncio.get_running_loop().create_future()
+    )
+
+
+class Batcher:
+    """Queue, batch and dispatch requests for one model version."""
+
+    def __init__(self, spec: ModelSpec, pool: ReplicaPool):
+        self.spec = spec
+        self._pool = pool
+        self._queue: deque[_Item] = deque()
+        self._arrived = asyncio.Event()
+        self._tasks: set[asyncio.Task] = set()
+        self._labels = metrics.labels(spec.name, spec.version)
+        self._runner = asyncio.create_task(self._run(), name=f"batcher-{spec.name}")
+
+    @property
+    def depth(self) -> int:
+        return len(self._queue)
+
+    async def submit(self, payload: Payload, rows: int, deadline: float) -> Payload:
+        """Queue one request (at most ``max_batch_size`` rows) and await its outputs."""
+        limit = self.spec.limits.max_queue
+        if len(self._queue) >= limit:
+            raise QueueFull(
+                f"model {self.spec.name!r} queue is full ({limit} waiting, limits.max_queue)",
+                retry_after=1,
+            )
+        item = _Item(payload, rows, _max_cost(payload), _signature(payload), deadline)
+        self._queue.append(item)
+        self._changed()
+        try:
+            return await asyncio.wait_for(asyncio.shield(item.future), deadline - time.monotonic())
+        except TimeoutError:
+            raise DeadlineExceeded(
+                f"model {self.spec.name!r}: request exceeded its deadline before completing "
+                f"(limits.timeout_s={self.spec.limits.timeout_s})"
+            ) from None
+        finally:
+            if not item.future.done():
+                item.future.cancel()
+            self._discard(item)
+
+    def _discard(self, item: _Item) -> None:
+        try:
+            self._queue.remove(item)
+        except ValueError:
+            return
+        self._changed()
+
+    def _changed(self) -> None:
+        metrics.QUEUE_DEPTH.labels(**self._labels).set(len(self._queue))
+        self._arrived.set()
+
+    async def _run(self) -> None:
+        while True:
+            if not self._queue:
+                self._arrived.clear()
+                await self._arrived.wait()
+                continue
+            replica = await self._pool.acquire()
+            items = await self._collect()
+            if not items:
+                self._pool.release(replica)
+                continue
+            task = asyncio.create_task(self._execute(replica, items))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _collect(self) -> list[_Item]:
+        """Wait until the batch is full or the oldest item has waited ``max_delay_ms``."""
+        delay = self.spec.batching.max_delay_ms / 1000
+        while True:
+            self._expire()
+            if not self._queue:
+                return []
+            items, full = self._fit()
+            remaining = self._queue[0].enqueued + delay - time.monotonic()
+            if full or remaining <= 0:
+                break
+            self._arrived.clear()
+            try:
+                await asyncio.wait_for(self._arrived.wait(), remaining)
+            except TimeoutError:
+                pass
+        for item in items:
+            self._queue.remove(item)
+        self._changed()
+        return items
+
+    def _fit(self) -> tuple[list[_Item], bool]:
+        """Items that fit one batch, in order, and whether nothing more could join it."""
+        max_rows = self.spec.batching.max_batch_size
+        max_tokens = self.spec.batching.max_batch_tokens
+        first = self._queue[0]
+        items, rows, longest = [], 0, 0
+        for item in self._queue:
+            if item.signature != first.signature:
+                continue
+            new_rows, new_longest = rows + item.rows, max(longest, item.cost)
+            too_many_tokens = max_tokens is not None and new_longest * new_rows > max_tokens
+            if items and (new_rows > max_rows or too_many_tokens):
+                return items, True
+            items.append(item)
+            rows, longest = new_rows, new_longest
+        return items, rows >= max_rows
+
+    def _expire(self) -> None:
+        now = time.monotonic()
+        for item in [i for i in self._queue if i.deadline <= now or i.future.done()]:
+            self._queue.remove(item)
+            if not item.future.done():
+                item.future.set_exception(
+                    DeadlineExceeded(
+                        f"model {self.spec.name!r}: request expired in the queue "
+                        f"(limits.timeout_s={self.spec.limits.timeout_s})"
+                    )
+                )
+
+    async def _execute(self, replica, items: list[_Item]) -> None:
+        started = time.monotonic()
+        queue_hist = metrics.LATENCY.labels(**self._labels, stage="queue")
+        for item in items:
+            queue_hist.observe(started - item.enqueued)
+        batch, rows = _merge(items)
+        metrics.BATCH_SIZE.labels(**self._labels).observe(rows)
+        try:
+            outputs = await replica.submit(batch)
+            parts = _split(outputs, items, rows, self.spec.name)
+        except AimassError as exc:
+            parts = [exc] * len(items)
+        finally:
+            self._pool.release(replica)
+        metrics.LATENCY.labels(**self._labels, stage="compute").observe(time.monotonic() - started)
+        for item, part in zip(items, parts, strict=True):
+            if item.future.done():
+                continue
+            if isinstance(part, BaseException):
+                item.future.set_exception(part)
+            else:
+                item.future.set_result(part)
+
+    async def close(self, error: AimassError) -> None:
+        """Stop batching and fail everything still queued with ``error``."""
+        self._runner.cancel()
+        for item in self._queue:
+            if not item.future.done():
+                item.future.set_exception(error)
+        self._queue.clear()
+        self._changed()
+        await asyncio.gather(self._runner, return_exceptions=True)
+
+
+def _max_cost(payload: Payload) -> int:
+    cost = payload.get(COST_KEY)
+    return int(cost.max()) if cost is not None and len(cost) else 0
+
+
+def _signature(payload: Payload) -> tuple:
+    """Requests merge only when every tensor agrees on dtype and per-row shape."""
+    return tuple((k, v.dtype.str, v.shape[1:]) for k, v in sorted(payload.items()) if k != COST_KEY)
+
+
+def _merge(items: list[_Item]) -> tuple[Payload, int]:
+    rows = sum(i.rows for i in items)
+    keys = [k for k in items[0].payload if k != COST_KEY]
+    if len(items) == 1:
+        return {k: items[0].payload[k] for k in keys}, rows
+    return {k: np.concatenate([i.payload[k] for i in items]) for k in keys}, rows
+
+
+def _split(outputs: Payload, items: list[_Item], rows: int, name: str) -> list:
+    """Cut the batch's outputs back into one payload (or error) per request."""
+    errors = outputs.pop(ROW_ERRORS, None)
+    for key, value in outputs.items():
+        if len(value) != rows:
+            raise ModelFailed(
+                f"model {name!r} returned {len(value)} rows of {key!r} for a batch of {rows}"
+            )
+    parts: list = []
+    start = 0
+    for item in items:
+        end = start + item.rows
+        row_errors = [e for e in errors[start:end] if e] if errors is not None else []
+        if row_errors:
+            parts.append(InvalidInput(str(row_errors[0])))
+        else:
+            parts.append({k: v[start:end] for k, v in outputs.items()})
+        start = end
+    return parts

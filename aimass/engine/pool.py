@@ -1,0 +1,51 @@
+"""The live replicas of one model and which of them can take a batch now.
+
+Each replica computes one batch at a time, so batches form while replicas are busy and a
+freed replica takes everything that fits. ``acquire`` hands out the least busy free replica.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from aimass.engine.workers import Replica
+
+
+class ReplicaPool:
+    def __init__(self) -> None:
+        self.replicas: list[Replica] = []
+        self._taken: set[Replica] = set()
+        self._changed = asyncio.Event()
+
+    @property
+    def alive(self) -> list[Replica]:
+        return [r for r in self.replicas if r.alive]
+
+    def add(self, replica: Replica) -> None:
+        self.replicas.append(replica)
+        self._changed.set()
+
+    def remove(self, replica: Replica) -> None:
+        if replica in self.replicas:
+            self.replicas.remove(replica)
+        self._taken.discard(replica)
+        self._changed.set()
+
+    async def acquire(self) -> Replica:
+        while True:
+            free = [r for r in self.alive if r not in self._taken]
+            if free:
+                replica = min(free, key=lambda r: r.busy)
+                self._taken.add(replica)
+                return replica
+            self._changed.clear()
+            await self._changed.wait()
+
+    def release(self, replica: Replica) -> None:
+        self._taken.discard(replica)
+        self._changed.set()
+
+    def least_busy(self) -> Replica | None:
+        """For streams, which do not take a replica exclusively."""
+        alive = self.alive
+        return min(alive, key=lambda r: r.busy) if alive else None

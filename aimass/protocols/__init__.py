@@ -1,0 +1,1 @@
+"""Wire types, one module per protocol; pydantic only."""

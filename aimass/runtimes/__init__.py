@@ -1,0 +1,22 @@
+"""Model engines, one module each; imported lazily so onnx serving never imports torch."""
+
+from __future__ import annotations
+
+import importlib
+
+from aimass.runtimes.base import Runtime
+from aimass.spec import ModelSpec
+
+_MODULES = {
+    "onnx": "aimass.runtimes.onnx:OnnxRuntime",
+    "tabular": "aimass.runtimes.tabular:TabularRuntime",
+    "llamacpp": "aimass.runtimes.llamacpp:LlamaCppRuntime",
+    "transformers": "aimass.runtimes.transformers:create_transformers_runtime",
+}
+
+
+def create_runtime(spec: ModelSpec) -> Runtime:
+    """Build (but do not load) the runtime a spec names."""
+    module_name, attr = _MODULES[spec.runtime].split(":")
+    factory = getattr(importlib.import_module(module_name), attr)
+    return factory(spec)

@@ -1,0 +1,126 @@
+"""HTTP API of access control: ``GET /v1/usage`` and admin key management under ``/v1/keys``.
+
+Usage: an admin key (or anyone, when auth is off and no key is sent) sees every key's rows
+and may filter by ``key``; any other key sees only its own. Pending counters are flushed
+first, so the answer includes requests finished a moment ago.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+
+from fastapi import APIRouter, Request
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.concurrency import run_in_threadpool
+
+from aimass.errors import Forbidden, InvalidInput
+from aimass.registry import keys as keystore
+from aimass.registry.usage import query_usage
+from aimass.server.auth import Gate, audited, require_admin
+
+router = APIRouter()
+
+
+def _gate(request: Request) -> Gate:
+    return request.app.state.gate
+
+
+def _day(value: str | None, param: str) -> str | None:
+    if value is None:
+        return None
+    try:
+        return date.fromisoformat(value).isoformat()
+    except ValueError:
+        raise InvalidInput(f"{param} must be a date like 2025-01-31", param=param) from None
+
+
+@router.get("/v1/usage")
+async def get_usage(
+    request: Request,
+    key: str | None = None,
+    model: str | None = None,
+    since: str | None = None,
+    until: str | None = None,
+) -> dict:
+    """Requests, tokens and errors per key, model and UTC day (newest first)."""
+    gate = _gate(request)
+    caller = await gate.caller(request)
+    if not gate.is_admin(caller):
+        own = caller.key.name if caller.key else None
+        if key is not None and key != own:
+            raise Forbidden("only an admin key may read another key's usage", param="key")
+        key = own
+    await gate.sync()
+    rows = await run_in_threadpool(
+        query_usage,
+        gate.url,
+        key_name=key,
+        model=model,
+        since=_day(since, "since"),
+        until=_day(until, "until"),
+    )
+    return {"object": "list", "data": rows}
+
+
+class KeyCreate(BaseModel):
+    """Body of ``POST /v1/keys``; same meaning as the ``aimass keys create`` flags."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    models: list[str] | None = None
+    """Model names the key may use; null or absent: all."""
+    admin: bool = False
+    rpm: int | None = Field(default=None, gt=0)
+    tpm: int | None = Field(default=None, gt=0)
+    budget_tokens: int | None = Field(default=None, gt=0)
+    budget_period: str | None = None
+    expires: str | None = None
+    """Lifetime such as ``30d``; absent: never expires."""
+
+
+@router.post("/v1/keys")
+async def create_key(request: Request, body: KeyCreate) -> dict:
+    """Create a key; the answer is the only time the key itself is shown."""
+    await require_admin(request)
+    expires = keystore.parse_duration(body.expires) if body.expires else None
+    models = keystore.parse_models(",".join(body.models)) if body.models is not None else None
+    with audited(request, "key.create", body.name):
+        info, key = await run_in_threadpool(
+            lambda: keystore.create_key(
+                _gate(request).url,
+                body.name,
+                models=models,
+                admin=body.admin,
+                rpm=body.rpm,
+                tpm=body.tpm,
+                budget_tokens=body.budget_tokens,
+                budget_period=body.budget_period,
+                expires_in=expires,
+            )
+        )
+    return {**info.public_dict(), "key": key}
+
+
+@router.get("/v1/keys")
+async def list_keys(request: Request) -> dict:
+    await require_admin(request)
+    infos = await run_in_threadpool(keystore.list_keys, _gate(request).url)
+    return {"object": "list", "data": [k.public_dict() for k in infos]}
+
+
+@router.post("/v1/keys/{name}/rotate")
+async def rotate_key(request: Request, name: str) -> dict:
+    """New secret for ``name``; the old key stops working within seconds."""
+    await require_admin(request)
+    with audited(request, "key.rotate", name):
+        info, key = await run_in_threadpool(keystore.rotate_key, _gate(request).url, name)
+    return {**info.public_dict(), "key": key}
+
+
+@router.delete("/v1/keys/{name}")
+async def revoke_key(request: Request, name: str) -> dict:
+    await require_admin(request)
+    with audited(request, "key.revoke", name):
+        info = await run_in_threadpool(keystore.revoke_key, _gate(request).url, name)
+    return info.public_dict()

@@ -1,0 +1,147 @@
+"""The work behind /v1/embeddings and /v1/rerank, callable without HTTP.
+
+Turns a validated request into one payload (one row per input), runs it through the model's
+deployment, and shapes the answer. Tokenization happens in the replica, not here, so the
+event loop never spends time on it; token counts come back with the outputs.
+"""
+
+from __future__ import annotations
+
+import base64
+import uuid
+from typing import Any
+
+import numpy as np
+
+from aimass.config import Settings
+from aimass.engine.deployment import Deployment
+from aimass.engine.manager import ModelManager
+from aimass.errors import InvalidInput, PayloadTooLarge
+from aimass.protocols.embeddings import EmbeddingRequest, RerankRequest
+
+DIMENSIONS_OPTION = "supports_dimensions"
+
+
+def split_model(ref: str) -> tuple[str, int | None]:
+    """``name`` or ``name:version`` (names cannot contain a colon)."""
+    name, sep, version = ref.partition(":")
+    if not sep:
+        return name, None
+    if not version.isdigit() or int(version) < 1:
+        raise InvalidInput(f"model {ref!r}: the version after ':' must be a positive integer",
+                           param="model")
+    return name, int(version)
+
+
+def estimate_tokens(texts: list[Any]) -> int:
+    """A cheap guess for quota checks before tokenizing: about four characters a token."""
+    return sum(len(t) // 4 + 2 if isinstance(t, str) else len(t) + 2 for t in texts)
+
+
+class EmbeddingsService:
+    """Embeddings and rerank over the engine; one per app."""
+
+    def __init__(self, manager: ModelManager, settings: Settings):
+        self.manager = manager
+        self.settings = settings
+
+    async def embeddings(self, req: EmbeddingRequest) -> dict[str, Any]:
+        dep = self._deployment(req.model, "embedding", "/v1/embeddings")
+        items = req.items()
+        self._check_count(len(items), "input")
+        dimensions = self._check_dimensions(dep, req.dimensions)
+        payload = {"text": _objects(items), "truncate": np.full(len(items), req.truncate)}
+        out = await dep.infer(payload)
+        vectors = out["embedding"]
+        if dimensions is not None:
+            vectors = _shorten(vectors, dimensions, bool(dep.info.get("normalize", True)))
+        tokens = int(out["tokens"].sum())
+        return {
+            "object": "list",
+            "data": [
+                {"object": "embedding", "index": i, "embedding": _encode(v, req.encoding_format)}
+                for i, v in enumerate(vectors)
+            ],
+            "model": req.model,
+            "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+        }
+
+    async def rerank(self, req: RerankRequest) -> dict[str, Any]:
+        dep = self._deployment(req.model, "rerank", "/v1/rerank")
+        documents = req.texts()
+        self._check_count(len(documents), "documents")
+        payload = {"query": _objects([req.query] * len(documents)), "document": _objects(documents)}
+        out = await dep.infer(payload)
+        scores = out["score"].astype(np.float64)
+        order = np.argsort(-scores, kind="stable")[: req.top_n or len(documents)]
+        results = []
+        for i in order:
+            result: dict[str, Any] = {"index": int(i), "relevance_score": float(scores[i])}
+            if req.return_documents:
+                result["document"] = {"text": documents[i]}
+            results.append(result)
+        tokens = int(out["tokens"].sum())
+        return {
+            "id": f"rerank-{uuid.uuid4().hex}",
+            "model": req.model,
+            "results": results,
+            "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+        }
+
+    def _deployment(self, ref: str, task: str, path: str) -> Deployment:
+        name, version = split_model(ref)
+        dep = self.manager.get(name, version)
+        if dep.spec.task != task:
+            raise InvalidInput(
+                f"model {ref!r} has task {dep.spec.task!r}; {path} needs a {task!r} model",
+                param="model",
+            )
+        return dep
+
+    def _check_count(self, count: int, field: str) -> None:
+        limit = self.settings.max_items_per_request
+        if count > limit:
+            raise PayloadTooLarge(
+                f"{field} has {count} items; the limit is {limit} (setting max_items_per_request)",
+                param=field,
+            )
+
+    @staticmethod
+    def _check_dimensions(dep: Deployment, dimensions: int | None) -> int | None:
+        if dimensions is None:
+            return None
+        if not dep.spec.options.get(DIMENSIONS_OPTION):
+            raise InvalidInput(
+                f"model {dep.spec.name!r} does not support 'dimensions' "
+                f"(its spec does not set options.{DIMENSIONS_OPTION})",
+                param="dimensions",
+            )
+        full = int(dep.info.get("dimensions") or 0)
+        if full and dimensions > full:
+            raise InvalidInput(
+                f"dimensions {dimensions} is larger than the model's {full}", param="dimensions"
+            )
+        return dimensions
+
+
+def _objects(items: list[Any]) -> np.ndarray:
+    """A 1-d object array holding each item as is (lists of ids stay lists)."""
+    array = np.empty(len(items), dtype=object)
+    for i, item in enumerate(items):
+        array[i] = item
+    return array
+
+
+def _shorten(vectors: np.ndarray, dimensions: int, renormalize: bool) -> np.ndarray:
+    """Keep the first ``dimensions`` values (Matryoshka models), unit length again if needed."""
+    cut = vectors[:, :dimensions]
+    if not renormalize:
+        return cut
+    return cut / np.maximum(np.linalg.norm(cut, axis=1, keepdims=True), 1e-12)
+
+
+def _encode(vector: np.ndarray, encoding_format: str) -> list[float] | str:
+    """Floats, or base64 of little-endian float32 bytes (what the OpenAI SDK decodes)."""
+    if encoding_format == "base64":
+        return base64.b64encode(vector.astype("<f4").tobytes()).decode("ascii")
+    return vector.astype(np.float32).tolist()

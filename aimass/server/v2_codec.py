@@ -1,0 +1,227 @@
+"""Tensors between the Open Inference Protocol and numpy: JSON data and Triton's binary extension.
+
+Every input is checked against the model's declared inputs (name, datatype, rank, fixed
+dimensions, element count) so that a wrong request is a 400 naming the problem and never
+reaches a replica.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import struct
+from typing import Any
+
+import numpy as np
+
+from aimass.errors import InvalidInput
+from aimass.protocols.v2 import DATATYPES, InferenceRequest, RequestInput
+
+V2_TO_NP = {
+    "BOOL": np.bool_, "UINT8": np.uint8, "UINT16": np.uint16, "UINT32": np.uint32,
+    "UINT64": np.uint64, "INT8": np.int8, "INT16": np.int16, "INT32": np.int32,
+    "INT64": np.int64, "FP16": np.float16, "FP32": np.float32, "FP64": np.float64,
+    "BYTES": np.object_,
+}  # fmt: skip
+NP_TO_V2 = {np.dtype(v).str: k for k, v in V2_TO_NP.items() if k != "BYTES"}
+HEADER = "inference-header-content-length"
+
+
+def parse_body(body: bytes, header_length: str | None) -> tuple[InferenceRequest, bytes]:
+    """Split a request into its JSON header and the binary tail (Triton binary extension)."""
+    if header_length is not None:
+        try:
+            size = int(header_length)
+        except ValueError:
+            raise InvalidInput("Inference-Header-Content-Length must be an integer") from None
+        if not 0 <= size <= len(body):
+            raise InvalidInput(f"Inference-Header-Content-Length {size} exceeds the body size")
+        head, tail = body[:size], body[size:]
+    else:
+        head, tail = body, b""
+    try:
+        raw = json.loads(head)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InvalidInput(f"request body is not valid JSON: {exc}") from None
+    return InferenceRequest.model_validate(raw), tail
+
+
+def decode_inputs(
+    request: InferenceRequest, tail: bytes, declared: list[dict]
+) -> dict[str, np.ndarray]:
+    by_name = {d["name"]: d for d in declared}
+    arrays: dict[str, np.ndarray] = {}
+    offset = 0
+    for inp in request.inputs:
+        if inp.name in arrays:
+            raise InvalidInput(f"input {inp.name!r} is given twice")
+        spec = by_name.get(inp.name)
+        if by_name and spec is None:
+            raise InvalidInput(f"unknown input {inp.name!r}; the model takes {sorted(by_name)}")
+        _check_header(inp, spec)
+        size = (inp.parameters or {}).get("binary_data_size")
+        if size is not None:
+            arrays[inp.name], offset = _from_binary(inp, tail, offset, size)
+        else:
+            arrays[inp.name] = _from_json(inp)
+    missing = set(by_name) - arrays.keys()
+    if missing:
+        raise InvalidInput(f"missing inputs {sorted(missing)}; the model takes {sorted(by_name)}")
+    return arrays
+
+
+def _check_header(inp: RequestInput, spec: dict | None) -> None:
+    if inp.datatype not in DATATYPES:
+        raise InvalidInput(f"input {inp.name!r}: unknown datatype {inp.datatype!r}")
+    if any(d < 0 for d in inp.shape):
+        raise InvalidInput(f"input {inp.name!r}: shape {inp.shape} has a negative dimension")
+    if len(inp.shape) == 0:
+        raise InvalidInput(f"input {inp.name!r}: shape must have a batch dimension")
+    if spec is None:
+        return
+    if inp.datatype != spec["datatype"]:
+        raise InvalidInput(
+            f"input {inp.name!r}: datatype {inp.datatype} does not match "
+            f"the model's {spec['datatype']}"
+        )
+    want = spec["shape"]
+    if want and (
+        len(want) != len(inp.shape)
+        or any(w >= 0 and w != g for w, g in zip(want, inp.shape, strict=True))
+    ):
+        raise InvalidInput(
+            f"input {inp.name!r}: shape {inp.shape} does not match the model's {want}"
+        )
+
+
+def _from_json(inp: RequestInput) -> np.ndarray:
+    count = math.prod(inp.shape)
+    flat = _flatten(inp.data)
+    if len(flat) != count:
+        raise InvalidInput(
+            f"input {inp.name!r}: {len(flat)} elements given, shape {inp.shape} needs {count}"
+        )
+    if inp.datatype == "BYTES":
+        if not all(isinstance(x, str) for x in flat):
+            raise InvalidInput(f"input {inp.name!r}: BYTES data must be strings")
+        arr = np.empty(count, dtype=object)
+        arr[:] = flat
+        return arr.reshape(inp.shape)
+    if any(isinstance(x, (str, dict, type(None))) for x in flat):
+        raise InvalidInput(f"input {inp.name!r}: {inp.datatype} data must be numbers")
+    try:
+        with np.errstate(all="ignore"):
+            arr = np.asarray(flat, dtype=V2_TO_NP[inp.datatype])
+    except (ValueError, TypeError, OverflowError) as exc:
+        raise InvalidInput(f"input {inp.name!r}: data is not valid {inp.datatype}: {exc}") from None
+    return arr.reshape(inp.shape)
+
+
+def _flatten(data: Any) -> list:
+    if data is None:
+        return []
+    if not isinstance(data, list):
+        return [data]
+    out: list = []
+    stack = [iter(data)]
+    while stack:
+        for x in stack[-1]:
+            if isinstance(x, list):
+                stack.append(iter(x))
+                break
+            out.append(x)
+        else:
+            stack.pop()
+    return out
+
+
+def _from_binary(inp: RequestInput, tail: bytes, offset: int, size: Any) -> tuple[np.ndarray, int]:
+    if not isinstance(size, int) or size < 0 or offset + size > len(tail):
+        raise InvalidInput(f"input {inp.name!r}: binary_data_size {size} is beyond the body")
+    chunk = tail[offset : offset + size]
+    count = math.prod(inp.shape)
+    if inp.datatype == "BYTES":
+        items = _unpack_bytes(chunk, inp.name)
+        if len(items) != count:
+            raise InvalidInput(
+                f"input {inp.name!r}: {len(items)} elements given, shape needs {count}"
+            )
+        arr = np.empty(count, dtype=object)
+        arr[:] = items
+    else:
+        dtype = np.dtype(V2_TO_NP[inp.datatype])
+        if size != count * dtype.itemsize:
+            raise InvalidInput(
+                f"input {inp.name!r}: {size} bytes given, shape {inp.shape} of {inp.datatype} "
+                f"needs {count * dtype.itemsize}"
+            )
+        arr = np.frombuffer(chunk, dtype=dtype)
+    return arr.reshape(inp.shape), offset + size
+
+
+def _unpack_bytes(chunk: bytes, name: str) -> list[str]:
+    items, pos = [], 0
+    while pos < len(chunk):
+        if pos + 4 > len(chunk):
+            raise InvalidInput(f"input {name!r}: truncated BYTES element")
+        (n,) = struct.unpack_from("<I", chunk, pos)
+        pos += 4
+        if pos + n > len(chunk):
+            raise InvalidInput(f"input {name!r}: truncated BYTES element")
+        items.append(chunk[pos : pos + n].decode("utf-8", errors="replace"))
+        pos += n
+    return items
+
+
+def datatype_of(arr: np.ndarray) -> str:
+    if arr.dtype == object or arr.dtype.kind in "US":
+        return "BYTES"
+    return NP_TO_V2.get(arr.dtype.str, "FP32")
+
+
+def encode_outputs(
+    outputs: dict[str, np.ndarray], request: InferenceRequest
+) -> tuple[list[dict], bytes]:
+    """JSON outputs, plus a binary tail for outputs the client asked to get as binary."""
+    params = request.parameters or {}
+    binary_all = bool(params.get("binary_data_output", False))
+    wanted = {o.name: (o.parameters or {}) for o in request.outputs or []}
+    unknown = set(wanted) - outputs.keys()
+    if unknown:
+        raise InvalidInput(f"unknown outputs {sorted(unknown)}; the model gives {sorted(outputs)}")
+    names = list(wanted) if wanted else list(outputs)
+    result, tail = [], bytearray()
+    for name in names:
+        arr = outputs[name]
+        entry: dict[str, Any] = {
+            "name": name,
+            "datatype": datatype_of(arr),
+            "shape": list(arr.shape),
+        }
+        if wanted.get(name, {}).get("binary_data", binary_all):
+            raw = _to_bytes(arr)
+            entry["parameters"] = {"binary_data_size": len(raw)}
+            tail += raw
+        else:
+            entry["data"] = _to_list(arr)
+        result.append(entry)
+    return result, bytes(tail)
+
+
+def _to_list(arr: np.ndarray) -> list:
+    flat = arr.reshape(-1)
+    if flat.dtype == object or flat.dtype.kind in "US":
+        return [x.decode() if isinstance(x, bytes) else str(x) for x in flat]
+    if flat.dtype.kind == "f":
+        return [None if not math.isfinite(x) else x for x in flat.tolist()]
+    return flat.tolist()
+
+
+def _to_bytes(arr: np.ndarray) -> bytes:
+    if arr.dtype == object or arr.dtype.kind in "US":
+        parts = []
+        for x in arr.reshape(-1):
+            raw = x if isinstance(x, bytes) else str(x).encode()
+            parts.append(struct.pack("<I", len(raw)) + raw)
+        return b"".join(parts)
+    return np.ascontiguousarray(arr).tobytes()

@@ -1,0 +1,94 @@
+"""Property-based fuzzing of the v2 endpoints: whatever a client sends, never a 5xx."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tests.conftest import make_add_model, make_identity_text_model, onnx_spec, run_server
+
+DATATYPES = ["FP32", "INT64", "BYTES", "BOOL", "FP16", "UINT8", "INT8", "FOO", ""]
+scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(2**70), 2**70),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.text(max_size=5),
+)
+nested = st.recursive(scalars, lambda c: st.lists(c, max_size=4), max_leaves=20)
+tensor = st.fixed_dictionaries(
+    {
+        "name": st.sampled_from(["a", "b", "x", "text", ""]),
+        "shape": st.lists(st.integers(-2, 5), max_size=3),
+        "datatype": st.sampled_from(DATATYPES),
+    },
+    optional={
+        "data": nested,
+        "parameters": st.dictionaries(
+            st.sampled_from(["binary_data_size", "x"]), st.integers(-5, 50), max_size=2
+        ),
+    },
+)
+request = st.fixed_dictionaries(
+    {"inputs": st.lists(tensor, max_size=3)},
+    optional={
+        "id": st.one_of(st.text(max_size=5), st.integers()),
+        "parameters": st.dictionaries(
+            st.sampled_from(["timeout", "binary_data_output", "k"]), scalars, max_size=2
+        ),
+        "outputs": st.lists(st.fixed_dictionaries({"name": st.text(max_size=4)}), max_size=2),
+    },
+)
+any_json = st.recursive(
+    scalars, lambda c: st.lists(c) | st.dictionaries(st.text(max_size=4), c), max_leaves=10
+)
+
+
+@pytest.fixture(scope="module")
+def client(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("fuzz")
+    models = [
+        onnx_spec("add", make_add_model(tmp / "add.onnx")),
+        onnx_spec("text", make_identity_text_model(tmp / "t.onnx")),
+    ]
+    with run_server(tmp, models) as server, httpx.Client(base_url=server, timeout=30) as c:
+        yield c
+
+
+FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
+PATHS = [
+    "/v2/models/add/infer",
+    "/v2/models/text/infer",
+    "/v2/models/add/versions/1/infer",
+    "/v2/models/add/versions/0/infer",
+    "/v2/models/nope/infer",
+]
+
+
+@FUZZ
+@given(body=request, path=st.sampled_from(PATHS))
+def test_structured_requests_never_give_5xx(client, body, path):
+    r = client.post(path, json=body)
+    assert r.status_code < 500, (body, r.text)
+    if r.status_code >= 400:
+        assert isinstance(r.json()["error"], str)
+
+
+@FUZZ
+@given(
+    body=any_json,
+    path=st.sampled_from([*PATHS, "/v2/repository/index", "/v2/repository/models/nope/load"]),
+)
+def test_arbitrary_json_never_gives_5xx(client, body, path):
+    r = client.post(path, json=body)
+    assert r.status_code < 500, (body, r.text)
+
+
+@FUZZ
+@given(raw=st.binary(max_size=200), header=st.one_of(st.none(), st.integers(-5, 300).map(str)))
+def test_arbitrary_bytes_never_give_5xx(client, raw, header):
+    headers = {"Inference-Header-Content-Length": header} if header is not None else {}
+    r = client.post("/v2/models/add/infer", content=raw, headers=headers)
+    assert r.status_code < 500, (raw, r.text)
