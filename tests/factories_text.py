@@ -63,7 +63,11 @@ def _config(max_positions: int, **extra):
 
 
 def tiny_encoder(
-    path: Path, *, sentence_transformers: bool = True, max_length: int = 32, seed: int = 0,
+    path: Path,
+    *,
+    sentence_transformers: bool = True,
+    max_length: int = 32,
+    seed: int = 0,
     pooling: str = "mean",
 ) -> Path:
     """A random BertModel; with ``sentence_transformers`` the ST files (mean pooling, Normalize)."""
@@ -82,8 +86,18 @@ def tiny_encoder(
 def _write_st_files(path: Path, max_length: int, pooling: str) -> None:
     modules = [
         {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
-        {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
-        {"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"},
+        {
+            "idx": 1,
+            "name": "1",
+            "path": "1_Pooling",
+            "type": "sentence_transformers.models.Pooling",
+        },
+        {
+            "idx": 2,
+            "name": "2",
+            "path": "2_Normalize",
+            "type": "sentence_transformers.models.Normalize",
+        },
     ]
     (path / "modules.json").write_text(json.dumps(modules))
     (path / "sentence_bert_config.json").write_text(
@@ -98,7 +112,9 @@ def _write_st_files(path: Path, max_length: int, pooling: str) -> None:
         "pooling_mode_lasttoken": False,
     }
     (path / "1_Pooling").mkdir(exist_ok=True)
-    (path / "1_Pooling" / "config.json").write_text(json.dumps({"word_embedding_dimension": 32, **flags}))
+    (path / "1_Pooling" / "config.json").write_text(
+        json.dumps({"word_embedding_dimension": 32, **flags})
+    )
     (path / "2_Normalize").mkdir(exist_ok=True)
 
 
@@ -133,7 +149,10 @@ def reference_scores(path: Path, pairs: list[tuple[str, str]]):
     tokenizer = AutoTokenizer.from_pretrained(str(path))
     model = AutoModelForSequenceClassification.from_pretrained(str(path)).eval()
     batch = tokenizer(
-        [q for q, _ in pairs], [d for _, d in pairs], padding=True, truncation=True,
+        [q for q, _ in pairs],
+        [d for _, d in pairs],
+        padding=True,
+        truncation=True,
         return_tensors="pt",
     )
     with torch.inference_mode():

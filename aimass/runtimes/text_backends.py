@@ -58,14 +58,14 @@ class OnnxBackend:
         import onnxruntime as ort
 
         if not path.exists():
-            raise InvalidInput(f"ONNX file {path} does not exist (options.onnx)", param="options.onnx")
+            raise InvalidInput(
+                f"ONNX file {path} does not exist (options.onnx)", param="options.onnx"
+            )
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        self.session = ort.InferenceSession(
-            str(path), options, providers=["CPUExecutionProvider"]
-        )
+        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         self.input_names = [i.name for i in self.session.get_inputs()]
         unknown = set(self.input_names) - set(MODEL_INPUTS)
         if unknown:

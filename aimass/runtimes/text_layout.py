@@ -22,7 +22,11 @@ from aimass.errors import InvalidInput
 from aimass.spec import ModelSpec
 
 POOLING_MODES = ("mean", "cls", "max", "last", "mean_sqrt_len")
-KIND_BY_TASK = {"embedding": "encoder", "rerank": "cross-encoder", "text-classification": "classifier"}
+KIND_BY_TASK = {
+    "embedding": "encoder",
+    "rerank": "cross-encoder",
+    "text-classification": "classifier",
+}
 _ST_POOLING_KEYS = {
     "pooling_mode_mean_tokens": "mean",
     "pooling_mode_cls_token": "cls",
@@ -121,7 +125,9 @@ def _scorer_layout(spec: ModelSpec, root: Path, kind: str) -> TextLayout:
     )
 
 
-def _read_sentence_transformers(root: Path, modules_file: Path) -> tuple[Path, str, bool, int | None]:
+def _read_sentence_transformers(
+    root: Path, modules_file: Path
+) -> tuple[Path, str, bool, int | None]:
     """Transformer folder, pooling mode, normalize flag and max_seq_length of an ST model."""
     modules = json.loads(modules_file.read_text())
     model_dir, pooling, normalize, st_max = root, "mean", False, None

@@ -90,8 +90,9 @@ class TextPipeline:
         lengths = rows.lengths[good]
         for group in plan_batches(lengths, self.max_batch_tokens):
             idx = good[group]
-            feeds = pad_rows([rows.ids[i] for i in idx], [rows.type_ids[i] for i in idx],
-                             self.tokenizer.pad_id)
+            feeds = pad_rows(
+                [rows.ids[i] for i in idx], [rows.type_ids[i] for i in idx], self.tokenizer.pad_id
+            )
             values = self._head(self.backend.run(feeds), feeds["attention_mask"])
             if result is None:
                 result = np.zeros((len(rows.ids), *values.shape[1:]), dtype=np.float32)
@@ -165,8 +166,9 @@ class TransformersRuntime(Runtime):
             "vocab_size": pipeline.tokenizer.vocab_size,
         }
         if layout.kind == "encoder":
-            info.update(dimensions=layout.dimensions, pooling=layout.pooling,
-                        normalize=layout.normalize)
+            info.update(
+                dimensions=layout.dimensions, pooling=layout.pooling, normalize=layout.normalize
+            )
         else:
             info.update(labels=layout.labels, activation=layout.activation)
         return info

@@ -28,8 +28,9 @@ def split_model(ref: str) -> tuple[str, int | None]:
     if not sep:
         return name, None
     if not version.isdigit() or int(version) < 1:
-        raise InvalidInput(f"model {ref!r}: the version after ':' must be a positive integer",
-                           param="model")
+        raise InvalidInput(
+            f"model {ref!r}: the version after ':' must be a positive integer", param="model"
+        )
     return name, int(version)
 
 

@@ -75,7 +75,16 @@ GATE_SENTENCES = (
 
 # One- and two-word inputs drift most under int8 (a handful of tokens, mean-pooled). They
 # are measured and reported next to the gate's figures, but do not decide it.
-SHORT_INPUTS = ("ok", "Thanks!", "weather", "cheap flights", "password reset", "hello", "GPU", "why?")
+SHORT_INPUTS = (
+    "ok",
+    "Thanks!",
+    "weather",
+    "cheap flights",
+    "password reset",
+    "hello",
+    "GPU",
+    "why?",
+)
 
 
 @dataclass(frozen=True)
@@ -121,9 +130,19 @@ def judge(gated: np.ndarray, short: np.ndarray | None = None) -> GateResult:
     passed = mean >= MEAN_COSINE_MIN and low >= MIN_COSINE_MIN
     extra = {}
     if short is not None and len(short):
-        extra = {"short_mean_cosine": round(float(short.mean()), 6),
-                 "short_min_cosine": round(float(short.min()), 6)}
-    return GateResult(round(mean, 6), round(low, 6), len(gated), passed, **extra)
+        extra = {
+            "short_mean_cosine": round(float(short.mean()), 6),
+            "short_min_cosine": round(float(short.min()), 6),
+        }
+    return GateResult(
+        round(mean, 6),
+        round(low, 6),
+        len(gated),
+        passed,
+        mean_required=MEAN_COSINE_MIN,
+        min_required=MIN_COSINE_MIN,
+        **extra,
+    )
 
 
 def build_int8(spec: ModelSpec, out_dir: Path) -> tuple[Path, GateResult]:
@@ -150,8 +169,12 @@ def build_int8(spec: ModelSpec, out_dir: Path) -> tuple[Path, GateResult]:
     reference = TextPipeline(layout, TorchBackend(layout, spec.threads), None)
     variant = TextPipeline(layout, OnnxBackend(int8, spec.threads), None)
     measured = [
-        cosines(*(p.run_texts(list(texts), [True] * len(texts))["embedding"]
-                  for p in (reference, variant)))
+        cosines(
+            *(
+                p.run_texts(list(texts), [True] * len(texts))["embedding"]
+                for p in (reference, variant)
+            )
+        )
         for texts in (GATE_SENTENCES, SHORT_INPUTS)
     ]
     result = judge(*measured)

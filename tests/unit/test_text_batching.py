@@ -51,7 +51,9 @@ def test_pooling_modes_ignore_padding():
     np.testing.assert_allclose(pool(hidden, mask, "cls"), [[0, 1], [6, 7]])
     np.testing.assert_allclose(pool(hidden, mask, "last"), [[4, 5], [8, 9]])
     np.testing.assert_allclose(pool(hidden, mask, "max"), [[4, 5], [8, 9]])
-    np.testing.assert_allclose(pool(hidden, mask, "mean_sqrt_len")[1], np.array([14, 16]) / np.sqrt(2))
+    np.testing.assert_allclose(
+        pool(hidden, mask, "mean_sqrt_len")[1], np.array([14, 16]) / np.sqrt(2)
+    )
 
 
 def test_normalize_and_activations():

@@ -56,7 +56,9 @@ def test_unknown_pooling_is_refused(plain_dir):
 def test_unsupported_sentence_transformers_module_is_named(tmp_path):
     path = tiny_encoder(tmp_path)
     modules = json.loads((path / "modules.json").read_text())
-    modules.append({"idx": 3, "name": "3", "path": "3_Dense", "type": "sentence_transformers.models.Dense"})
+    modules.append(
+        {"idx": 3, "name": "3", "path": "3_Dense", "type": "sentence_transformers.models.Dense"}
+    )
     (path / "modules.json").write_text(json.dumps(modules))
     with pytest.raises(InvalidInput, match="models.Dense"):
         read_layout(_spec(path))
@@ -64,10 +66,18 @@ def test_unsupported_sentence_transformers_module_is_named(tmp_path):
 
 def test_scorer_labels_and_activation(tmp_path):
     cross = read_layout(_spec(tiny_classifier(tmp_path / "c"), task="rerank"))
-    assert (cross.kind, cross.labels, cross.activation) == ("cross-encoder", ["relevance"], "sigmoid")
+    assert (cross.kind, cross.labels, cross.activation) == (
+        "cross-encoder",
+        ["relevance"],
+        "sigmoid",
+    )
     clf_dir = tiny_classifier(tmp_path / "k", labels=["neg", "neu", "pos"])
     clf = read_layout(_spec(clf_dir, task="text-classification"))
-    assert (clf.kind, clf.labels, clf.activation) == ("classifier", ["neg", "neu", "pos"], "softmax")
+    assert (clf.kind, clf.labels, clf.activation) == (
+        "classifier",
+        ["neg", "neu", "pos"],
+        "softmax",
+    )
 
 
 def test_missing_folder_and_wrong_task_are_refused(tmp_path, plain_dir):

@@ -23,7 +23,11 @@ def _objects(items: list) -> np.ndarray:
 
 def _runtime(path: Path, task: str = "embedding", max_batch_tokens: int | None = None, **options):
     spec = ModelSpec(
-        name="m", task=task, runtime="transformers", source=str(path), options=options,
+        name="m",
+        task=task,
+        runtime="transformers",
+        source=str(path),
+        options=options,
         batching={"max_batch_tokens": max_batch_tokens},
     )
     runtime = create_runtime(spec)
@@ -74,9 +78,11 @@ def test_token_ids_give_the_same_embedding_as_the_text(st_dir):
     from tokenizers import Tokenizer
 
     runtime = _runtime(st_dir)
-    ids = Tokenizer.from_file(str(st_dir / "tokenizer.json")).encode(
-        SENTENCES[1], add_special_tokens=False
-    ).ids
+    ids = (
+        Tokenizer.from_file(str(st_dir / "tokenizer.json"))
+        .encode(SENTENCES[1], add_special_tokens=False)
+        .ids
+    )
     out = runtime.infer({"text": _objects([SENTENCES[1], ids, np.array(ids)])})
     assert _cosines(out["embedding"][:1], out["embedding"][1:]).min() >= 0.99999
     assert out["tokens"].tolist() == [len(ids) + 2] * 3
@@ -110,7 +116,9 @@ def test_plain_encoder_pooling_option(tmp_path, pooling):
     path = tiny_encoder(tmp_path, sentence_transformers=False)
     runtime = _runtime(path, pooling=pooling, normalize=False)
     out = runtime.infer({"text": _objects(SENTENCES[:3])})
-    batch = AutoTokenizer.from_pretrained(str(path))(SENTENCES[:3], padding=True, return_tensors="pt")
+    batch = AutoTokenizer.from_pretrained(str(path))(
+        SENTENCES[:3], padding=True, return_tensors="pt"
+    )
     with torch.inference_mode():
         hidden = AutoModel.from_pretrained(str(path))(**batch).last_hidden_state
     mask = batch["attention_mask"]
@@ -127,7 +135,9 @@ def test_rerank_scores_are_the_models_own(cross_dir):
     runtime = _runtime(cross_dir, task="rerank")
     documents = SENTENCES
     query = "what is the capital of france?"
-    out = runtime.infer({"query": _objects([query] * len(documents)), "document": _objects(documents)})
+    out = runtime.infer(
+        {"query": _objects([query] * len(documents)), "document": _objects(documents)}
+    )
     logits = reference_scores(cross_dir, [(query, d) for d in documents])[:, 0]
     np.testing.assert_allclose(out["score"], 1 / (1 + np.exp(-logits)), atol=1e-5)
     assert np.argsort(-out["score"]).tolist() == np.argsort(-logits).tolist()

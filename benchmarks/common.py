@@ -1,0 +1,210 @@
+"""Helpers shared by the serving-core benchmarks: servers, request bodies, a lean HTTP
+client, percentiles and the RESULTS.md section writer.
+
+The benchmarks run on a 2-core machine that other people use at the same time, so every
+script measures its baseline in the same run, interleaved, and reports the machine load.
+
+``RawClient`` is a minimal HTTP/1.1 keep-alive client on asyncio streams. It exists because
+the load generator shares the 2 cores with the server: httpx spends roughly 0.2-0.5 ms of
+CPU per request, which on this machine would be taken straight from the server under test.
+The raw client sends pre-encoded request bytes and reads ``Content-Length`` answers only
+(which is all uvicorn sends for these routes).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import platform
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from tests.conftest import Server, run_server  # noqa: E402
+
+RESULTS = ROOT / "benchmarks" / "RESULTS.md"
+HEADER = (
+    "# Benchmark results\n\n"
+    "Each section is written by one script in `benchmarks/` (the exact command is given); "
+    "each script measures its baseline in the same run. Newest sections are at the end.\n"
+)
+V2_DTYPES = {np.dtype(np.float32): "FP32", np.dtype(np.int64): "INT64"}
+
+
+# ---- statistics ----------------------------------------------------------------------------
+
+
+def percentile(values: list[float], q: float) -> float:
+    """Nearest-rank percentile (q in 0..1); NaN for no values."""
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def pcts(values: list[float]) -> tuple[float, float, float]:
+    return percentile(values, 0.5), percentile(values, 0.9), percentile(values, 0.99)
+
+
+# ---- servers and bodies --------------------------------------------------------------------
+
+
+@contextmanager
+def serve(tmp: Path, models: list[dict], extra_args: list[str] = ()) -> Iterator[Server]:
+    """An ``aimass serve`` subprocess (same launcher as the integration tests)."""
+    with run_server(tmp, models, extra_args=list(extra_args)) as server:
+        yield server
+
+
+def worker_pids(server: Server) -> list[int]:
+    """Pids of the server's replica processes (for py-spy when profiling)."""
+    import httpx
+
+    pids = []
+    for entry in httpx.post(server + "/v2/repository/index", json={}, timeout=10).json():
+        meta = httpx.get(f"{server}/v2/models/{entry['name']}", timeout=10).json()
+        pids += meta["parameters"].get("pids", [])
+    return pids
+
+
+def json_body(inputs: dict[str, np.ndarray]) -> tuple[bytes, dict[str, str]]:
+    """A v2 infer request with the tensors as JSON ``data`` lists."""
+    body = {
+        "inputs": [
+            {
+                "name": name,
+                "shape": list(arr.shape),
+                "datatype": V2_DTYPES[arr.dtype],
+                "data": arr.reshape(-1).tolist(),
+            }
+            for name, arr in inputs.items()
+        ]
+    }
+    return json.dumps(body, separators=(",", ":")).encode(), {"content-type": "application/json"}
+
+
+def binary_body(inputs: dict[str, np.ndarray]) -> tuple[bytes, dict[str, str]]:
+    """A v2 infer request with the tensors (and the outputs asked for) as binary data."""
+    entries, tail = [], b""
+    for name, arr in inputs.items():
+        raw = np.ascontiguousarray(arr).tobytes()
+        entries.append(
+            {
+                "name": name,
+                "shape": list(arr.shape),
+                "datatype": V2_DTYPES[arr.dtype],
+                "parameters": {"binary_data_size": len(raw)},
+            }
+        )
+        tail += raw
+    head = json.dumps(
+        {"inputs": entries, "parameters": {"binary_data_output": True}}, separators=(",", ":")
+    ).encode()
+    headers = {
+        "content-type": "application/octet-stream",
+        "inference-header-content-length": str(len(head)),
+    }
+    return head + tail, headers
+
+
+# ---- a lean HTTP/1.1 client ----------------------------------------------------------------
+
+
+def raw_request(server: Server, path: str, body: bytes | None, headers: dict[str, str]) -> bytes:
+    """Pre-encode one HTTP/1.1 request (POST with a body, GET without)."""
+    method = "GET" if body is None else "POST"
+    lines = [f"{method} {path} HTTP/1.1", f"host: 127.0.0.1:{server.port}"]
+    lines += [f"{k}: {v}" for k, v in headers.items()]
+    if body is not None:
+        lines.append(f"content-length: {len(body)}")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode() + (body or b"")
+
+
+class RawClient:
+    """One keep-alive connection; ``send`` writes pre-encoded bytes and returns the status."""
+
+    def __init__(self, port: int):
+        self.port = port
+        self._reader: asyncio.StreamReader | None = None
+        self._writer: asyncio.StreamWriter | None = None
+
+    async def connect(self) -> RawClient:
+        self._reader, self._writer = await asyncio.open_connection("127.0.0.1", self.port)
+        return self
+
+    async def send(self, request: bytes) -> tuple[int, bytes]:
+        self._writer.write(request)
+        head = await self._reader.readuntil(b"\r\n\r\n")
+        status = int(head[9:12])
+        length = 0
+        for line in head.split(b"\r\n")[1:]:
+            name, _, value = line.partition(b":")
+            if name.strip().lower() == b"content-length":
+                length = int(value)
+        body = await self._reader.readexactly(length) if length else b""
+        return status, body
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+
+
+# ---- reporting -----------------------------------------------------------------------------
+
+
+def machine_note() -> str:
+    """What the numbers were measured on, including load from other people at the time."""
+    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    return (
+        f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}, "
+        f"load average at the end {load} (shared machine: other jobs were running)"
+    )
+
+
+def stamp() -> str:
+    return f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC"
+
+
+def command(script: str, args: Any, flags: list[str]) -> str:
+    """The exact command line that reproduces a run, from the parsed arguments."""
+    parts = [".venv/bin/python", f"benchmarks/{script}"]
+    for flag in flags:
+        value = getattr(args, flag.lstrip("-").replace("-", "_"))
+        if isinstance(value, bool):
+            parts += [flag] if value else []
+        elif isinstance(value, list):
+            parts += [flag, *(str(v) for v in value)]
+        else:
+            parts += [flag, str(value)]
+    return " ".join(parts)
+
+
+def append_section(text: str) -> None:
+    """Append one section to RESULTS.md (created with a short header if missing)."""
+    if not RESULTS.exists():
+        RESULTS.write_text(HEADER)
+    with RESULTS.open("a") as f:
+        f.write("\n" + text.strip("\n") + "\n")
+
+
+def table(header: list[str], rows: list[list[Any]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for row in rows:
+        lines.append("| " + " | ".join(_cell(c) for c in row) + " |")
+    return lines
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.3f}" if abs(value) < 100 else f"{value:.0f}"
+    return str(value)
