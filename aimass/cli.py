@@ -260,24 +260,28 @@ def infer(
         body = json.loads(data)
     except ValueError as exc:
         _fail(f"--data is not JSON: {exc}")
-    if "inputs" not in body:
-        body = {"inputs": [_guess_tensor(k, v) for k, v in body.items()]}
-    path = f"/v2/models/{model}" + (f"/versions/{version}" if version else "") + "/infer"
+    base = url.rstrip("/") + f"/v2/models/{model}" + (f"/versions/{version}" if version else "")
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-    resp = httpx.post(url.rstrip("/") + path, json=body, headers=headers, timeout=60)
+    if "inputs" not in body:
+        meta = httpx.get(base, headers=headers, timeout=30)
+        declared = {i["name"]: i["datatype"] for i in meta.json().get("inputs", [])}
+        body = {"inputs": [_tensor(k, v, declared.get(k)) for k, v in body.items()]}
+    resp = httpx.post(base + "/infer", json=body, headers=headers, timeout=60)
     typer.echo(json.dumps(resp.json(), indent=2))
     if resp.status_code >= 400:
         raise typer.Exit(1)
 
 
-def _guess_tensor(name: str, value: Any) -> dict[str, Any]:
+def _tensor(name: str, value: Any, datatype: str | None) -> dict[str, Any]:
+    """A v2 input from plain JSON; the datatype comes from the model's metadata if known."""
     import numpy as np
 
     arr = np.asarray(value)
     if arr.ndim == 0:
         arr = arr.reshape(1)
-    kind = {"f": "FP32", "i": "INT64", "b": "BOOL", "U": "BYTES"}.get(arr.dtype.kind, "FP32")
-    return {"name": name, "shape": list(arr.shape), "datatype": kind, "data": arr.tolist()}
+    guess = {"f": "FP32", "i": "INT64", "b": "BOOL", "U": "BYTES"}.get(arr.dtype.kind, "FP32")
+    return {"name": name, "shape": list(arr.shape), "datatype": datatype or guess,
+            "data": arr.tolist()}
 
 
 def _register_access_commands() -> None:

@@ -208,3 +208,39 @@ def _cell(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.3f}" if abs(value) < 100 else f"{value:.0f}"
     return str(value)
+
+
+# ---- server-side figures -------------------------------------------------------------------
+
+
+def server_stats(server: Server, model: str) -> dict[str, float]:
+    """Means and counts from the server's Prometheus histograms for ``model``: seconds per
+    stage (``queue``, ``compute``, ``total``), rows per batch, and requests per status."""
+    import httpx
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = httpx.get(server + "/metrics", timeout=10).text
+    sums: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.labels.get("model") != model:
+                continue
+            key = sample.name
+            if "stage" in sample.labels:
+                key += ":" + sample.labels["stage"]
+            if "status" in sample.labels:
+                key += ":" + sample.labels["status"]
+            sums[key] = sums.get(key, 0.0) + sample.value
+    out: dict[str, float] = {}
+    for stage in ("queue", "compute", "total"):
+        count = sums.get(f"aimass_request_latency_seconds_count:{stage}", 0.0)
+        if count:
+            out[f"{stage}_ms"] = sums[f"aimass_request_latency_seconds_sum:{stage}"] / count * 1e3
+    batches = sums.get("aimass_batch_size_count", 0.0)
+    if batches:
+        out["rows_per_batch"] = sums["aimass_batch_size_sum"] / batches
+        out["batches"] = batches
+    for key, value in sums.items():
+        if key.startswith("aimass_requests_total:"):
+            out["status_" + key.rsplit(":", 1)[1]] = value
+    return out

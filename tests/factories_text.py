@@ -11,12 +11,14 @@ import json
 import string
 from pathlib import Path
 
-WORDS = (
-    "the a an is are was of to in on and or for with what how why who where when "
-    "cat dog cats dogs eat eats food man woman city paris france capital weather rain "
-    "sun hello world quick brown fox jumps over lazy machine learning model models "
-    "query document search fast slow good bad best"
-).split()
+WORDS = [
+    *("the", "a", "an", "is", "are", "was", "of", "to", "in", "on", "and", "or", "for"),
+    *("with", "what", "how", "why", "who", "where", "when", "cat", "dog", "cats", "dogs"),
+    *("eat", "eats", "food", "man", "woman", "city", "paris", "france", "capital"),
+    *("weather", "rain", "sun", "hello", "world", "quick", "brown", "fox", "jumps", "over"),
+    *("lazy", "machine", "learning", "model", "models", "query", "document", "search"),
+    *("fast", "slow", "good", "bad", "best"),
+]
 SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 PUNCT = list(".,!?;:'\"()-")
 SENTENCES = [

@@ -153,7 +153,8 @@ def _read_st_pooling(config_file: Path) -> str:
     modes = [mode for key, mode in _ST_POOLING_KEYS.items() if config.get(key)]
     if len(modes) != 1:
         raise InvalidInput(
-            f"{config_file}: exactly one supported pooling mode must be set, found {modes or 'none'}"
+            f"{config_file}: exactly one supported pooling mode must be set, "
+            f"found {modes or 'none'}"
         )
     return modes[0]
 

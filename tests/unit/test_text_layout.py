@@ -49,7 +49,7 @@ def test_plain_encoder_defaults(plain_dir):
 
 
 def test_unknown_pooling_is_refused(plain_dir):
-    with pytest.raises(InvalidInput, match="options.pooling"):
+    with pytest.raises(InvalidInput, match=r"options\.pooling"):
         read_layout(_spec(plain_dir, pooling="median"))
 
 
@@ -60,7 +60,7 @@ def test_unsupported_sentence_transformers_module_is_named(tmp_path):
         {"idx": 3, "name": "3", "path": "3_Dense", "type": "sentence_transformers.models.Dense"}
     )
     (path / "modules.json").write_text(json.dumps(modules))
-    with pytest.raises(InvalidInput, match="models.Dense"):
+    with pytest.raises(InvalidInput, match=r"models\.Dense"):
         read_layout(_spec(path))
 
 

@@ -1,0 +1,92 @@
+"""The built-in all-MiniLM-L6-v2 (fp32 and its gated int8 version) and the optimize command."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import openai
+import pytest
+
+from aimass.registry import builtin
+from aimass.registry import models as registry
+from aimass.services import optimize
+from aimass.spec import ModelSpec
+from tests.conftest import ROOT, run_server
+from tests.factories_text import tiny_encoder
+
+TEXTS = [
+    "A man is eating food.",
+    "How do I reset my password?",
+    "Le chat dort sur le canapé.",
+    "Quarterly revenue rose 12% to $4.3 billion.",
+]
+
+
+@pytest.fixture(scope="module")
+def minilm(tmp_path_factory) -> tuple[Path, list[ModelSpec]]:
+    home = tmp_path_factory.mktemp("home")
+    return home, builtin.minilm_specs(home)
+
+
+def test_minilm_int8_passes_the_gate_and_is_cached(minilm, monkeypatch):
+    home, specs = minilm
+    assert [s.version for s in specs] == [1, 2]
+    fp32, int8 = specs
+    assert "onnx" not in fp32.options and int8.options["onnx"].endswith("model_int8.onnx")
+    gate = optimize.read_gate(home / "models" / f"{builtin.MINILM}-int8")
+    assert gate.passed and gate.mean_cosine >= 0.99 and gate.min_cosine >= 0.98
+    monkeypatch.setattr(optimize, "build_int8", lambda *a: pytest.fail("gate ran again"))
+    assert builtin.minilm_specs(home) == specs
+
+
+def test_server_output_equals_the_reference_model(minilm, tmp_path):
+    from sentence_transformers import SentenceTransformer
+
+    _, (fp32, int8) = minilm
+    reference = SentenceTransformer(fp32.source, device="cpu").encode(TEXTS)
+    with run_server(tmp_path, models=[fp32, int8]) as base_url:
+        client = openai.OpenAI(base_url=f"{base_url}/v1", api_key="unused", max_retries=0)
+        served = {
+            version: np.array(
+                [
+                    d.embedding
+                    for d in client.embeddings.create(
+                        model=f"{builtin.MINILM}:{version}", input=TEXTS
+                    ).data
+                ]
+            )
+            for version in (1, 2)
+        }
+        newest = client.embeddings.create(model=builtin.MINILM, input=TEXTS[0])
+    assert served[1].shape == (4, 384)
+    assert optimize.cosines(served[1], reference).min() >= 0.9999
+    int8_cos = optimize.cosines(served[2], reference)
+    assert int8_cos.mean() >= optimize.MEAN_COSINE_MIN and int8_cos.min() >= optimize.MIN_COSINE_MIN
+    # No version named: the newest ready one (int8) serves. Dynamic int8 scales activations per
+    # batch, so a lone sentence differs slightly from the same sentence batched with others.
+    alone = optimize.cosines(np.array([newest.data[0].embedding]), reference[:1])[0]
+    assert optimize.MIN_COSINE_MIN <= alone < 0.9999
+
+
+def test_cli_optimize_registers_the_variant(tmp_path):
+    home = tmp_path / "home"
+    url = f"sqlite:///{home / 'aimass.db'}"
+    spec = ModelSpec(
+        name="tiny",
+        task="embedding",
+        runtime="transformers",
+        source=str(tiny_encoder(tmp_path / "tiny")),
+    )
+    registry.add_model(url, spec)
+    env = {**os.environ, "AIMASS_HOME": str(home)}
+    command = [sys.executable, "-m", "aimass", "models", "optimize", "tiny"]
+    refused = subprocess.run(command, env=env, cwd=ROOT, capture_output=True, text=True)
+    assert refused.returncode != 0 and "--int8" in refused.stderr
+    done = subprocess.run([*command, "--int8"], env=env, cwd=ROOT, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert "version 2 registered" in done.stdout and "mean cosine" in done.stdout
+    assert registry.get_model(url, "tiny", 2).notes["quality_gate"]["passed"] is True
