@@ -144,7 +144,7 @@ class TransformersRuntime(Runtime):
     def inputs(self) -> list[TensorInfo]:
         if self.spec.task == "rerank":
             return [TensorInfo(QUERY, "BYTES", [-1]), TensorInfo(DOCUMENT, "BYTES", [-1])]
-        return [TensorInfo(TEXT, "BYTES", [-1]), TensorInfo(TRUNCATE, "BOOL", [-1])]
+        return [TensorInfo(TEXT, "BYTES", [-1])]  # ``truncate`` is optional, so not declared
 
     def outputs(self) -> list[TensorInfo]:
         tokens = TensorInfo(TOKENS, "INT64", [-1])

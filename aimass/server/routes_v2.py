@@ -103,7 +103,12 @@ def _timeout_s(request: Request, params: dict | None) -> float | None:
 
 @router.post("/v2/models/{name}/infer")
 @router.post("/v2/models/{name}/versions/{version}/infer")
-async def infer(request: Request, name: str, version: str | None = None) -> Response:
+async def infer(request: Request) -> Response:
+    # The path parameters are read from the scope, not declared: both are plain strings,
+    # and FastAPI's per-request parameter resolution is a measurable share of a small
+    # request's cost (benchmarks/bench_overhead.py).
+    name: str = request.path_params["name"]
+    version: str | None = request.path_params.get("version")
     await check_model_access(request, name)
     dep = _deployment(request, name, version)
     body = await request.body()

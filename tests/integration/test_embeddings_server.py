@@ -35,7 +35,13 @@ def models(tmp_path_factory) -> dict[str, Path]:
     encoder = tiny_encoder(root / "encoder", max_length=16)
     int8, gate = build_int8(ModelSpec(**_spec("tiny", encoder)), root / "int8")
     assert gate.passed
-    return {"encoder": encoder, "cross": tiny_classifier(root / "cross"), "int8": int8}
+    classifier = tiny_classifier(root / "classifier", labels=["neg", "neu", "pos"])
+    return {
+        "encoder": encoder,
+        "cross": tiny_classifier(root / "cross"),
+        "int8": int8,
+        "classifier": classifier,
+    }
 
 
 @pytest.fixture(scope="module")
@@ -45,6 +51,7 @@ def server(models, tmp_path_factory):
         _spec("tiny-mrl", models["encoder"], options={"supports_dimensions": True}),
         _spec("tiny-int8", models["encoder"], options={"onnx": str(models["int8"])}),
         _spec("tiny-rerank", models["cross"], task="rerank"),
+        _spec("tiny-clf", models["classifier"], task="text-classification"),
     ]
     env = {"AIMASS_MAX_ITEMS_PER_REQUEST": str(MAX_ITEMS)}
     with run_server(tmp_path_factory.mktemp("srv"), models=specs, env=env) as base_url:
@@ -194,3 +201,12 @@ def test_bad_rerank_requests(server, body, status, needle):
     response = httpx.post(f"{server}/v1/rerank", json=body)
     assert response.status_code == status, response.text
     assert needle in response.json()["error"]["message"]
+
+
+def test_text_classification_over_v2(server):
+    body = {"inputs": [{"name": "text", "datatype": "BYTES", "shape": [2], "data": SENTENCES[:2]}]}
+    answer = httpx.post(f"{server}/v2/models/tiny-clf/infer", json=body).json()
+    outputs = {o["name"]: o for o in answer["outputs"]}
+    scores = np.array(outputs["scores"]["data"]).reshape(outputs["scores"]["shape"])
+    assert scores.shape == (2, 3) and np.allclose(scores.sum(1), 1, atol=1e-5)
+    assert outputs["label"]["data"] == [["neg", "neu", "pos"][i] for i in scores.argmax(1)]

@@ -1,0 +1,385 @@
+"""Embeddings throughput: AI Mass vs. the usual ways to serve all-MiniLM-L6-v2, in one run.
+
+64 concurrent clients each send one short sentence per request (closed loop) for
+``--duration`` seconds to each HTTP server in turn:
+
+* ``aimass``       AI Mass serving the built-in int8 version (gated) — the claim;
+* ``aimass-fp32``  AI Mass serving the fp32 version (same model as the baselines);
+* ``fastapi``      (a) a plain FastAPI + sentence-transformers server encoding per request;
+* ``ray``          (b) Ray Serve with ``@serve.batch`` around sentence-transformers;
+* ``ceiling``      (c) in-process batched onnxruntime int8, tokenization included, no HTTP.
+
+Sentences/s and p50/p99 latency per system; the table and the exact command are appended to
+benchmarks/RESULTS.md. Everything shares this machine's cores with the load generator
+(aiohttp, one process), as a real deployment on one box would.
+
+    .venv/bin/python benchmarks/bench_embeddings.py --duration 30
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import functools
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "RESULTS.md"
+SUBJECTS = (
+    "the cat",
+    "a young engineer",
+    "my neighbour",
+    "the new manager",
+    "our team",
+    "a tourist",
+)
+VERBS = ("reads", "writes", "builds", "fixes", "orders", "finds")
+OBJECTS = (
+    "a long report",
+    "the train timetable",
+    "fresh bread",
+    "a small robot",
+    "the bug",
+    "a map",
+)
+ENDINGS = (
+    "before lunch.",
+    "every Monday.",
+    "in the garden.",
+    "with great care.",
+    "at the station.",
+)
+SENTENCES = [
+    f"{s.capitalize()} {v} {o} {e}"
+    for s in SUBJECTS
+    for v in VERBS
+    for o in OBJECTS
+    for e in ENDINGS
+][::7]
+
+
+# ---- load generation ----------------------------------------------------------------------
+
+
+async def _client(session, url: str, body, offset: int, stop: float, lat: list, errors: list):
+    i = offset
+    while time.perf_counter() < stop:
+        payload = body(SENTENCES[i % len(SENTENCES)])
+        i += 1
+        start = time.perf_counter()
+        try:
+            async with session.post(url, json=payload) as response:
+                await response.read()
+                ok = response.status == 200
+        except Exception as exc:  # keep going; the error count shows in the table
+            errors.append(repr(exc))
+            continue
+        if ok:
+            lat.append(time.perf_counter() - start)
+        else:
+            errors.append(response.status)
+
+
+async def _drive(url: str, body, clients: int, seconds: float) -> tuple[list, list]:
+    import aiohttp
+
+    connector = aiohttp.TCPConnector(limit=clients)
+    timeout = aiohttp.ClientTimeout(total=60)
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+        lat: list[float] = []
+        errors: list = []
+        stop = time.perf_counter() + seconds
+        await asyncio.gather(
+            *(_client(session, url, body, i * 13, stop, lat, errors) for i in range(clients))
+        )
+        return lat, errors
+
+
+def load_test(url: str, body, clients: int, duration: float, warmup: float) -> dict:
+    asyncio.run(_drive(url, body, clients, warmup))
+    started = time.perf_counter()
+    lat, errors = asyncio.run(_drive(url, body, clients, duration))
+    elapsed = time.perf_counter() - started
+    return _summary(len(lat), elapsed, lat, len(errors), errors[:3])
+
+
+def _summary(count: int, elapsed: float, lat: list[float], errors: int, sample: list) -> dict:
+    ms = np.array(lat) * 1000 if lat else np.array([np.nan])
+    return {
+        "sentences_per_s": count / elapsed,
+        "p50_ms": float(np.percentile(ms, 50)),
+        "p99_ms": float(np.percentile(ms, 99)),
+        "errors": errors,
+        "error_sample": [str(e) for e in sample],
+    }
+
+
+# ---- servers ----------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until(url: str, body: dict, proc: subprocess.Popen, timeout: float = 300) -> None:
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode}")
+        try:
+            if httpx.post(url, json=body, timeout=10).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    raise RuntimeError(f"{url} not ready after {timeout}s")
+
+
+def stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+def start(cmd: list[str], log: Path, env: dict | None = None) -> subprocess.Popen:
+    return subprocess.Popen(
+        cmd,
+        stdout=log.open("w"),
+        stderr=subprocess.STDOUT,
+        cwd=ROOT,
+        env={**os.environ, **(env or {})},
+        start_new_session=True,
+    )
+
+
+def aimass_server(spec, work: Path, port: int) -> subprocess.Popen:
+    import yaml
+
+    config = work / f"aimass-{spec.version}.yaml"
+    config.write_text(yaml.safe_dump({"models": [spec.model_dump(mode="json")]}))
+    cmd = [
+        sys.executable,
+        "-m",
+        "aimass",
+        "serve",
+        "--port",
+        str(port),
+        "--no-builtins",
+        "--config",
+        str(config),
+        "--log-level",
+        "warning",
+    ]
+    return start(cmd, work / f"aimass-{spec.version}.log", {"AIMASS_HOME": str(work / "home")})
+
+
+def serve_fastapi(port: int, model_dir: str, threads: int) -> None:
+    """(a): what a quick FastAPI wrapper looks like — one encode() call per request."""
+    import torch
+    import uvicorn
+    from fastapi import FastAPI
+    from pydantic import BaseModel
+    from sentence_transformers import SentenceTransformer
+
+    torch.set_num_threads(threads)
+    model = SentenceTransformer(model_dir, device="cpu")
+    app = FastAPI()
+
+    class Body(BaseModel):
+        input: str
+
+    @app.post("/embed")
+    def embed(body: Body) -> dict:
+        return {"embedding": model.encode([body.input])[0].tolist()}
+
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning")
+
+
+def serve_ray(port: int, model_dir: str, threads: int) -> None:
+    """(b): Ray Serve's documented batching pattern around sentence-transformers."""
+    import ray
+    from ray import serve
+    from starlette.requests import Request
+
+    ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
+    serve.start(http_options={"host": "127.0.0.1", "port": port})
+
+    @serve.deployment(max_ongoing_requests=256, ray_actor_options={"num_cpus": 1})
+    class Embedder:
+        def __init__(self) -> None:
+            import torch
+            from sentence_transformers import SentenceTransformer
+
+            torch.set_num_threads(threads)
+            self.model = SentenceTransformer(model_dir, device="cpu")
+
+        @serve.batch(max_batch_size=64, batch_wait_timeout_s=0.005)
+        async def encode(self, texts: list[str]) -> list[list[float]]:
+            return [v.tolist() for v in self.model.encode(texts, batch_size=64)]
+
+        async def __call__(self, request: Request) -> dict:
+            body = await request.json()
+            return {"embedding": await self.encode(body["input"])}
+
+    serve.run(Embedder.bind(), route_prefix="/embed", blocking=False)
+    signal.sigwait({signal.SIGTERM, signal.SIGINT})
+    serve.shutdown()
+
+
+# ---- the ceiling ------------------------------------------------------------------------
+
+
+def ceiling(int8_spec, duration: float, batch: int) -> dict:
+    """(c): tokenize + onnxruntime int8 + pooling in this process, full batches, no HTTP."""
+    from aimass.runtimes.transformers import TransformersRuntime
+
+    runtime = TransformersRuntime(int8_spec)
+    runtime.load()
+    texts = np.empty(batch, dtype=object)
+    lat: list[float] = []
+    count, i = 0, 0
+    end = time.perf_counter() + 2
+    while time.perf_counter() < end:  # warm-up
+        texts[:] = [SENTENCES[(i + k) % len(SENTENCES)] for k in range(batch)]
+        runtime.infer({"text": texts})
+        i += batch
+    started = time.perf_counter()
+    while time.perf_counter() - started < duration:
+        texts[:] = [SENTENCES[(i + k) % len(SENTENCES)] for k in range(batch)]
+        t0 = time.perf_counter()
+        runtime.infer({"text": texts})
+        lat.append(time.perf_counter() - t0)
+        count += batch
+        i += batch
+    return _summary(count, time.perf_counter() - started, lat, 0, [])
+
+
+# ---- orchestration ----------------------------------------------------------------------
+
+
+def run_http(name: str, proc: subprocess.Popen, url: str, body, args) -> dict:
+    try:
+        wait_until(url, body("warm up"), proc)
+        return load_test(url, body, args.clients, args.duration, args.warmup)
+    finally:
+        stop(proc)
+
+
+def _openai_body(model: str, text: str) -> dict:
+    return {"model": model, "input": text}
+
+
+def run_system(name: str, specs, model_dir: str, work: Path, args) -> dict:
+    port = free_port()
+    if name in ("aimass", "aimass-fp32"):
+        spec = specs[-1] if name == "aimass" else specs[0]
+        proc = aimass_server(spec, work, port)
+        body = functools.partial(_openai_body, f"{spec.name}:{spec.version}")
+        return run_http(name, proc, f"http://127.0.0.1:{port}/v1/embeddings", body, args)
+    if name in ("fastapi", "ray"):
+        cmd = [sys.executable, __file__, f"--serve-{name}", str(port), model_dir, str(args.threads)]
+        proc = start(cmd, work / f"{name}.log")
+        return run_http(name, proc, f"http://127.0.0.1:{port}/embed", lambda s: {"input": s}, args)
+    return ceiling(specs[-1], args.duration, args.batch)
+
+
+def table(results: dict[str, dict], goals: dict[str, str]) -> str:
+    lines = [
+        "| system | sentences/s | p50 ms | p99 ms | errors | AI Mass × this |",
+        "|---|---|---|---|---|---|",
+    ]
+    ours = results.get("aimass", {}).get("sentences_per_s")
+    for name, r in results.items():
+        if "failed" in r:
+            lines.append(f"| {name} | could not run: {r['failed']} | | | | |")
+            continue
+        ratio = f"{ours / r['sentences_per_s']:.2f}×" if ours and name != "aimass" else ""
+        if goals.get(name) and ratio:
+            ratio += f" (goal {goals[name]})"
+        lines.append(
+            f"| {name} | {r['sentences_per_s']:.0f} | {r['p50_ms']:.1f} | {r['p99_ms']:.1f} "
+            f"| {r['errors']} | {ratio} |"
+        )
+    return "\n".join(lines)
+
+
+def append_results(text: str, command: str, args, specs) -> None:
+    load = os.getloadavg()
+    header = "## Embeddings: all-MiniLM-L6-v2, 64 clients × one sentence per request"
+    body = (
+        f"\n{header}\n\nCommand: `{command}`  \n"
+        f"Run {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {os.cpu_count()} cores, "
+        f"{args.clients} clients, {args.duration:.0f} s per system after {args.warmup:.0f} s "
+        f"warm-up; load average before the run {load[0]:.1f}. AI Mass serves version "
+        f"{specs[-1].version} ({specs[-1].description}). Latency of `ceiling` is per batch of "
+        f"{args.batch}.\n\n{text}\n"
+    )
+    existing = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
+    RESULTS.write_text(existing.rstrip("\n") + "\n" + body)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--duration", type=float, default=30.0, help="seconds per system")
+    parser.add_argument("--warmup", type=float, default=3.0)
+    parser.add_argument("--clients", type=int, default=64)
+    parser.add_argument("--batch", type=int, default=64, help="batch size of the ceiling")
+    parser.add_argument("--threads", type=int, default=2, help="torch threads of baselines")
+    parser.add_argument("--systems", default="aimass,aimass-fp32,fastapi,ray,ceiling")
+    parser.add_argument("--home", type=Path, default=None, help="AIMASS_HOME for the model")
+    parser.add_argument("--no-append", action="store_true")
+    parser.add_argument("--serve-fastapi", nargs=3, metavar=("PORT", "DIR", "THREADS"))
+    parser.add_argument("--serve-ray", nargs=3, metavar=("PORT", "DIR", "THREADS"))
+    args = parser.parse_args()
+    if args.serve_fastapi:
+        return serve_fastapi(
+            int(args.serve_fastapi[0]), args.serve_fastapi[1], int(args.serve_fastapi[2])
+        )
+    if args.serve_ray:
+        return serve_ray(int(args.serve_ray[0]), args.serve_ray[1], int(args.serve_ray[2]))
+
+    from aimass.config import Settings
+    from aimass.registry.builtin import minilm_specs
+
+    specs = minilm_specs(args.home or Settings().home)
+    if len(specs) < 2:
+        sys.exit("the int8 variant did not pass the quality gate here; nothing to benchmark")
+    results: dict[str, dict] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in args.systems.split(","):
+            print(f"running {name} ...", flush=True)
+            try:
+                results[name] = run_system(name, specs, specs[0].source, Path(tmp), args)
+            except Exception as exc:
+                log = Path(tmp) / f"{name}.log"
+                tail = log.read_text()[-2000:] if log.exists() else ""
+                results[name] = {"failed": f"{type(exc).__name__}: {exc}"}
+                print(f"{name} failed: {exc}\n{tail}", flush=True)
+            print(json.dumps(results[name]), flush=True)
+    goals = {"ceiling": "≥ 0.85×", "fastapi": "≥ 10×", "ray": "≥ 2×"}
+    text = table(results, goals)
+    print(text)
+    if not args.no_append:
+        append_results(text, "python " + " ".join(sys.argv[0:1] + sys.argv[1:]), args, specs)
+
+
+if __name__ == "__main__":
+    main()
