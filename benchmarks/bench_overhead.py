@@ -21,7 +21,6 @@ The claim: p50(httpx) - p50(direct) <= 1 ms.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import statistics
 import tempfile
 import time
@@ -29,7 +28,6 @@ from pathlib import Path
 
 import httpx
 import numpy as np
-
 from common import (
     RawClient,
     append_section,
@@ -38,11 +36,13 @@ from common import (
     machine_note,
     pcts,
     raw_request,
+    run_async,
     serve,
     server_stats,
     stamp,
     table,
 )
+
 from tests.conftest import make_add_model, onnx_spec
 
 WARMUP = 200
@@ -142,7 +142,7 @@ def main() -> None:
         tmp = Path(tmp_name)
         path = make_add_model(tmp / "add.onnx")
         with serve(tmp, [onnx_spec("add", path)]) as server:
-            times = asyncio.run(measure(path, server, args.requests))
+            times = run_async(measure(path, server, args.requests))
             stats = server_stats(server, "add")
     text = report(times, stats, args)
     print(text)

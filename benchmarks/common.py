@@ -120,6 +120,15 @@ def binary_body(inputs: dict[str, np.ndarray]) -> tuple[bytes, dict[str, str]]:
 # ---- a lean HTTP/1.1 client ----------------------------------------------------------------
 
 
+def run_async(coro):
+    """Run the load generator on uvloop (less client CPU taken from the server) if present."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(coro)
+    return uvloop.run(coro)
+
+
 def raw_request(server: Server, path: str, body: bytes | None, headers: dict[str, str]) -> bytes:
     """Pre-encode one HTTP/1.1 request (POST with a body, GET without)."""
     method = "GET" if body is None else "POST"
@@ -143,6 +152,17 @@ class RawClient:
         return self
 
     async def send(self, request: bytes) -> tuple[int, bytes]:
+        try:
+            return await self._send(request)
+        except (asyncio.IncompleteReadError, ConnectionError) as exc:
+            if getattr(exc, "partial", b""):
+                raise
+            # uvicorn closes keep-alive connections idle for 5 s; open a new one, once.
+            self.close()
+            await self.connect()
+            return await self._send(request)
+
+    async def _send(self, request: bytes) -> tuple[int, bytes]:
         self._writer.write(request)
         head = await self._reader.readuntil(b"\r\n\r\n")
         status = int(head[9:12])

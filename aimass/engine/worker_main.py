@@ -1,9 +1,10 @@
 """The loop that runs inside a replica: load the runtime, then serve messages from the server.
 
-Runs in a spawned process (or, for tests, a thread). A reader thread drains the pipe into an
-inbox at all times, so the server can always send; the main thread computes. Generative
-runtimes are stepped whenever they have work, with new messages picked up between steps —
-that is what lets a new sequence join the running batch at the next step.
+Runs in a spawned process (or, for tests, a thread). Batch runtimes read the pipe directly
+and compute one batch at a time. For generative runtimes a reader thread drains the pipe
+into an inbox at all times, so the server can always send; the main thread steps the runtime
+whenever it has work and picks up new messages between steps — that is what lets a new
+sequence join the running batch at the next step.
 
 Messages in:  ("infer", id, payload) | ("add", id, request) | ("cancel", id) | ("stop",)
 Messages out: ("ready", info) | ("load_error", text) | ("result", id, outputs)
@@ -35,10 +36,13 @@ def run_worker(spec_json: str, conn: Connection, in_process: bool = False) -> No
         conn.send(("load_error", f"{type(exc).__name__}: {exc}"))
         return
     conn.send(("ready", _info(runtime)))
-    inbox: queue.Queue = queue.Queue()
-    threading.Thread(target=_read_into, args=(conn, inbox), daemon=True).start()
     try:
-        _serve(runtime, conn, inbox)
+        if runtime.generative:
+            inbox: queue.Queue = queue.Queue()
+            threading.Thread(target=_read_into, args=(conn, inbox), daemon=True).start()
+            _serve_generative(runtime, conn, inbox)
+        else:
+            _serve_batches(runtime, conn)
     finally:
         runtime.unload()
 
@@ -74,9 +78,22 @@ def _read_into(conn: Connection, inbox: queue.Queue) -> None:
             return
 
 
-def _serve(runtime, conn: Connection, inbox: queue.Queue) -> None:
+def _serve_batches(runtime, conn: Connection) -> None:
+    """One batch at a time, read straight from the pipe: the server sends a batch only to an
+    idle replica, so nothing large waits in the pipe while this one computes."""
     while True:
-        busy = runtime.generative and runtime.has_work()
+        try:
+            msg = conn.recv()
+        except (EOFError, OSError):
+            return
+        if msg[0] == "stop":
+            return
+        _handle(runtime, conn, msg)
+
+
+def _serve_generative(runtime, conn: Connection, inbox: queue.Queue) -> None:
+    while True:
+        busy = runtime.has_work()
         messages = [] if busy else [inbox.get()]
         while True:
             try:
@@ -87,7 +104,7 @@ def _serve(runtime, conn: Connection, inbox: queue.Queue) -> None:
             if msg[0] == "stop":
                 return
             _handle(runtime, conn, msg)
-        if runtime.generative and runtime.has_work():
+        if runtime.has_work():
             for ev in runtime.step():
                 conn.send(("event", ev.req_id, ev.data, ev.done))
 

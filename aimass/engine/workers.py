@@ -1,8 +1,9 @@
 """Replicas as the scheduler sees them: a worker process (or thread) behind a pipe.
 
 ``submit`` sends a whole batch and awaits its result; ``stream`` admits a sequence to a
-generative runtime and yields its events. A reader thread per replica turns messages into
-future results on the event loop. When the process dies, the pipe reports EOF at once and
+generative runtime and yields its events. The pipe is read on the event loop itself
+(``add_reader``), so a result reaches its request without a thread hand-off. When the
+process dies, the pipe reports EOF at once and
 every request in flight fails with 503 naming the model — no waiting for a timeout.
 """
 
@@ -73,7 +74,7 @@ class Replica:
             raise Unavailable(f"{self.label} failed to load: {msg[1]}")
         self.info = msg[1]
         self.alive = True
-        threading.Thread(target=self._read, daemon=True, name=f"reader-{self.label}").start()
+        self._loop.add_reader(parent.fileno(), self._on_readable)
 
     async def _first_message(self, timeout_s: float) -> tuple:
         conn = self._conn
@@ -144,16 +145,16 @@ class Replica:
         except (OSError, ValueError) as exc:
             raise Unavailable(f"{self.label} is not reachable: {exc}") from None
 
-    def _read(self) -> None:
+    def _on_readable(self) -> None:
+        """Drain the pipe on the event loop: no reader thread, no cross-thread wake-up."""
         conn = self._conn
-        while True:
-            try:
-                msg = conn.recv()
-            except (EOFError, OSError):
-                break
-            self._loop.call_soon_threadsafe(self._dispatch, msg)
-        reason = self._exit_reason()
-        self._loop.call_soon_threadsafe(self._on_eof, reason)
+        try:
+            while conn.poll(0):
+                self._dispatch(conn.recv())
+        except (EOFError, OSError):
+            self._loop.remove_reader(conn.fileno())
+            task = asyncio.ensure_future(asyncio.to_thread(self._exit_reason))
+            task.add_done_callback(lambda t: self._on_eof(t.result()))
 
     def _exit_reason(self) -> str:
         if self.in_process:
@@ -187,12 +188,9 @@ class Replica:
 
     def _on_eof(self, reason: str) -> None:
         self.alive = False
-        err = Unavailable(f"{self.label} crashed ({reason}); the request was not completed")
-        for fut in self._pending.values():
-            if not fut.done():
-                fut.set_exception(err)
-        for inbox in self._streams.values():
-            inbox.put_nowait(err)
+        self._fail_all(
+            Unavailable(f"{self.label} crashed ({reason}); the request was not completed")
+        )
         if not self._stopping and self.on_exit is not None:
             self.on_exit(self, reason)
 
@@ -209,12 +207,25 @@ class Replica:
             await asyncio.to_thread(self._proc.join, grace_s)
         self._kill()
 
+    def _stop_reading(self) -> None:
+        if self._conn is not None and self._loop is not None and not self._conn.closed:
+            self._loop.remove_reader(self._conn.fileno())
+
+    def _fail_all(self, err: Unavailable) -> None:
+        for fut in self._pending.values():
+            if not fut.done():
+                fut.set_exception(err)
+        for inbox in self._streams.values():
+            inbox.put_nowait(err)
+
     def _kill(self) -> None:
         self._stopping = True
+        self._stop_reading()
         proc = self._proc
         if proc is not None and not self.in_process and proc.is_alive():
             proc.kill()
             proc.join(timeout=5)
+        self._fail_all(Unavailable(f"{self.label} was stopped"))
         if self._conn is not None:
             self._conn.close()
 

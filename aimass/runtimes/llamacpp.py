@@ -41,7 +41,8 @@ from aimass.spec import ModelSpec
 
 DEFAULT_MAX_CONCURRENT = 8
 DEFAULT_CTX_PER_SEQ = 2048
-DEFAULT_PREFILL_CHUNK = 256
+DEFAULT_PREFILL_CHUNK = 512
+ROW_BLOCK = 4
 
 
 @dataclass
@@ -91,14 +92,16 @@ class LlamaCppRuntime(GenerativeRuntime):
         per_seq = int(opts.get("n_ctx_per_seq") or 0)
         if not per_seq and opts.get("n_ctx"):
             per_seq = int(opts["n_ctx"]) // self.max_seqs
+        streams = -(-self.max_seqs // ROW_BLOCK) * ROW_BLOCK
         config = ContextConfig(
-            n_seq=self.max_seqs,
+            n_seq=streams,
             n_ctx_per_seq=per_seq or DEFAULT_CTX_PER_SEQ,
-            n_batch=int(opts.get("n_batch", 512)),
+            n_batch=max(self.prefill_chunk, streams),
             threads=self.spec.threads,
         )
         self.llm = LlamaModel(self.spec.source, config)
-        self.batch = TokenBatch(self.llm.n_batch)
+        self.batch = TokenBatch(streams)
+        self.prefill_batch = TokenBatch(self.prefill_chunk)
         self.template = pick_template(
             opts.get("chat_template"),
             self.llm.meta("tokenizer.chat_template"),
@@ -256,18 +259,8 @@ class LlamaCppRuntime(GenerativeRuntime):
     def step(self) -> list[StepEvent]:
         events = self._expire(time.time())
         self._admit()
-        sampled = self._fill_batch()
-        if not sampled and self.batch.n == 0:
-            return events
-        status = self.batch.decode(self._llm().ctx)
-        if status != 0:
-            return events + self._fail_batch(status)
-        now = time.time()
-        for seq, index in sampled:
-            token = lc.llama_sampler_sample(seq.chain, self._llm().ctx, index)
-            event = self._on_token(seq, token, now)
-            if event is not None:
-                events.append(event)
+        events += self._decode_generating()
+        events += self._prefill()
         return events
 
     def _admit(self) -> None:
@@ -278,29 +271,79 @@ class LlamaCppRuntime(GenerativeRuntime):
             seq.slot = free.pop(0)
             self.running[seq.slot] = seq
 
-    def _fill_batch(self) -> list[tuple[Sequence, int]]:
-        """One token per generating sequence, then prompt chunks; slots in increasing order
-        so llama.cpp can put all sequences in one micro-batch."""
+    def _decode_generating(self) -> list[StepEvent]:
+        """One ``llama_decode``: the next token of every generating sequence.
+
+        Rows go in slot order and the row count is padded to a multiple of 4 with throw-away
+        rows in idle slots. llama.cpp then puts them all in one micro-batch and computes every
+        row with the same 4-row matrix kernel, whatever else is running: a sequence's numbers,
+        and so its greedy output, do not depend on its neighbours.
+        """
+        llm = self._llm()
+        gen = {slot: s for slot, s in self.running.items() if s.prefilled and s.generated}
+        if not gen:
+            return []
         self.batch.clear()
-        budget = self.prefill_chunk
-        sampled: list[tuple[Sequence, int]] = []
-        for slot in sorted(self.running):
-            seq = self.running[slot]
-            if seq.prefilled:
-                index = self.batch.add([seq.generated[-1]], seq.n_past, slot, True)
+        rows = -(-(max(gen) + 1) // ROW_BLOCK) * ROW_BLOCK
+        dummies: list[tuple[int, int]] = []
+        rows_of: list[tuple[Sequence, int]] = []
+        for slot in range(rows):
+            seq = gen.get(slot)
+            if seq is not None:
+                rows_of.append((seq, self.batch.add([seq.generated[-1]], seq.n_past, slot, True)))
                 seq.n_past += 1
-                sampled.append((seq, index))
+            else:
+                pos = self.running[slot].n_past if slot in self.running else 0
+                self.batch.add([llm.bos], pos, slot, False)
+                dummies.append((slot, pos))
+        status = self.batch.decode(llm.ctx)
+        for slot, pos in dummies:
+            llm.drop_from(slot, pos)
+        if status != 0:
+            message = f"llama_decode failed with status {status}"
+            return [self._error(seq, "ModelFailed", message) for seq, _ in rows_of]
+        now = time.time()
+        events = []
+        for seq, index in rows_of:
+            event = self._on_token(seq, lc.llama_sampler_sample(seq.chain, llm.ctx, index), now)
+            if event is not None:
+                events.append(event)
+        return events
+
+    def _prefill(self) -> list[StepEvent]:
+        """Prompt chunks, each its own ``llama_decode`` with fixed boundaries (multiples of
+        ``prefill_chunk``), so a prompt is always cut and computed the same way; at most
+        ``prefill_chunk`` prompt tokens per step keep the generating sequences moving."""
+        budget = self.prefill_chunk
+        events: list[StepEvent] = []
+        for slot in sorted(self.running):
+            seq = self.running.get(slot)
+            if seq is None or seq.prefilled:
                 continue
-            take = min(len(seq.prompt) - seq.n_past, budget, self.batch.room)
-            if take <= 0:
-                continue
-            chunk = seq.prompt[seq.n_past : seq.n_past + take]
-            index = self.batch.add(chunk, seq.n_past, slot, seq.n_past + take == len(seq.prompt))
-            seq.n_past += take
+            end = min(len(seq.prompt), (seq.n_past // self.prefill_chunk + 1) * self.prefill_chunk)
+            take = end - seq.n_past
+            if take > budget:
+                break
             budget -= take
-            if seq.prefilled:
-                sampled.append((seq, index))
-        return sampled
+            event = self._prefill_chunk(seq, end)
+            if event is not None:
+                events.append(event)
+        return events
+
+    def _prefill_chunk(self, seq: Sequence, end: int) -> StepEvent | None:
+        """Decode prompt tokens up to ``end``; sample the first token once the prompt is in."""
+        llm = self._llm()
+        self.prefill_batch.clear()
+        last = end == len(seq.prompt)
+        index = self.prefill_batch.add(seq.prompt[seq.n_past : end], seq.n_past, seq.slot, last)
+        status = self.prefill_batch.decode(llm.ctx)
+        if status != 0:
+            return self._error(seq, "ModelFailed", f"llama_decode failed with status {status}")
+        seq.n_past = end
+        if not last:
+            return None
+        token = lc.llama_sampler_sample(seq.chain, llm.ctx, index)
+        return self._on_token(seq, token, time.time())
 
     def _on_token(self, seq: Sequence, token: int, now: float) -> StepEvent | None:
         if seq.t_first is None:
@@ -344,10 +387,6 @@ class LlamaCppRuntime(GenerativeRuntime):
         late = [s for s in self.by_id.values() if s.deadline is not None and now > s.deadline]
         message = "the request ran past its deadline (limits.timeout_s)"
         return [self._error(s, "DeadlineExceeded", message) for s in late]
-
-    def _fail_batch(self, status: int) -> list[StepEvent]:
-        message = f"llama_decode failed with status {status}"
-        return [self._error(s, "ModelFailed", message) for s in list(self.running.values())]
 
     def _error(self, seq: Sequence, kind: str, message: str) -> StepEvent:
         self._release(seq)

@@ -66,6 +66,7 @@ class LlamaModel:
         params.n_threads = config.threads
         params.n_threads_batch = config.threads
         params.kv_unified = False
+        params.flash_attn_type = lc.LLAMA_FLASH_ATTN_TYPE_DISABLED
         params.no_perf = True
         ctx = lc.llama_init_from_model(self.model, params)
         if not ctx:
@@ -144,3 +145,7 @@ class LlamaModel:
     def free_seq(self, slot: int) -> None:
         """Drop every KV cell of a sequence slot so the next sequence starts clean."""
         lc.llama_memory_seq_rm(self.memory, slot, -1, -1)
+
+    def drop_from(self, slot: int, pos: int) -> None:
+        """Drop a slot's cells from position ``pos`` on (undo a throw-away row)."""
+        lc.llama_memory_seq_rm(self.memory, slot, pos, -1)

@@ -54,7 +54,7 @@ class OnnxBackend:
 
     name = "onnx"
 
-    def __init__(self, path: Path, threads: int):
+    def __init__(self, path: Path, threads: int, spinning: bool = False):
         import onnxruntime as ort
 
         if not path.exists():
@@ -65,6 +65,10 @@ class OnnxBackend:
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        # Spinning worker threads burn the cores the HTTP server needs between batches.
+        options.add_session_config_entry(
+            "session.intra_op.allow_spinning", "1" if spinning else "0"
+        )
         self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         self.input_names = [i.name for i in self.session.get_inputs()]
         unknown = set(self.input_names) - set(MODEL_INPUTS)
@@ -98,5 +102,6 @@ def onnx_path(source: str, option: str) -> Path:
 def create_backend(source: str, options: dict, layout: TextLayout, threads: int) -> TextBackend:
     """ONNX when ``options.onnx`` names a file, else PyTorch."""
     if options.get("onnx"):
-        return OnnxBackend(onnx_path(source, str(options["onnx"])), threads)
+        path = onnx_path(source, str(options["onnx"]))
+        return OnnxBackend(path, threads, bool(options.get("onnx_spinning", False)))
     return TorchBackend(layout, threads)

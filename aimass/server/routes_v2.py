@@ -131,7 +131,7 @@ async def infer(request: Request) -> Response:
         answer["parameters"] = {
             k: v for k, v in req.parameters.items() if k != "binary_data_output"
         }
-    head = json.dumps(answer, separators=(",", ":")).encode()
+    head = v2_codec.dumps(answer)
     if not binary:
         return Response(head, media_type="application/json")
     return Response(

@@ -12,6 +12,7 @@ import uuid
 from typing import Any
 
 import numpy as np
+import orjson
 
 from aimass.config import Settings
 from aimass.engine.deployment import Deployment
@@ -141,8 +142,17 @@ def _shorten(vectors: np.ndarray, dimensions: int, renormalize: bool) -> np.ndar
     return cut / np.maximum(np.linalg.norm(cut, axis=1, keepdims=True), 1e-12)
 
 
-def _encode(vector: np.ndarray, encoding_format: str) -> list[float] | str:
-    """Floats, or base64 of little-endian float32 bytes (what the OpenAI SDK decodes)."""
+def _encode(vector: np.ndarray, encoding_format: str) -> np.ndarray | str:
+    """A float32 array (written as JSON numbers by ``render``), or base64 of its bytes."""
     if encoding_format == "base64":
         return base64.b64encode(vector.astype("<f4").tobytes()).decode("ascii")
-    return vector.astype(np.float32).tolist()
+    return np.ascontiguousarray(vector, dtype=np.float32)
+
+
+def render(answer: dict[str, Any]) -> bytes:
+    """JSON bytes; numpy arrays are written by orjson directly (float32's shortest form).
+
+    Writing the floats is most of an embeddings response's cost; json.dumps on Python floats
+    took about a third of the server's CPU under load, orjson a small fraction of that.
+    """
+    return orjson.dumps(answer, option=orjson.OPT_SERIALIZE_NUMPY)

@@ -243,4 +243,3 @@ class _Shape:
         return cls(
             id=self.rid, created=self.created, model=self.model, choices=[], usage=gen.usage
         ).model_dump()
-

@@ -7,12 +7,12 @@ reaches a replica.
 
 from __future__ import annotations
 
-import json
 import math
 import struct
 from typing import Any
 
 import numpy as np
+import orjson
 
 from aimass.errors import InvalidInput
 from aimass.protocols.v2 import DATATYPES, InferenceRequest, RequestInput
@@ -40,8 +40,8 @@ def parse_body(body: bytes, header_length: str | None) -> tuple[InferenceRequest
     else:
         head, tail = body, b""
     try:
-        raw = json.loads(head)
-    except (ValueError, UnicodeDecodeError) as exc:
+        raw = orjson.loads(head)
+    except orjson.JSONDecodeError as exc:
         raise InvalidInput(f"request body is not valid JSON: {exc}") from None
     return InferenceRequest.model_validate(raw), tail
 
@@ -96,6 +96,9 @@ def _check_header(inp: RequestInput, spec: dict | None) -> None:
 
 def _from_json(inp: RequestInput) -> np.ndarray:
     count = math.prod(inp.shape)
+    fast = _numeric_fast_path(inp, count)
+    if fast is not None:
+        return fast
     flat = _flatten(inp.data)
     if len(flat) != count:
         raise InvalidInput(
@@ -115,6 +118,29 @@ def _from_json(inp: RequestInput) -> np.ndarray:
     except (ValueError, TypeError, OverflowError) as exc:
         raise InvalidInput(f"input {inp.name!r}: data is not valid {inp.datatype}: {exc}") from None
     return arr.reshape(inp.shape)
+
+
+def _numeric_fast_path(inp: RequestInput, count: int) -> np.ndarray | None:
+    """Let numpy convert well-formed numeric data in C; anything unusual takes the checked path.
+
+    Only plain numbers (bool, int, float) are taken here, so strings are never coerced and
+    out-of-range integers still get the checked path's error.
+    """
+    if inp.datatype == "BYTES" or not isinstance(inp.data, list):
+        return None
+    try:
+        arr = np.asarray(inp.data)
+    except ValueError:  # ragged nesting
+        return None
+    if arr.dtype.kind not in "bif" or arr.size != count:
+        return None
+    target = np.dtype(V2_TO_NP[inp.datatype])
+    if target.kind in "iu" and arr.dtype.kind == "i" and arr.size:
+        info = np.iinfo(target)
+        if arr.min() < info.min or arr.max() > info.max:
+            return None
+    with np.errstate(all="ignore"):
+        return arr.astype(target, copy=False).reshape(inp.shape)
 
 
 def _flatten(data: Any) -> list:
@@ -208,13 +234,17 @@ def encode_outputs(
     return result, bytes(tail)
 
 
-def _to_list(arr: np.ndarray) -> list:
+def _to_list(arr: np.ndarray) -> list | np.ndarray:
+    """Output data for ``orjson`` (``OPT_SERIALIZE_NUMPY``): numeric arrays go as they are and
+    non-finite floats become null; text becomes a list of str."""
     flat = arr.reshape(-1)
     if flat.dtype == object or flat.dtype.kind in "US":
         return [x.decode() if isinstance(x, bytes) else str(x) for x in flat]
-    if flat.dtype.kind == "f":
-        return [None if not math.isfinite(x) else x for x in flat.tolist()]
-    return flat.tolist()
+    return np.ascontiguousarray(flat)
+
+
+def dumps(obj: Any) -> bytes:
+    return orjson.dumps(obj, option=orjson.OPT_SERIALIZE_NUMPY)
 
 
 def _to_bytes(arr: np.ndarray) -> bytes:

@@ -210,3 +210,13 @@ def test_text_classification_over_v2(server):
     scores = np.array(outputs["scores"]["data"]).reshape(outputs["scores"]["shape"])
     assert scores.shape == (2, 3) and np.allclose(scores.sum(1), 1, atol=1e-5)
     assert outputs["label"]["data"] == [["neg", "neu", "pos"][i] for i in scores.argmax(1)]
+
+
+@pytest.mark.parametrize("path", ["/v1/embeddings", "/v1/rerank"])
+def test_a_body_that_is_not_json_is_a_400(server, path):
+    response = httpx.post(
+        f"{server}{path}", content=b"{not json", headers={"content-type": "application/json"}
+    )
+    assert (
+        response.status_code == 400 and response.json()["error"]["type"] == "invalid_request_error"
+    )

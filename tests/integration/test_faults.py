@@ -101,7 +101,7 @@ def test_repeated_crashes_mark_the_model_failed_with_its_error(tmp_path, models)
     env = {"AIMASS_RESTART_BACKOFF_S": "0.1", "AIMASS_MAX_RESTARTS": "1"}
     with run_server(tmp_path, models, env=env) as server:
         first = pids(server, "slow")[0]
-        os.kill(first, signal.SIGKILL)
+        os.kill(first, signal.SIGSEGV)  # what a native crash in an engine looks like
         second = new_pid(server, "slow", first)
         os.kill(second, signal.SIGKILL)
 

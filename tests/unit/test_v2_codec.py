@@ -70,4 +70,26 @@ def test_non_finite_outputs_become_null():
     req = InferenceRequest.model_validate(
         {"inputs": [{"name": "x", "shape": [1], "datatype": "FP32", "data": [0]}]})
     entries, _ = v2_codec.encode_outputs({"y": np.array([np.nan, 1.0], np.float32)}, req)
-    assert entries[0]["data"] == [None, 1.0]
+    assert json.loads(v2_codec.dumps(entries))[0]["data"] == [None, 1.0]
+
+
+@pytest.mark.parametrize(
+    ("datatype", "data", "words"),
+    [
+        ("FP32", ["1.5", 2], "must be numbers"),
+        ("UINT8", [300, 1], "not valid UINT8"),
+        ("INT64", [[1], [2, 3]], "elements given"),
+        ("FP32", [1, 2, 3], "3 elements given"),
+    ],
+)
+def test_fast_path_keeps_the_checked_errors(datatype, data, words):
+    body = {"inputs": [{"name": "v", "shape": [2], "datatype": datatype, "data": data}]}
+    with pytest.raises(InvalidInput, match=words):
+        v2_codec.decode_inputs(InferenceRequest.model_validate(body), b"", [])
+
+
+def test_fast_path_converts_nested_numbers():
+    body = {"inputs": [{"name": "v", "shape": [2, 2], "datatype": "INT32",
+                        "data": [[1, 2], [3, True]]}]}
+    got = v2_codec.decode_inputs(InferenceRequest.model_validate(body), b"", [])["v"]
+    assert got.dtype == np.int32 and got.tolist() == [[1, 2], [3, 1]]
