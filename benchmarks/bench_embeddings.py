@@ -195,20 +195,16 @@ def serve_fastapi(port: int, model_dir: str, threads: int) -> None:
     """(a): what a quick FastAPI wrapper looks like — one encode() call per request."""
     import torch
     import uvicorn
-    from fastapi import FastAPI
-    from pydantic import BaseModel
+    from fastapi import Body, FastAPI
     from sentence_transformers import SentenceTransformer
 
     torch.set_num_threads(threads)
     model = SentenceTransformer(model_dir, device="cpu")
     app = FastAPI()
 
-    class Body(BaseModel):
-        input: str
-
     @app.post("/embed")
-    def embed(body: Body) -> dict:
-        return {"embedding": model.encode([body.input])[0].tolist()}
+    def embed(body: dict = Body(...)) -> dict:
+        return {"embedding": model.encode([body["input"]])[0].tolist()}
 
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning")
 

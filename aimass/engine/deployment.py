@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from aimass import metrics
+from aimass import metrics, metrics_llm
 from aimass.engine.batcher import COST_KEY, Batcher
 from aimass.engine.pool import ReplicaPool
 from aimass.engine.workers import Replica
@@ -159,6 +159,7 @@ class Deployment:
         self._set_state(UNLOADED)
         await self._shutdown(Unavailable(f"model {self.spec.name!r} was unloaded"))
         metrics.forget(self.spec.name, self.spec.version)
+        metrics_llm.forget(self.spec.name, self.spec.version)
 
     async def _shutdown(self, error: AimassError) -> None:
         for task in list(self._restart_tasks):

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import multiprocessing as mp
+import os
 import threading
 import time
 from collections.abc import AsyncIterator, Callable
@@ -75,6 +76,10 @@ class Replica:
         self.info = msg[1]
         self.alive = True
         self._loop.add_reader(parent.fileno(), self._on_readable)
+        # uvloop's add_reader makes the fd non-blocking; Connection.recv/send
+        # then raise BlockingIOError on any message bigger than the socket buffer (e.g. an
+        # embeddings batch of 64 x 384 floats), which read as a crashed replica. Keep it blocking.
+        os.set_blocking(parent.fileno(), True)
 
     async def _first_message(self, timeout_s: float) -> tuple:
         conn = self._conn

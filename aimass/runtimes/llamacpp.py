@@ -43,6 +43,7 @@ DEFAULT_MAX_CONCURRENT = 8
 DEFAULT_CTX_PER_SEQ = 2048
 DEFAULT_PREFILL_CHUNK = 512
 ROW_BLOCK = 4
+"""Slots are allocated in multiples of this (llama.cpp computes rows in blocks of 4)."""
 
 
 @dataclass
@@ -102,6 +103,7 @@ class LlamaCppRuntime(GenerativeRuntime):
         self.llm = LlamaModel(self.spec.source, config)
         self.batch = TokenBatch(streams)
         self.prefill_batch = TokenBatch(self.prefill_chunk)
+        self.pad_rows = streams if opts.get("batch_invariant", True) else 0
         self.template = pick_template(
             opts.get("chat_template"),
             self.llm.meta("tokenizer.chat_template"),
@@ -274,17 +276,19 @@ class LlamaCppRuntime(GenerativeRuntime):
     def _decode_generating(self) -> list[StepEvent]:
         """One ``llama_decode``: the next token of every generating sequence.
 
-        Rows go in slot order and the row count is padded to a multiple of 4 with throw-away
-        rows in idle slots. llama.cpp then puts them all in one micro-batch and computes every
-        row with the same 4-row matrix kernel, whatever else is running: a sequence's numbers,
-        and so its greedy output, do not depend on its neighbours.
+        Rows go in slot order, gaps filled with throw-away rows in idle slots, so llama.cpp
+        keeps them in one micro-batch. llama.cpp's CPU matrix kernels round differently for
+        different row counts, so with ``options.batch_invariant`` (default) every step is padded
+        to all slots: a sequence's numbers, and so its greedy output, then never depend on what
+        else runs. Without it a lone sequence decodes one row, exactly as llama-cpp-python does,
+        and is about twice as fast, but batching may flip near-tied greedy choices.
         """
         llm = self._llm()
         gen = {slot: s for slot, s in self.running.items() if s.prefilled and s.generated}
         if not gen:
             return []
         self.batch.clear()
-        rows = -(-(max(gen) + 1) // ROW_BLOCK) * ROW_BLOCK
+        rows = self.pad_rows or max(gen) + 1
         dummies: list[tuple[int, int]] = []
         rows_of: list[tuple[Sequence, int]] = []
         for slot in range(rows):

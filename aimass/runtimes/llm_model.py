@@ -29,9 +29,15 @@ class ContextConfig:
     threads: int
 
 
+@lc.llama_log_callback
+def _quiet_log(level: int, text: bytes, user_data: ctypes.c_void_p) -> None:
+    """llama.cpp logs every tensor it loads; errors still surface as return codes."""
+
+
 def _init_backend() -> None:
     global _BACKEND_READY
     if not _BACKEND_READY:
+        lc.llama_log_set(_quiet_log, ctypes.c_void_p(0))
         lc.llama_backend_init()
         _BACKEND_READY = True
 

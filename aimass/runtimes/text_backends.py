@@ -9,6 +9,7 @@ in one place (``text_pooling``), whichever backend ran.
 from __future__ import annotations
 
 import inspect
+import os
 from pathlib import Path
 from typing import Protocol
 
@@ -33,6 +34,9 @@ class TorchBackend:
     name = "torch"
 
     def __init__(self, layout: TextLayout, threads: int):
+        # Idle OpenMP threads spin by default and take the cores the HTTP server needs
+        # between batches; read once, when torch first loads (so set before the import).
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
         import torch
 
         torch.set_num_threads(threads)

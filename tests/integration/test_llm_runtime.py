@@ -1,0 +1,168 @@
+"""The llama.cpp runtime driven directly (no server): batching, sampling, limits."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from aimass.errors import InvalidInput, QueueFull
+from aimass.runtimes.llamacpp import LlamaCppRuntime
+from tests.integration.conftest_llm import gemma_file, llm_spec
+
+PROMPTS = [
+    "The capital of France is",
+    "Once upon a time, there was a",
+    "def fibonacci(n):",
+    "The three primary colors are",
+    "In 1492, Columbus",
+    "Water boils at",
+]
+
+
+@pytest.fixture(scope="module")
+def gguf(pytestconfig):
+    return gemma_file(pytestconfig)
+
+
+@pytest.fixture(scope="module")
+def runtime(gguf):
+    rt = LlamaCppRuntime(llm_spec(gguf))
+    rt.load()
+    yield rt
+    rt.unload()
+
+
+def drain(rt, requests: dict) -> dict:
+    """Add all requests, step until done; returns req_id -> (text, final data)."""
+    for rid, req in requests.items():
+        rt.add(rid, req)
+    texts = {rid: "" for rid in requests}
+    final = {}
+    while rt.has_work():
+        for ev in rt.step():
+            texts[ev.req_id] += ev.data.get("text", "")
+            if ev.done:
+                final[ev.req_id] = ev.data
+    return {rid: (texts[rid], final[rid]) for rid in requests}
+
+
+def greedy(prompt: str, n: int = 24) -> dict:
+    return {"prompt": prompt, "max_tokens": n, "temperature": 0}
+
+
+def test_concurrent_greedy_equals_one_by_one(runtime):
+    alone = {i: drain(runtime, {i: greedy(p)})[i] for i, p in enumerate(PROMPTS)}
+    together = drain(runtime, {i: greedy(p) for i, p in enumerate(PROMPTS)})
+    for i in range(len(PROMPTS)):
+        assert together[i][0] == alone[i][0]
+        assert together[i][1]["usage"] == alone[i][1]["usage"]
+    assert runtime.stats()["kv_used"] == 0
+
+
+def test_greedy_equals_llama_cpp_python_when_alone(gguf):
+    from llama_cpp import Llama
+
+    rt = LlamaCppRuntime(llm_spec(gguf, options={"batch_invariant": False}))
+    rt.load()
+    try:
+        ours = [drain(rt, {0: greedy(p, 32)})[0][0] for p in PROMPTS[:4]]
+    finally:
+        rt.unload()
+    llm = Llama(str(gguf), n_ctx=512, n_threads=2, verbose=False)
+    theirs = []
+    for prompt in PROMPTS[:4]:
+        llm.reset()  # else llama-cpp-python reuses the previous prompt's shared prefix
+        out = llm.create_completion(prompt, max_tokens=32, temperature=0, repeat_penalty=1.0)
+        theirs.append(out["choices"][0]["text"])
+    assert ours == theirs
+
+
+def test_new_sequence_joins_while_others_decode(runtime):
+    runtime.add("a", greedy(PROMPTS[0], 8))
+    runtime.step()
+    runtime.add("b", greedy(PROMPTS[1], 8))
+    runtime.step()
+    assert runtime.stats()["running"] == 2
+    while runtime.has_work():
+        runtime.step()
+
+
+def test_cancel_frees_slot_and_kv_at_once(runtime):
+    runtime.add("x", greedy(PROMPTS[0], 100))
+    runtime.step()
+    runtime.step()
+    assert runtime.stats()["kv_used"] > 0
+    runtime.cancel("x")
+    assert runtime.stats() == {**runtime.stats(), "running": 0.0, "kv_used": 0.0}
+    assert not runtime.has_work()
+    runtime.cancel("unknown")
+
+
+def test_context_overflow_names_the_numbers(runtime):
+    with pytest.raises(InvalidInput, match=r"max_tokens is 600.*512 tokens per sequence"):
+        runtime.add("o", greedy(PROMPTS[0], 600))
+
+
+def test_max_tokens_and_stop_strings(runtime):
+    _, data = drain(runtime, {1: greedy(PROMPTS[0], 5)})[1]
+    assert data["finish_reason"] == "length" and data["usage"]["completion_tokens"] == 5
+    full, _ = drain(runtime, {2: greedy(PROMPTS[3], 24)})[2]
+    stop = full[10:14]
+    cut, data = drain(runtime, {3: {**greedy(PROMPTS[3], 24), "stop": [stop]}})[3]
+    assert data["finish_reason"] == "stop"
+    assert cut == full[: full.index(stop)]
+
+
+def test_seeded_sampling_is_reproducible(runtime):
+    req = {"prompt": PROMPTS[1], "max_tokens": 16, "temperature": 1.0, "top_k": 40, "seed": 7}
+    first = drain(runtime, {1: req})[1][0]
+    again = drain(runtime, {2: req, 3: {**req, "seed": 8}})
+    assert again[2][0] == first
+    assert again[3][0] != first
+
+
+def test_json_schema_output_parses_and_validates(runtime):
+    schema = {
+        "type": "object",
+        "properties": {"city": {"type": "string", "maxLength": 12}, "ok": {"type": "boolean"}},
+        "required": ["city", "ok"],
+    }
+    req = {
+        "messages": [{"role": "user", "content": "Give a city as JSON."}],
+        "max_tokens": 64,
+        "temperature": 0,
+        "response_format": {"type": "json_schema", "json_schema": {"name": "c", "schema": schema}},
+    }
+    text, data = drain(runtime, {1: req})[1]
+    value = json.loads(text)
+    assert set(value) == {"city", "ok"} and isinstance(value["ok"], bool)
+    assert data["finish_reason"] == "stop"
+
+
+def test_waiting_queue_is_bounded(gguf):
+    rt = LlamaCppRuntime(llm_spec(gguf, limits={"max_concurrent": 1, "max_queue": 1}))
+    rt.load()
+    try:
+        rt.add(1, greedy(PROMPTS[0], 4))
+        with pytest.raises(QueueFull, match=r"limits\.max_queue=1"):
+            rt.add(2, greedy(PROMPTS[0], 4))
+    finally:
+        rt.unload()
+
+
+def test_chat_needs_a_template_when_the_model_has_none(gguf):
+    rt = LlamaCppRuntime(llm_spec(gguf, options={"chat_template": "{{ raise_exception('no') }}"}))
+    rt.load()
+    try:
+        with pytest.raises(InvalidInput, match="no"):
+            rt.add(1, {"messages": [{"role": "user", "content": "x"}]})
+    finally:
+        rt.unload()
+
+
+def test_deadline_ends_the_sequence_with_504(runtime):
+    runtime.add("late", {**greedy(PROMPTS[0], 100), "deadline": 0.0})
+    (event,) = runtime.step()
+    assert event.done and event.data["error"]["type"] == "DeadlineExceeded"
+    assert not runtime.has_work()

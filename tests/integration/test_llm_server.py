@@ -1,0 +1,147 @@
+"""OpenAI conformance of /v1/completions and /v1/chat/completions, with the official SDK."""
+
+from __future__ import annotations
+
+import json
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+import openai
+import pytest
+
+from tests.conftest import run_server
+from tests.integration.conftest_llm import gemma_file, llm_spec
+
+PROMPTS = ["The capital of France is", "Once upon a time", "def add(a, b):", "Water boils at"]
+
+
+@pytest.fixture(scope="module")
+def server(pytestconfig, tmp_path_factory):
+    spec = llm_spec(gemma_file(pytestconfig))
+    with run_server(tmp_path_factory.mktemp("llm"), models=[spec]) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def client(server):
+    return openai.OpenAI(base_url=f"{server}/v1", api_key="unused", max_retries=0)
+
+
+def complete(client, prompt: str, n: int = 16) -> str:
+    out = client.completions.create(model="gemma", prompt=prompt, max_tokens=n, temperature=0)
+    return out.choices[0].text
+
+
+def test_completion(client):
+    out = client.completions.create(model="gemma", prompt=PROMPTS[0], max_tokens=8, temperature=0)
+    assert out.object == "text_completion" and out.model == "gemma"
+    assert out.choices[0].finish_reason == "length" and out.choices[0].text
+    assert out.usage.completion_tokens == 8 and out.usage.prompt_tokens > 0
+    assert out.usage.total_tokens == out.usage.prompt_tokens + 8
+
+
+def test_chat(client):
+    out = client.chat.completions.create(
+        model="gemma",
+        messages=[{"role": "system", "content": "Answer."}, {"role": "user", "content": "Hi"}],
+        max_tokens=6,
+        temperature=0,
+    )
+    assert out.object == "chat.completion"
+    assert out.choices[0].message.role == "assistant"
+    assert out.choices[0].finish_reason in ("stop", "length")
+
+
+def test_streaming_chat_matches_whole_answer_and_reports_usage(client):
+    kwargs = dict(
+        model="gemma",
+        messages=[{"role": "user", "content": "Name a colour."}],
+        max_tokens=12,
+        temperature=0,
+    )
+    whole = client.chat.completions.create(**kwargs)
+    chunks = list(
+        client.chat.completions.create(
+            **kwargs, stream=True, stream_options={"include_usage": True}
+        )
+    )
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text == whole.choices[0].message.content
+    assert chunks[0].choices[0].delta.role == "assistant"
+    assert chunks[-2].choices[0].finish_reason == whole.choices[0].finish_reason
+    assert chunks[-1].choices == [] and chunks[-1].usage == whole.usage
+
+
+def test_streaming_completion_ends_with_done(server):
+    body = {"model": "gemma", "prompt": PROMPTS[1], "max_tokens": 5, "stream": True}
+    with httpx.stream("POST", f"{server}/v1/completions", json=body, timeout=60) as resp:
+        assert resp.headers["content-type"].startswith("text/event-stream")
+        lines = [line for line in resp.iter_lines() if line]
+    assert lines[-1] == "data: [DONE]"
+    last = json.loads(lines[-2][len("data: ") :])
+    assert last["choices"][0]["finish_reason"] == "length"
+
+
+def test_json_schema_output_validates(client):
+    schema = {
+        "type": "object",
+        "properties": {"name": {"type": "string", "maxLength": 10}, "age": {"type": "integer"}},
+        "required": ["name", "age"],
+        "additionalProperties": False,
+    }
+    out = client.chat.completions.create(
+        model="gemma",
+        messages=[{"role": "user", "content": "A person as JSON."}],
+        max_tokens=64,
+        temperature=0,
+        response_format={"type": "json_schema", "json_schema": {"name": "p", "schema": schema}},
+    )
+    value = json.loads(out.choices[0].message.content)
+    assert set(value) == {"name", "age"} and isinstance(value["age"], int)
+
+
+def test_concurrent_greedy_equals_sequential(client):
+    alone = [complete(client, p) for p in PROMPTS]
+    with ThreadPoolExecutor(len(PROMPTS)) as pool:
+        together = list(pool.map(lambda p: complete(client, p), PROMPTS))
+    assert together == alone
+
+
+def test_unknown_model_is_404(client):
+    with pytest.raises(openai.NotFoundError) as info:
+        client.completions.create(model="nope", prompt="x", max_tokens=1)
+    assert "nope" in info.value.body["message"]
+
+
+def test_context_overflow_is_400_naming_the_numbers(client):
+    with pytest.raises(openai.BadRequestError) as info:
+        client.completions.create(model="gemma", prompt="x", max_tokens=4000)
+    assert "4000" in info.value.body["message"] and "512" in info.value.body["message"]
+    assert info.value.body["param"] == "max_tokens"
+
+
+def test_bad_field_is_400_in_openai_shape(server):
+    resp = httpx.post(
+        f"{server}/v1/chat/completions",
+        json={"model": "gemma", "messages": [{"role": "user", "content": "x"}], "top_p": 7},
+    )
+    assert resp.status_code == 400
+    err = resp.json()["error"]
+    assert err["param"] == "top_p" and err["type"] == "invalid_request_error"
+
+
+def test_disconnect_mid_stream_frees_the_slot(server, client):
+    body = {"model": "gemma", "prompt": PROMPTS[1], "max_tokens": 400, "stream": True}
+    for _ in range(3):
+        with httpx.stream("POST", f"{server}/v1/completions", json=body, timeout=60) as resp:
+            next(resp.iter_lines())
+    with pytest.raises(httpx.ReadTimeout):  # a whole-answer client giving up also frees its slot
+        httpx.post(f"{server}/v1/completions", json={**body, "stream": False}, timeout=1.0)
+    # a request finishing after the four cancellations reports the running sequences it saw
+    complete(client, PROMPTS[0], n=8)
+    metrics = httpx.get(f"{server}/metrics").text
+    running = [
+        line for line in metrics.splitlines()
+        if line.startswith("aimass_llm_running_sequences{") and 'model="gemma"' in line
+    ]  # fmt: skip
+    assert running and running[0].endswith(" 0.0")

@@ -1,0 +1,63 @@
+import pytest
+
+from aimass.errors import InvalidInput
+from aimass.runtimes.llm_chat import GEMMA_TEMPLATE, pick_template, render_chat
+
+
+def render(messages, **kw):
+    return render_chat(GEMMA_TEMPLATE, messages, bos_token="<bos>", eos_token="<eos>", **kw)
+
+
+def test_gemma_template_matches_google_format():
+    text = render(
+        [
+            {"role": "system", "content": "Be brief."},
+            {"role": "user", "content": "Hi "},
+            {"role": "assistant", "content": "Hello."},
+            {"role": "user", "content": [{"type": "text", "text": "Why?"}]},
+        ]
+    )
+    assert text == (
+        "<bos><start_of_turn>user\nBe brief.\n\nHi<end_of_turn>\n"
+        "<start_of_turn>model\nHello.<end_of_turn>\n"
+        "<start_of_turn>user\nWhy?<end_of_turn>\n"
+        "<start_of_turn>model\n"
+    )
+
+
+def test_generation_prompt_can_be_left_out():
+    text = render([{"role": "user", "content": "x"}], add_generation_prompt=False)
+    assert text.endswith("<end_of_turn>\n")
+
+
+def test_raise_exception_becomes_400_with_the_templates_message():
+    with pytest.raises(InvalidInput, match="alternate"):
+        render([{"role": "assistant", "content": "x"}])
+
+
+def test_sandbox_blocks_attribute_escapes():
+    with pytest.raises(InvalidInput):
+        render_chat(
+            "{{ messages.__class__.__mro__ }}{{ ''.__class__.__subclasses__() }}",
+            [{"role": "user", "content": "x"}],
+            bos_token="",
+            eos_token="",
+        )
+
+
+def test_template_sees_bos_eos_and_tojson_keeps_unicode():
+    src = "{{ bos_token }}{{ messages | tojson }}{{ eos_token }}"
+    text = render_chat(src, [{"role": "user", "content": "é"}], bos_token="B", eos_token="E")
+    assert text == 'B[{"role": "user", "content": "é"}]E'
+
+
+def test_syntax_error_names_the_template():
+    with pytest.raises(InvalidInput, match="chat template"):
+        render_chat("{% if %}", [{"role": "user", "content": "x"}], bos_token="", eos_token="")
+
+
+def test_template_choice_order():
+    assert pick_template("mine", "gguf", "gemma3") == "mine"
+    assert pick_template(None, "gguf", "gemma3") == "gguf"
+    assert pick_template(None, None, "gemma3") == GEMMA_TEMPLATE
+    assert pick_template(None, None, "llama") is None
