@@ -280,8 +280,12 @@ def _tensor(name: str, value: Any, datatype: str | None) -> dict[str, Any]:
     if arr.ndim == 0:
         arr = arr.reshape(1)
     guess = {"f": "FP32", "i": "INT64", "b": "BOOL", "U": "BYTES"}.get(arr.dtype.kind, "FP32")
-    return {"name": name, "shape": list(arr.shape), "datatype": datatype or guess,
-            "data": arr.tolist()}
+    return {
+        "name": name,
+        "shape": list(arr.shape),
+        "datatype": datatype or guess,
+        "data": arr.tolist(),
+    }
 
 
 def _register_access_commands() -> None:

@@ -317,14 +317,16 @@ def table(results: dict[str, dict], goals: dict[str, str]) -> str:
     return "\n".join(lines)
 
 
-def append_results(text: str, command: str, args, specs) -> None:
-    load = os.getloadavg()
+def append_results(text: str, command: str, args, specs, load_before: float) -> None:
+    load_after = os.getloadavg()[0]
     header = "## Embeddings: all-MiniLM-L6-v2, 64 clients × one sentence per request"
     body = (
         f"\n{header}\n\nCommand: `{command}`  \n"
         f"Run {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {os.cpu_count()} cores, "
         f"{args.clients} clients, {args.duration:.0f} s per system after {args.warmup:.0f} s "
-        f"warm-up; load average before the run {load[0]:.1f}. AI Mass serves version "
+        f"warm-up; 1-minute load average {load_before:.1f} before the run, {load_after:.1f} "
+        f"after (other work shares this machine; a load above 2 depresses every row). "
+        f"AI Mass serves version "
         f"{specs[-1].version} ({specs[-1].description}). Latency of `ceiling` is per batch of "
         f"{args.batch}.\n\n{text}\n"
     )
@@ -359,6 +361,7 @@ def main() -> None:
     if len(specs) < 2:
         sys.exit("the int8 variant did not pass the quality gate here; nothing to benchmark")
     results: dict[str, dict] = {}
+    load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.systems.split(","):
             print(f"running {name} ...", flush=True)
@@ -374,7 +377,8 @@ def main() -> None:
     text = table(results, goals)
     print(text)
     if not args.no_append:
-        append_results(text, "python " + " ".join(sys.argv[0:1] + sys.argv[1:]), args, specs)
+        command = "python " + " ".join(sys.argv)
+        append_results(text, command, args, specs, load_before)
 
 
 if __name__ == "__main__":

@@ -58,8 +58,13 @@ def _metadata(dep: Deployment) -> dict:
         "platform": spec.runtime,
         "inputs": dep.info.get("inputs", []),
         "outputs": dep.info.get("outputs", []),
-        "parameters": {"task": spec.task, **dep.describe()},
+        "parameters": {"task": spec.task, **_runtime_details(dep.info), **dep.describe()},
     }
+
+
+def _runtime_details(info: dict) -> dict:
+    """What the runtime says about itself (labels, dimensions, context size...)."""
+    return {k: v for k, v in info.items() if k not in ("inputs", "outputs", "pid")}
 
 
 @router.get("/v2/models/{name}")

@@ -18,10 +18,12 @@ from aimass.registry import models as registry
 from aimass.spec import ModelSpec
 from tests.conftest import free_port, make_add_model, run_server
 
-BODY = {"inputs": [
-    {"name": "a", "shape": [1, 4], "datatype": "FP32", "data": [1, 2, 3, 4]},
-    {"name": "b", "shape": [1, 4], "datatype": "FP32", "data": [1, 1, 1, 1]},
-]}
+BODY = {
+    "inputs": [
+        {"name": "a", "shape": [1, 4], "datatype": "FP32", "data": [1, 2, 3, 4]},
+        {"name": "b", "shape": [1, 4], "datatype": "FP32", "data": [1, 1, 1, 1]},
+    ]
+}
 
 
 def _as_postgres(cmd: list[str]) -> list[str]:
@@ -46,19 +48,36 @@ def pg_url(tmp_path_factory):
                 break
             parent.chmod(parent.stat().st_mode | 0o011)
     port = free_port()
-    subprocess.run(_as_postgres(["initdb", "-D", str(data), "-A", "trust", "-U", "aimass"]),
-                   check=True, capture_output=True)
     subprocess.run(
-        _as_postgres(["pg_ctl", "-D", str(data), "-l", str(root / "pg.log"), "-w", "-o",
-                      f"-p {port} -k {root} -h 127.0.0.1", "start"]),
-        check=True, capture_output=True,
+        _as_postgres(["initdb", "-D", str(data), "-A", "trust", "-U", "aimass"]),
+        check=True,
+        capture_output=True,
+    )
+    subprocess.run(
+        _as_postgres(
+            [
+                "pg_ctl",
+                "-D",
+                str(data),
+                "-l",
+                str(root / "pg.log"),
+                "-w",
+                "-o",
+                f"-p {port} -k {root} -h 127.0.0.1",
+                "start",
+            ]
+        ),
+        check=True,
+        capture_output=True,
     )
     url = f"postgresql+psycopg://aimass@127.0.0.1:{port}/postgres"
     try:
         yield url
     finally:
-        subprocess.run(_as_postgres(["pg_ctl", "-D", str(data), "-m", "immediate", "stop"]),
-                       capture_output=True)
+        subprocess.run(
+            _as_postgres(["pg_ctl", "-D", str(data), "-m", "immediate", "stop"]),
+            capture_output=True,
+        )
 
 
 def test_registry_functions_on_postgres(pg_url):

@@ -208,13 +208,17 @@ def test_cli_infer_against_the_running_server(server):
     data = json.dumps({"a": [[1, 2, 3, 4]], "b": [[1, 1, 1, 1]]})
     out = subprocess.run(
         [sys.executable, "-m", "aimass", "infer", "add", "--data", data, "--url", server],
-        capture_output=True, text=True, timeout=60,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert out.returncode == 0, out.stderr
     outputs = {o["name"]: o["data"] for o in json.loads(out.stdout)["outputs"]}
     assert outputs["sum"] == [2.0, 3.0, 4.0, 5.0]
     bad = subprocess.run(
         [sys.executable, "-m", "aimass", "infer", "add", "--data", '{"a": [[1]]}', "--url", server],
-        capture_output=True, text=True, timeout=60,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert bad.returncode == 1 and "shape" in bad.stdout

@@ -21,7 +21,9 @@ def test_versions_desired_state_and_removal(url):
     registry.add_model(url, spec(2))
     assert registry.next_version(url, "m") == 3
     assert [(e.spec.version, e.desired) for e in registry.list_models(url)] == [
-        (1, "loaded"), (2, "unloaded")]
+        (1, "loaded"),
+        (2, "unloaded"),
+    ]
     assert registry.get_model(url, "m").spec.version == 2
     assert registry.set_desired(url, "m", None, "loaded") == [2]
     assert registry.set_desired(url, "m", None, "unloaded") == [1, 2]

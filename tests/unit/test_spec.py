@@ -23,10 +23,14 @@ def test_yaml_forms_and_relative_sources(tmp_path):
 @pytest.mark.parametrize(
     ("data", "field"),
     [
-        ({"name": "a", "runtime": "onnx", "source": "x", "batching": {"max_batch_size": 0}},
-         "batching.max_batch_size"),
-        ({"name": "a", "runtime": "onnx", "source": "x", "limits": {"max_queue": -1}},
-         "limits.max_queue"),
+        (
+            {"name": "a", "runtime": "onnx", "source": "x", "batching": {"max_batch_size": 0}},
+            "batching.max_batch_size",
+        ),
+        (
+            {"name": "a", "runtime": "onnx", "source": "x", "limits": {"max_queue": -1}},
+            "limits.max_queue",
+        ),
         ({"name": "a b", "runtime": "onnx", "source": "x"}, "name"),
         ({"name": "a", "runtime": "tf", "source": "x"}, "runtime"),
         ({"name": "a", "runtime": "onnx", "source": "x", "replica": 2}, "replica"),
