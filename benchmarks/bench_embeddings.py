@@ -32,9 +32,9 @@ import time
 from pathlib import Path
 
 import numpy as np
+from common import append_section
 
 ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "benchmarks" / "RESULTS.md"
 SUBJECTS = (
     "the cat",
     "a young engineer",
@@ -330,8 +330,7 @@ def append_results(text: str, command: str, args, specs, load_before: float) -> 
         f"{specs[-1].version} ({specs[-1].description}). Latency of `ceiling` is per batch of "
         f"{args.batch}.\n\n{text}\n"
     )
-    existing = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
-    RESULTS.write_text(existing.rstrip("\n") + "\n" + body)
+    append_section(body)
 
 
 def main() -> None:

@@ -17,6 +17,7 @@ import asyncio
 import json
 import os
 import platform
+import re
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -36,7 +37,8 @@ RESULTS = ROOT / "benchmarks" / "RESULTS.md"
 HEADER = (
     "# Benchmark results\n\n"
     "Each section is written by one script in `benchmarks/` (the exact command is given); "
-    "each script measures its baseline in the same run. Newest sections are at the end.\n"
+    "each script measures its baseline in the same run. Running a script again replaces "
+    "its section.\n"
 )
 V2_DTYPES = {np.dtype(np.float32): "FP32", np.dtype(np.int64): "INT64"}
 
@@ -210,11 +212,27 @@ def command(script: str, args: Any, flags: list[str]) -> str:
 
 
 def append_section(text: str) -> None:
-    """Append one section to RESULTS.md (created with a short header if missing)."""
-    if not RESULTS.exists():
-        RESULTS.write_text(HEADER)
-    with RESULTS.open("a") as f:
-        f.write("\n" + text.strip("\n") + "\n")
+    """Write one section to RESULTS.md, replacing an earlier run of the same benchmark.
+
+    A section starts with a ``## `` heading; two headings name the same benchmark when they
+    agree up to the first `` (`` (the date and details in parentheses differ between runs).
+    """
+    body = text.strip("\n") + "\n"
+    current = RESULTS.read_text() if RESULTS.exists() else HEADER
+    sections = re.split(r"(?m)^(?=## )", current)
+    key = _section_key(body)
+    kept = [s for s in sections if not s.startswith("## ") or _section_key(s) != key]
+    if len(kept) == len(sections):
+        kept.append(body)
+    else:
+        at = next(i for i, s in enumerate(sections) if _section_key(s) == key)
+        kept.insert(at, body)
+    RESULTS.write_text("\n\n".join(part.strip("\n") for part in kept if part.strip()) + "\n")
+
+
+def _section_key(section: str) -> str:
+    heading = section.split("\n", 1)[0]
+    return heading.split(" (", 1)[0].strip()
 
 
 def table(header: list[str], rows: list[list[Any]]) -> list[str]:

@@ -24,6 +24,7 @@ from aimass.runtimes.base import Payload
 from aimass.spec import ModelSpec
 
 _ids = itertools.count(1)
+_PIPE_CLOSED = "worker closed its pipe"
 
 
 class Replica:
@@ -157,17 +158,34 @@ class Replica:
             while conn.poll(0):
                 self._dispatch(conn.recv())
         except (EOFError, OSError):
-            self._loop.remove_reader(conn.fileno())
-            task = asyncio.ensure_future(asyncio.to_thread(self._exit_reason))
-            task.add_done_callback(lambda t: self._on_eof(t.result()))
+            self._on_pipe_closed()
 
-    def _exit_reason(self) -> str:
+    def _on_pipe_closed(self) -> None:
+        """Fail the requests in flight now; name the cause once the process is reaped.
+
+        A killed process closes its pipe as it dies, so its exit code is usually there at
+        once; a process that closed the pipe but lingers gets a short wait off the loop.
+        """
+        self._loop.remove_reader(self._conn.fileno())
+        self.alive = False
+        reason = self._exit_reason(wait_s=0)
+        self._fail_all(
+            Unavailable(f"{self.label} crashed ({reason}); the request was not completed")
+        )
+        if reason != _PIPE_CLOSED:
+            self._on_eof(reason)
+            return
+        task = asyncio.ensure_future(asyncio.to_thread(self._exit_reason, 0.05))
+        task.add_done_callback(lambda t: self._on_eof(t.result()))
+
+    def _exit_reason(self, wait_s: float) -> str:
         if self.in_process:
             return "worker thread stopped"
-        self._proc.join(timeout=0.05)
+        if wait_s:
+            self._proc.join(timeout=wait_s)
         code = self._proc.exitcode
         if code is None:
-            return "worker closed its pipe"
+            return _PIPE_CLOSED
         if code < 0:
             return f"worker killed by signal {-code}"
         return f"worker exited with code {code}"
@@ -192,10 +210,6 @@ class Replica:
             fut.set_exception(err if isinstance(err, AimassError) else Unavailable(str(err)))
 
     def _on_eof(self, reason: str) -> None:
-        self.alive = False
-        self._fail_all(
-            Unavailable(f"{self.label} crashed ({reason}); the request was not completed")
-        )
         if not self._stopping and self.on_exit is not None:
             self.on_exit(self, reason)
 

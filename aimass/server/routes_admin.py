@@ -6,10 +6,10 @@ is written to the audit log.
 
 from __future__ import annotations
 
-import json
 import time
 from typing import Any
 
+import orjson
 from fastapi import APIRouter, Request
 
 from aimass.errors import AimassError, InvalidInput, Unavailable
@@ -24,7 +24,7 @@ async def _json_body(request: Request) -> Any:
     if not body.strip():
         return {}
     try:
-        return json.loads(body)
+        return orjson.loads(body)
     except ValueError:
         raise InvalidInput("request body is not valid JSON") from None
 
@@ -53,7 +53,10 @@ async def repository_load(request: Request, name: str) -> dict:
     async def work():
         config = params.get("config")
         if config is not None:
-            data = json.loads(config) if isinstance(config, str) else config
+            try:
+                data = orjson.loads(config) if isinstance(config, str) else config
+            except ValueError:
+                raise InvalidInput("parameters.config is not valid JSON") from None
             if not isinstance(data, dict):
                 raise InvalidInput("parameters.config must be a model spec object")
             spec = ModelSpec.parse({**data, "name": name})

@@ -7,9 +7,9 @@ the app's single error handler.
 
 from __future__ import annotations
 
-import json
 from typing import Any, TypeVar
 
+import orjson
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, ValidationError
 
@@ -25,7 +25,7 @@ M = TypeVar("M", bound=BaseModel)
 async def parse_body(request: Request, model: type[M]) -> M:
     """Validate the JSON body; a bad body is a 400 that names the field and the problem."""
     try:
-        data: Any = json.loads(await request.body())
+        data: Any = orjson.loads(await request.body())
     except ValueError as exc:
         raise InvalidInput(f"request body is not valid JSON: {exc}") from exc
     try:

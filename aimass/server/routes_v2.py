@@ -5,8 +5,9 @@ Thin: decode and check tensors, hand them to the engine, encode the answer.
 
 from __future__ import annotations
 
-import json
+import math
 
+import orjson
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
@@ -45,7 +46,7 @@ def _deployment(request: Request, name: str, version: str | None) -> Deployment:
 def _version(version: str | None) -> int | None:
     if version is None or version == "":
         return None
-    if not version.isdigit() or int(version) < 1:
+    if not (version.isascii() and version.isdigit()) or int(version) < 1:
         raise InvalidInput(f"model version must be a positive integer, got {version!r}")
     return int(version)
 
@@ -91,7 +92,7 @@ def _timeout_s(request: Request, params: dict | None) -> float | None:
     """A client deadline: Triton's ``timeout`` parameter (µs) or ``Request-Timeout`` (s)."""
     if params and "timeout" in params:
         value = params["timeout"]
-        if not isinstance(value, (int, float)) or value <= 0:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
             raise InvalidInput("parameter 'timeout' must be a positive number of microseconds")
         return value / 1e6
     header = request.headers.get("request-timeout")
@@ -101,8 +102,8 @@ def _timeout_s(request: Request, params: dict | None) -> float | None:
         value = float(header)
     except ValueError:
         raise InvalidInput("Request-Timeout header must be a number of seconds") from None
-    if value <= 0:
-        raise InvalidInput("Request-Timeout header must be positive")
+    if not math.isfinite(value) or value <= 0:
+        raise InvalidInput("Request-Timeout header must be a positive, finite number of seconds")
     return value
 
 
@@ -150,7 +151,7 @@ async def infer(request: Request) -> Response:
 async def repository_index(request: Request) -> list[dict]:
     body = await request.body()
     try:
-        raw = json.loads(body) if body.strip() else {}
+        raw = orjson.loads(body) if body.strip() else {}
     except ValueError:
         raise InvalidInput("request body is not valid JSON") from None
     only_ready = bool(raw.get("ready", False)) if isinstance(raw, dict) else False

@@ -28,7 +28,7 @@ def split_model(ref: str) -> tuple[str, int | None]:
     name, sep, version = ref.partition(":")
     if not sep:
         return name, None
-    if not version.isdigit() or int(version) < 1:
+    if not (version.isascii() and version.isdigit()) or int(version) < 1:
         raise InvalidInput(
             f"model {ref!r}: the version after ':' must be a positive integer", param="model"
         )
