@@ -214,11 +214,7 @@ class Deployment:
             step = self.spec.batching.max_batch_size
             if rows <= step:
                 return await self._batcher.submit(payload, rows, deadline)
-            chunks = [_slice(payload, i, min(i + step, rows)) for i in range(0, rows, step)]
-            parts = await asyncio.gather(
-                *(self._batcher.submit(c, _rows(c), deadline) for c in chunks)
-            )
-            return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+            return await self._infer_split(payload, rows, deadline)
         except AimassError as exc:
             status = str(exc.status)
             raise
@@ -230,6 +226,21 @@ class Deployment:
             metrics.LATENCY.labels(**self._labels, stage="total").observe(
                 time.monotonic() - started
             )
+
+    async def _infer_split(self, payload: Payload, rows: int, deadline: float) -> Payload:
+        """Queue a request larger than ``max_batch_size`` as several chunks; when one chunk
+        fails (full queue, deadline), the others leave the queue too: the client already has
+        its error, so their rows must not be computed."""
+        step = self.spec.batching.max_batch_size
+        chunks = [_slice(payload, i, min(i + step, rows)) for i in range(0, rows, step)]
+        tasks = [asyncio.ensure_future(self._batcher.submit(c, _rows(c), deadline)) for c in chunks]
+        try:
+            parts = await asyncio.gather(*tasks)
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+        return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
     def _stream_capacity(self) -> int:
         per_replica = self.spec.limits.max_concurrent or int(self.info.get("max_concurrent", 1))

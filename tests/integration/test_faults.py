@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import threading
 import time
@@ -23,6 +24,12 @@ ADD_BODY = {
 
 def pids(server, name):
     return httpx.get(f"{server}/v2/models/{name}").json()["parameters"]["pids"]
+
+
+def metric(server, name, model):
+    text = httpx.get(f"{server}/metrics").text
+    found = re.search(rf'^{name}\{{model="{model}",version="1"\}} (\S+)$', text, re.M)
+    return float(found.group(1)) if found else 0.0
 
 
 def wait_for(predicate, timeout=30.0):
@@ -86,14 +93,16 @@ def test_kill_9_under_load(tmp_path, models):
         stop.set()
         for t in threads:
             t.join()
+        restarts = metric(server, "aimass_replica_restarts_total", "slow")
 
     failures = [r for r in slow_results if r[1] != 200]
     assert failures, "requests in flight at the kill must fail"
     assert all(r[1] == 503 for r in failures), failures
     assert all("'slow'" in r[2] and "crashed" in r[2] for r in failures)
     first_failure = min(r[0] for r in failures)
-    assert first_failure - killed_at < 0.25, f"503 after {first_failure - killed_at:.3f}s"
+    assert first_failure - killed_at < 0.1, f"503 after {first_failure - killed_at:.3f}s"
     assert replacement != pid
+    assert restarts == 1
     assert add_statuses and set(add_statuses) == {200}, "the other model must not notice"
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from urllib.parse import quote
+
 import httpx
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -44,6 +46,20 @@ request = st.fixed_dictionaries(
 any_json = st.recursive(
     scalars, lambda c: st.lists(c) | st.dictionaries(st.text(max_size=4), c), max_leaves=10
 )
+
+
+segment = st.text(min_size=1, max_size=6).filter(lambda s: s not in (".", ".."))
+timeouts = st.one_of(
+    st.sampled_from(["nan", "inf", "-inf", "1e309", "0", "-1", "", "abc", "1e-9", "²"]),
+    st.floats().map(str),
+    st.text(alphabet=st.characters(min_codepoint=32, max_codepoint=126), max_size=8),
+)
+ADD_BODY = {
+    "inputs": [
+        {"name": "a", "shape": [1, 4], "datatype": "FP32", "data": [1, 2, 3, 4]},
+        {"name": "b", "shape": [1, 4], "datatype": "FP32", "data": [1, 2, 3, 4]},
+    ]
+}
 
 
 @pytest.fixture(scope="module")
@@ -92,3 +108,49 @@ def test_arbitrary_bytes_never_give_5xx(client, raw, header):
     headers = {"Inference-Header-Content-Length": header} if header is not None else {}
     r = client.post("/v2/models/add/infer", content=raw, headers=headers)
     assert r.status_code < 500, (raw, r.text)
+
+
+@FUZZ
+@given(
+    name=st.one_of(st.sampled_from(["add", "text"]), segment),
+    version=st.one_of(st.none(), segment, st.integers(-3, 3).map(str)),
+    verb=st.sampled_from(["", "/ready", "/infer"]),
+)
+def test_any_model_path_never_gives_5xx(client, name, version, verb):
+    path = f"/v2/models/{quote(name, safe='')}"
+    if version is not None:
+        path += f"/versions/{quote(version, safe='')}"
+    path += verb
+    r = client.post(path, json=ADD_BODY) if verb == "/infer" else client.get(path)
+    assert r.status_code < 500, (path, r.text)
+
+
+@FUZZ
+@given(value=timeouts, in_body=st.booleans())
+def test_any_client_deadline_never_gives_5xx(client, value, in_body):
+    if in_body:
+        r = client.post("/v2/models/add/infer", json={**ADD_BODY, "parameters": {"timeout": value}})
+    else:
+        r = client.post(
+            "/v2/models/add/infer", json=ADD_BODY, headers={"Request-Timeout": value.encode()}
+        )
+    assert r.status_code in (200, 400, 504), (value, r.text)
+
+
+@FUZZ
+@given(
+    params=st.fixed_dictionaries(
+        {},
+        optional={
+            "config": st.one_of(any_json, st.text(max_size=12), any_json.map(str)),
+            "version": scalars,
+        },
+    ),
+    verb=st.sampled_from(["load", "unload"]),
+    ready=scalars,
+)
+def test_repository_control_bodies_never_give_5xx(client, params, verb, ready):
+    r = client.post(f"/v2/repository/models/nope/{verb}", json={"parameters": params})
+    assert r.status_code < 500, (params, r.text)
+    r = client.post("/v2/repository/index", json={"ready": ready})
+    assert r.status_code == 200, (ready, r.text)

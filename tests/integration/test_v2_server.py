@@ -18,7 +18,8 @@ def server(tmp_path_factory):
         onnx_spec("add", make_add_model(tmp / "add.onnx"), batching={"max_batch_size": 16}),
         onnx_spec("echo", make_identity_text_model(tmp / "echo.onnx")),
     ]
-    with run_server(tmp, models, env={"AIMASS_MAX_BODY_BYTES": "200000"}) as srv:
+    env = {"AIMASS_MAX_BODY_BYTES": "200000", "AIMASS_MAX_REQUEST_ROWS": "64"}
+    with run_server(tmp, models, env=env) as srv:
         yield srv
 
 
@@ -168,20 +169,30 @@ def test_repository_index_and_openai_model_list(server):
     assert all(m["object"] == "model" for m in models["data"])
 
 
-def test_large_request_is_split_across_batches(server):
-    n = 40  # max_batch_size is 16: three batches
-    a = np.random.default_rng(1).standard_normal((n, 4)).astype(np.float32)
-    body = {
+def _rows_body(a: np.ndarray) -> dict:
+    n = len(a)
+    return {
         "inputs": [
             {"name": "a", "shape": [n, 4], "datatype": "FP32", "data": a.ravel().tolist()},
             {"name": "b", "shape": [n, 4], "datatype": "FP32", "data": [0.0] * (n * 4)},
         ],
         "outputs": [{"name": "sum"}],
     }
-    r = _post(server, "/v2/models/add/infer", json=body)
+
+
+def test_large_request_is_split_across_batches(server):
+    n = 40  # max_batch_size is 16: three batches
+    a = np.random.default_rng(1).standard_normal((n, 4)).astype(np.float32)
+    r = _post(server, "/v2/models/add/infer", json=_rows_body(a))
     assert r.status_code == 200, r.text
     got = np.array(r.json()["outputs"][0]["data"], np.float32).reshape(n, 4)
     np.testing.assert_allclose(got, a, rtol=1e-6)
+
+
+def test_more_rows_than_the_limit_is_413_naming_the_setting(server):
+    r = _post(server, "/v2/models/add/infer", json=_rows_body(np.zeros((65, 4), np.float32)))
+    assert r.status_code == 413, r.text
+    assert "65 rows" in r.json()["error"] and "max_request_rows" in r.json()["error"]
 
 
 def test_metrics_report_requests_latency_batches_and_replicas(server, client):
