@@ -13,7 +13,7 @@ from typing import Annotated, Any
 import typer
 
 from aimass.config import Settings
-from aimass.errors import AimassError
+from aimass.errors import AimassError, InvalidInput
 
 app = typer.Typer(help="AI Mass: large models as a service.", no_args_is_help=True)
 models_app = typer.Typer(help="Register, list, load and unload models.", no_args_is_help=True)
@@ -35,8 +35,12 @@ def _url() -> str:
 
 @app.command()
 def serve(
-    host: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port to bind.")] = 8000,
+    host: Annotated[
+        str | None, typer.Option(help="Address to bind [default: AIMASS_HOST or 127.0.0.1].")
+    ] = None,
+    port: Annotated[
+        int | None, typer.Option(help="Port to bind [default: AIMASS_PORT or 8000].")
+    ] = None,
     config: Annotated[Path | None, typer.Option(help="YAML file of model specs to load.")] = None,
     no_builtins: Annotated[
         bool, typer.Option("--no-builtins", help="Skip built-in models.")
@@ -48,6 +52,8 @@ def serve(
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
 ) -> None:
     """Start the server with the registered models (and the built-in ones)."""
+    # --host/--port default to None so AIMASS_HOST/AIMASS_PORT (Settings) apply when the flags
+    # are not given (_settings drops None); a flag given explicitly wins over the environment.
     import uvicorn
 
     from aimass.server import auth
@@ -75,20 +81,43 @@ def serve(
 
 
 def _prepare_models(settings: Settings, config: Path | None) -> None:
-    from aimass.registry import models as registry
-
     url = settings.resolved_database_url
     if settings.builtins:
         from aimass.registry.builtin import register_builtins
 
         register_builtins(settings)
     if config is not None:
+        _register_config(url, config)
+
+
+def _register_config(url: str, config: Path) -> None:
+    """Register and mark loaded every spec of ``--config``; each registration, and a file that
+    cannot be read, is audited like ``aimass models add`` (it changes what is served)."""
+    from aimass.cli_access import audited_call, record_cli_action
+    from aimass.registry import models as registry
+    from aimass.spec import ModelSpec
+
+    def read() -> list[ModelSpec]:
         if not config.exists():
             raise AimassError(f"config file {config} does not exist")
-        from aimass.spec import ModelSpec
+        return ModelSpec.from_yaml(config)
 
-        for spec in ModelSpec.from_yaml(config):
-            registry.add_model(url, spec, load=True, replace=True)
+    try:
+        specs = read()
+    except Exception as exc:
+        record_cli_action(url, "model.register", str(config), f"error: {_message(exc)}")
+        raise
+    for spec in specs:
+        audited_call(
+            url,
+            "model.register",
+            f"{spec.name}:{spec.version}",
+            lambda spec=spec: registry.add_model(url, spec, load=True, replace=True),
+        )
+
+
+def _message(exc: Exception) -> str:
+    return getattr(exc, "message", None) or str(exc)
 
 
 @models_app.command("add")
@@ -111,27 +140,34 @@ def models_add(
     load: Annotated[bool, typer.Option("--load", help="Mark it to be loaded.")] = False,
 ) -> None:
     """Register a model version."""
+    from aimass.cli_access import run_audited
     from aimass.registry import models as registry
     from aimass.spec import ModelSpec
 
     url = _url()
-    data: dict[str, Any] = {
-        "name": name,
-        "runtime": runtime,
-        "source": str(source.resolve()),
-        "version": version or registry.next_version(url, name),
-        "batching": _drop_none(max_batch_size=max_batch_size, max_delay_ms=max_delay_ms),
-        "limits": _drop_none(max_queue=max_queue, timeout_s=timeout_s),
-        "trust_pickle": trust_pickle,
-        "options": _parse_options(option or []),
-        **_drop_none(task=task, replicas=replicas, threads=threads),
-    }
-    try:
-        spec = ModelSpec.parse(data)
-        entry = registry.add_model(url, spec, load=load)
-    except AimassError as exc:
-        _fail(exc.message)
-    typer.echo(f"registered {spec.name} version {spec.version} ({entry.desired})")
+    version = version or registry.next_version(url, name)
+
+    def register() -> Any:
+        data: dict[str, Any] = {
+            "name": name,
+            "runtime": runtime,
+            "source": str(source.resolve()),
+            "version": version,
+            "batching": _drop_none(max_batch_size=max_batch_size, max_delay_ms=max_delay_ms),
+            "limits": _drop_none(max_queue=max_queue, timeout_s=timeout_s),
+            "trust_pickle": trust_pickle,
+            "options": _parse_options(option or []),
+            **_drop_none(task=task, replicas=replicas, threads=threads),
+        }
+        return registry.add_model(url, ModelSpec.parse(data), load=load)
+
+    entry = run_audited("model.register", f"{name}:{version}", register)
+    typer.echo(f"registered {entry.spec.name} version {entry.spec.version} ({entry.desired})")
+
+
+def _target(name: str, version: int | None) -> str:
+    """The audit target of a model command: ``name`` (all/newest) or ``name:version``."""
+    return name if version is None else f"{name}:{version}"
 
 
 def _drop_none(**values: Any) -> dict[str, Any]:
@@ -143,7 +179,7 @@ def _parse_options(items: list[str]) -> dict[str, Any]:
     for item in items:
         key, sep, value = item.partition("=")
         if not sep:
-            _fail(f"--option must be KEY=VALUE, got {item!r}")
+            raise InvalidInput(f"--option must be KEY=VALUE, got {item!r}")
         try:
             options[key] = json.loads(value)
         except ValueError:
@@ -194,12 +230,15 @@ def models_unload(name: str, version: Annotated[int | None, typer.Option()] = No
 
 
 def _set_desired(name: str, version: int | None, desired: str) -> None:
+    from aimass.cli_access import run_audited
     from aimass.registry import models as registry
 
-    try:
-        versions = registry.set_desired(_url(), name, version, desired)
-    except AimassError as exc:
-        _fail(exc.message)
+    action = "model.load" if desired == "loaded" else "model.unload"
+    versions = run_audited(
+        action,
+        _target(name, version),
+        lambda: registry.set_desired(_url(), name, version, desired),
+    )
     typer.echo(f"{name} version(s) {', '.join(map(str, versions))}: {desired}")
 
 
@@ -215,15 +254,17 @@ def models_optimize(
     ] = None,
 ) -> None:
     """Make a faster variant as a new version, only if it matches the fp32 model closely."""
+    from aimass.cli_access import run_audited
     from aimass.services.optimize import optimize_model
 
     if not int8:
         _fail("say which optimization to make: --int8")
     settings = _settings()
-    try:
-        entry = optimize_model(settings.resolved_database_url, settings.home, name, version)
-    except AimassError as exc:
-        _fail(exc.message)
+    entry = run_audited(
+        "model.optimize",
+        _target(name, version),
+        lambda: optimize_model(settings.resolved_database_url, settings.home, name, version),
+    )
     gate = entry.notes["quality_gate"]
     typer.echo(
         f"{name} version {entry.spec.version} registered (int8 ONNX of version "
@@ -236,12 +277,12 @@ def models_optimize(
 @models_app.command("remove")
 def models_remove(name: str, version: Annotated[int | None, typer.Option()] = None) -> None:
     """Forget a model (or one version); a running server unloads it."""
+    from aimass.cli_access import run_audited
     from aimass.registry import models as registry
 
-    try:
-        versions = registry.remove_model(_url(), name, version)
-    except AimassError as exc:
-        _fail(exc.message)
+    versions = run_audited(
+        "model.remove", _target(name, version), lambda: registry.remove_model(_url(), name, version)
+    )
     typer.echo(f"removed {name} version(s) {', '.join(map(str, versions))}")
 
 

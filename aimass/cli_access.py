@@ -1,7 +1,8 @@
 """``aimass keys ...``, ``aimass usage`` and ``aimass audit``: work on the database directly.
 
 No server is needed; a running server picks up key changes within seconds. Every key command
-is written to the audit log with the actor ``cli:<os user>``.
+is written to the audit log with the actor ``cli:<os user>``; ``run_audited`` does the same for
+the model commands in ``aimass.cli``.
 """
 
 from __future__ import annotations
@@ -38,20 +39,32 @@ def _actor() -> str:
         return "cli"
 
 
-def _run(action: str, target: str, fn: Callable[[], T]) -> T:
-    """Run a key change, audit it (ok or error), and turn errors into a clean exit."""
-    url = _url()
+def audited_call(url: str, action: str, target: str, fn: Callable[[], T]) -> T:
+    """Run a registry change and audit it as ``cli:<os user>`` from ``cli``, ``ok`` or
+    ``error: ...``; the error propagates (``serve`` turns it into its own exit)."""
     try:
         out = fn()
-    except AimassError as err:
-        _audit(url, action, target, f"error: {err.message}")
-        typer.echo(f"error: {err.message}", err=True)
-        raise typer.Exit(1) from None
-    _audit(url, action, target, "ok")
+    except Exception as err:
+        record_cli_action(url, action, target, f"error: {getattr(err, 'message', None) or err}")
+        raise
+    record_cli_action(url, action, target, "ok")
     return out
 
 
-def _audit(url: str, action: str, target: str, result: str) -> None:
+def run_audited(action: str, target: str, fn: Callable[[], T]) -> T:
+    """``audited_call`` for a command: an ``AimassError`` becomes ``error: ...`` and exit 1.
+
+    Model and key commands write the registry directly (no server, so no HTTP audit), which
+    is why each one audits itself here."""
+    try:
+        return audited_call(_url(), action, target, fn)
+    except AimassError as err:
+        typer.echo(f"error: {err.message}", err=True)
+        raise typer.Exit(1) from None
+
+
+def record_cli_action(url: str, action: str, target: str, result: str) -> None:
+    """Append one CLI action (actor ``cli:<os user>``, source ``cli``) to the audit log."""
     audit_log.append(url, actor=_actor(), action=action, target=target, source="cli", result=result)
 
 
@@ -98,7 +111,7 @@ def create(
             expires_in=keystore.parse_duration(expires) if expires else None,
         )
 
-    info, key = _run("key.create", name, make)
+    info, key = run_audited("key.create", name, make)
     typer.echo(_describe(info))
     typer.echo("Store this key now; it cannot be shown again:")
     typer.echo(key)
@@ -141,21 +154,21 @@ def update(
         changes["budget_period"] = period
     if not changes:
         raise _fail("nothing to change: give --models, --rpm, --tpm, --budget-tokens, --expires")
-    info = _run("key.update", name, lambda: keystore.update_key(_url(), name, **changes))
+    info = run_audited("key.update", name, lambda: keystore.update_key(_url(), name, **changes))
     typer.echo(_describe(info))
 
 
 @keys_app.command("revoke")
 def revoke(name: str = typer.Argument(..., help="Key to revoke.")) -> None:
     """Revoke a key; a running server refuses it within seconds."""
-    info = _run("key.revoke", name, lambda: keystore.revoke_key(_url(), name))
+    info = run_audited("key.revoke", name, lambda: keystore.revoke_key(_url(), name))
     typer.echo(_describe(info))
 
 
 @keys_app.command("rotate")
 def rotate(name: str = typer.Argument(..., help="Key to rotate.")) -> None:
     """Give a key a new secret (printed once, last line); the old one stops working."""
-    info, key = _run("key.rotate", name, lambda: keystore.rotate_key(_url(), name))
+    info, key = run_audited("key.rotate", name, lambda: keystore.rotate_key(_url(), name))
     typer.echo(_describe(info))
     typer.echo("Store this key now; it cannot be shown again:")
     typer.echo(key)

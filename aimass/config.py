@@ -78,9 +78,3 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite:///{self.home / 'aimass.db'}"
-
-    @property
-    def auth_required(self) -> bool:
-        if self.require_auth is not None:
-            return self.require_auth
-        return self.host not in ("127.0.0.1", "localhost", "::1")

@@ -53,18 +53,21 @@ def run_server(
     env: dict[str, str] | None = None,
     wait: str = "ready",
     timeout_s: float = 180,
+    port_from_env: bool = False,
 ) -> Iterator[Server]:
-    """Start ``aimass serve`` on a free loopback port; stop it (gracefully) afterwards."""
+    """Start ``aimass serve`` on a free loopback port; stop it (gracefully) afterwards.
+
+    ``port_from_env`` passes the port as ``AIMASS_PORT`` instead of ``--port``."""
     home = tmp_path / "home"
     home.mkdir(parents=True, exist_ok=True)
     port = free_port()
+    port_args = [] if port_from_env else ["--port", str(port)]
     cmd = [
         sys.executable,
         "-m",
         "aimass",
         "serve",
-        "--port",
-        str(port),
+        *port_args,
         "--no-builtins",
         "--log-level",
         "warning",
@@ -78,6 +81,7 @@ def run_server(
         **os.environ,
         "AIMASS_HOME": str(home),
         "AIMASS_RECONCILE_INTERVAL_S": "0.5",
+        **({"AIMASS_PORT": str(port)} if port_from_env else {}),
         **(env or {}),
     }
     log_path = tmp_path / f"server-{port}.log"

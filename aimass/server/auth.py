@@ -16,7 +16,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -37,7 +37,7 @@ from aimass.registry.usage import (
     write_usage,
 )
 from aimass.server.asgi_errors import send_error
-from aimass.server.ratelimit import RateLimiter
+from aimass.server.ratelimit import RateLimiter, format_reset
 
 log = logging.getLogger("aimass.auth")
 
@@ -259,27 +259,34 @@ class Gate:
         try:
             if not key.allows(model):
                 raise Forbidden(f"API key {key.name!r} may not use model {model!r}", param="model")
-            self._check_budget(key, estimated_tokens)
-            caller.rate_headers = self.limiter.acquire(
-                key.id, key.name, key.rpm, key.tpm, estimated_tokens
-            )
+            budget = self._check_budget(key, estimated_tokens)
+            try:
+                rate = self.limiter.acquire(key.id, key.name, key.rpm, key.tpm, estimated_tokens)
+            except TooManyRequests as err:
+                err.headers = _with_budget(err.headers, budget)
+                raise
+            caller.rate_headers = _with_budget(rate, budget)
         except AimassError:
             self.usage.add((key.id, key.name, model, today()), Counts(1, 0, 0, 1))
             raise
         caller.estimated_tokens = estimated_tokens
 
-    def _check_budget(self, key: KeyInfo, estimated: int) -> None:
+    def _check_budget(self, key: KeyInfo, estimated: int) -> dict[str, str]:
+        """Refuse (429) a request the key's token budget cannot cover; otherwise return the
+        budget's ``x-ratelimit-*-tokens`` headers after this request (empty: no budget)."""
         if not key.budget_tokens or not key.budget_period:
-            return
+            return {}
         used = self._budget_db.get(key.id, 0) + self._unsynced.get(key.id, 0)
+        wait = (period_bounds(key.budget_period)[1] - datetime.now(UTC)).total_seconds()
         if used + estimated > key.budget_tokens:
-            ends = period_bounds(key.budget_period)[1]
-            wait = (ends - datetime.now(UTC)).total_seconds()
+            headers = _budget_headers(key.budget_tokens, used, wait)
             raise TooManyRequests(
                 f"token budget of API key {key.name!r} is spent: {used} of {key.budget_tokens} "
                 f"tokens used this {key.budget_period} (budget_tokens)",
                 retry_after=wait,
+                headers={**self.limiter.peek(key.id, key.rpm, key.tpm), **headers},
             )
+        return _budget_headers(key.budget_tokens, used + estimated, wait)
 
     def record(
         self, request: Request, model: str, prompt_tokens: int, completion_tokens: int, error: bool
@@ -342,6 +349,26 @@ class Gate:
         return caller is None or caller.key is None or caller.key.allows(model)
 
 
+def _budget_headers(budget: int, used: int, reset_s: float) -> dict[str, str]:
+    """OpenAI's token headers for a token budget: it resets when the next period starts."""
+    return {
+        "x-ratelimit-limit-tokens": str(budget),
+        "x-ratelimit-remaining-tokens": str(max(0, budget - used)),
+        "x-ratelimit-reset-tokens": format_reset(reset_s),
+    }
+
+
+def _with_budget(rate: dict[str, str], budget: dict[str, str]) -> dict[str, str]:
+    """One set of token headers, from whichever token limit binds: the budget when the key has
+    no ``tpm``, or when less of the budget is left than of the minute's tokens."""
+    if not budget:
+        return rate
+    tpm_left = rate.get("x-ratelimit-remaining-tokens")
+    if tpm_left is None or int(budget["x-ratelimit-remaining-tokens"]) < int(tpm_left):
+        return {**rate, **budget}
+    return rate
+
+
 def _caller_of(request: Request) -> Caller | None:
     return request.scope.get("state", {}).get("aimass_caller")
 
@@ -394,7 +421,8 @@ class AccessMiddleware:
                 await send_error(scope, send, err)
             return
         scope.setdefault("state", {})["aimass_caller"] = caller
-        if caller.key is not None and (caller.key.rpm or caller.key.tpm):
+        key = caller.key
+        if key is not None and (key.rpm or key.tpm or key.budget_tokens):
             send = _with_rate_headers(send, caller)
         await self.app(scope, receive, send)
 
@@ -442,13 +470,15 @@ async def require_admin(request: Request) -> None:
         await gate.require_admin(request)
 
 
-@contextlib.contextmanager
-def audited(request: Request, action: str, target: str) -> Iterator[None]:
-    """Run an admin action and record it with ``ok`` or ``error: <message>``."""
+@contextlib.asynccontextmanager
+async def audited(request: Request, action: str, target: str) -> AsyncIterator[None]:
+    """Run an admin action and record it with ``ok`` or ``error: <message>``; the database
+    write runs in a worker thread so it never blocks the event loop."""
     gate: Gate = request.app.state.gate
     try:
         yield
     except Exception as exc:
-        gate.audit(request, action, target, f"error: {getattr(exc, 'message', None) or exc}")
+        result = f"error: {getattr(exc, 'message', None) or exc}"
+        await run_in_threadpool(gate.audit, request, action, target, result)
         raise
-    gate.audit(request, action, target, "ok")
+    await run_in_threadpool(gate.audit, request, action, target, "ok")

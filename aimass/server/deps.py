@@ -8,7 +8,10 @@ otherwise they do nothing.
 from __future__ import annotations
 
 from fastapi import Request
+from starlette.concurrency import run_in_threadpool
 
+from aimass import metrics
+from aimass.engine.deployment import READY, Deployment
 from aimass.engine.manager import ModelManager
 
 
@@ -37,6 +40,36 @@ def record_usage(
         gate.record(request, model, prompt_tokens, completion_tokens, error)
 
 
+def record_refusal(
+    request: Request, model: str, version: str | None, status: int, *, usage: bool = True
+) -> None:
+    """Count a request refused before ``Deployment.infer`` ran (bad version, not loaded, bad
+    body or shape, scope or quota): ``Deployment.infer`` counts only what reaches it, so without
+    this usage ``errors`` and ``aimass_requests_total`` would miss these.
+
+    Only models this server has loaded are counted: a client-chosen unknown name (or version)
+    must not create usage rows or metric labels without bound. ``usage=False`` when the gate
+    already counted the refusal in the key's usage (scope, rate and budget refusals)."""
+    versions = [d for d in manager(request).deployments() if d.spec.name == model]
+    if not versions:
+        return
+    if usage:
+        record_usage(request, model, error=True)
+    dep = _labelled(versions, version)
+    if dep is not None:
+        labels = metrics.labels(model, dep.spec.version)
+        metrics.REQUESTS.labels(**labels, status=str(status)).inc()
+
+
+def _labelled(versions: list[Deployment], version: str | None) -> Deployment | None:
+    """The version a refused request is counted under: the one it named if loaded, else the
+    one ``ModelManager.get`` would pick; None for a named version that is not loaded."""
+    if version:
+        return next((d for d in versions if str(d.spec.version) == version), None)
+    ready = [d for d in versions if d.state == READY]
+    return (ready or versions)[-1]
+
+
 async def require_admin(request: Request) -> None:
     """Raise Unauthorized/Forbidden unless the caller holds an admin key (when auth is on)."""
     gate = getattr(request.app.state, "gate", None)
@@ -44,11 +77,14 @@ async def require_admin(request: Request) -> None:
         await gate.require_admin(request)
 
 
-def audit(request: Request, action: str, target: str, result: str) -> None:
-    """Append an admin action to the audit log (when access control is installed)."""
+async def audit(request: Request, action: str, target: str, result: str) -> None:
+    """Append an admin action to the audit log (when access control is installed).
+
+    The append is a synchronous database transaction (durable before the answer goes out), so
+    it runs in a worker thread: a slow database must not stall every other request."""
     gate = getattr(request.app.state, "gate", None)
     if gate is not None:
-        gate.audit(request, action, target, result)
+        await run_in_threadpool(gate.audit, request, action, target, result)
 
 
 def visible(request: Request, model: str) -> bool:

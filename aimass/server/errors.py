@@ -36,7 +36,9 @@ def error_response(
     return JSONResponse(body, status_code=status, headers=headers)
 
 
-def _describe(errors: list[dict]) -> tuple[str, str | None]:
+def describe_validation(errors: list[dict]) -> tuple[str, str | None]:
+    """One readable message (and the first bad field, OpenAI's ``param``) for pydantic errors;
+    public so routes that validate a body themselves (to audit a refusal) say the same."""
     parts, first = [], None
     for err in errors[:5]:
         loc = [str(p) for p in err.get("loc", ()) if p != "body"]
@@ -61,14 +63,14 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError):
-        message, param = _describe(exc.errors())
+        message, param = describe_validation(exc.errors())
         return error_response(
             request, 400, message, code="invalid_input", type_="invalid_request_error", param=param
         )
 
     @app.exception_handler(ValidationError)
     async def _pydantic(request: Request, exc: ValidationError):
-        message, param = _describe(exc.errors())
+        message, param = describe_validation(exc.errors())
         return error_response(
             request, 400, message, code="invalid_input", type_="invalid_request_error", param=param
         )

@@ -21,14 +21,17 @@ from aimass.errors import TooManyRequests
 
 def format_reset(seconds: float) -> str:
     """A duration the way OpenAI's ``x-ratelimit-reset-*`` headers write it: ``20ms``, ``1.5s``,
-    ``6m0s``."""
+    ``6m0s``; an hour or more (a token budget's period) as ``5h3m0s``, Go's duration style."""
     seconds = max(0.0, seconds)
     if seconds < 1:
         return f"{math.ceil(seconds * 1000)}ms"
     if seconds < 60:
         return f"{round(seconds, 3):g}s"
     minutes, rest = divmod(seconds, 60)
-    return f"{int(minutes)}m{round(rest, 3):g}s"
+    if minutes < 60:
+        return f"{int(minutes)}m{round(rest, 3):g}s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{int(hours)}h{int(minutes)}m{round(rest):d}s"
 
 
 @dataclass
@@ -151,6 +154,15 @@ class RateLimiter:
             limits = self._limits(key_id, rpm, tpm, now)
             limits.acquire(estimated, now, key_name)
             return limits.headers(now)
+
+    def peek(self, key_id: int, rpm: int | None, tpm: int | None) -> dict[str, str]:
+        """The headers of a key's limits, taking nothing: for a request another limit (the
+        token budget) refuses, whose 429 should still say where the rate limits stand."""
+        if not rpm and not tpm:
+            return {}
+        with self._lock:
+            now = self._clock()
+            return self._limits(key_id, rpm, tpm, now).headers(now)
 
     def charge(self, key_id: int, delta_tokens: int) -> None:
         with self._lock:

@@ -9,14 +9,16 @@ from __future__ import annotations
 
 from datetime import date
 
+import orjson
 from fastapi import APIRouter, Request
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from aimass.errors import Forbidden, InvalidInput
 from aimass.registry import keys as keystore
 from aimass.registry.usage import query_usage
 from aimass.server.auth import Gate, audited, require_admin
+from aimass.server.errors import describe_validation
 
 router = APIRouter()
 
@@ -79,13 +81,26 @@ class KeyCreate(BaseModel):
     """Lifetime such as ``30d``; absent: never expires."""
 
 
-@router.post("/v1/keys")
-async def create_key(request: Request, body: KeyCreate) -> dict:
-    """Create a key; the answer is the only time the key itself is shown."""
+_CREATE_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {"application/json": {"schema": KeyCreate.model_json_schema()}},
+    }
+}
+
+
+@router.post("/v1/keys", openapi_extra=_CREATE_BODY)
+async def create_key(request: Request) -> dict:
+    """Create a key; the answer is the only time the key itself is shown.
+
+    The body is validated inside the audited block (not by a FastAPI body parameter), so a
+    refused attempt with a malformed body is in the audit log too."""
     await require_admin(request)
-    expires = keystore.parse_duration(body.expires) if body.expires else None
-    models = keystore.parse_models(",".join(body.models)) if body.models is not None else None
-    with audited(request, "key.create", body.name):
+    raw = await request.body()
+    async with audited(request, "key.create", _name_of(raw)):
+        body = _parse_create(raw)
+        expires = keystore.parse_duration(body.expires) if body.expires else None
+        models = keystore.parse_models(",".join(body.models)) if body.models is not None else None
         info, key = await run_in_threadpool(
             lambda: keystore.create_key(
                 _gate(request).url,
@@ -102,6 +117,23 @@ async def create_key(request: Request, body: KeyCreate) -> dict:
     return {**info.public_dict(), "key": key}
 
 
+def _parse_create(raw: bytes) -> KeyCreate:
+    try:
+        return KeyCreate.model_validate_json(raw or b"{}")
+    except ValidationError as exc:
+        message, param = describe_validation(exc.errors())
+        raise InvalidInput(message, param=param) from None
+
+
+def _name_of(raw: bytes) -> str:
+    """The key name a create request names, for the audit entry, even if the body is bad."""
+    try:
+        name = orjson.loads(raw).get("name")
+    except (ValueError, AttributeError):
+        return ""
+    return name if isinstance(name, str) else ""
+
+
 @router.get("/v1/keys")
 async def list_keys(request: Request) -> dict:
     await require_admin(request)
@@ -113,7 +145,7 @@ async def list_keys(request: Request) -> dict:
 async def rotate_key(request: Request, name: str) -> dict:
     """New secret for ``name``; the old key stops working within seconds."""
     await require_admin(request)
-    with audited(request, "key.rotate", name):
+    async with audited(request, "key.rotate", name):
         info, key = await run_in_threadpool(keystore.rotate_key, _gate(request).url, name)
     return {**info.public_dict(), "key": key}
 
@@ -121,6 +153,6 @@ async def rotate_key(request: Request, name: str) -> dict:
 @router.delete("/v1/keys/{name}")
 async def revoke_key(request: Request, name: str) -> dict:
     await require_admin(request)
-    with audited(request, "key.revoke", name):
+    async with audited(request, "key.revoke", name):
         info = await run_in_threadpool(keystore.revoke_key, _gate(request).url, name)
     return info.public_dict()

@@ -7,7 +7,8 @@ is written to the audit log.
 from __future__ import annotations
 
 import time
-from typing import Any
+from collections.abc import Awaitable
+from typing import Any, TypeVar
 
 import orjson
 from fastapi import APIRouter, Request
@@ -17,10 +18,14 @@ from aimass.server.deps import audit, require_admin, visible
 from aimass.spec import ModelSpec
 
 router = APIRouter()
+T = TypeVar("T")
 
 
 async def _json_body(request: Request) -> Any:
-    body = await request.body()
+    return _loads(await request.body())
+
+
+def _loads(body: bytes) -> Any:
     if not body.strip():
         return {}
     try:
@@ -29,14 +34,32 @@ async def _json_body(request: Request) -> Any:
         raise InvalidInput("request body is not valid JSON") from None
 
 
-async def _audited(request: Request, action: str, target: str, work):
+async def _audited(request: Request, action: str, target: str, work: Awaitable[T]) -> T:
+    """Await an admin action and audit its result. ``work`` must hold every step that can
+    refuse the request (body parsing included) so failed attempts are logged too."""
     try:
         result = await work
     except AimassError as exc:
-        audit(request, action, target, f"error {exc.status}: {exc.message}")
+        await audit(request, action, target, f"error {exc.status}: {exc.message}")
         raise
-    audit(request, action, target, "ok")
+    await audit(request, action, target, "ok")
     return result
+
+
+def _parameters(raw: Any) -> dict:
+    params = raw.get("parameters") or {} if isinstance(raw, dict) else {}
+    if not isinstance(params, dict):
+        raise InvalidInput("parameters must be an object")
+    return params
+
+
+def _version_param(params: dict) -> int | None:
+    version = params.get("version")
+    if version is not None and (
+        isinstance(version, bool) or not isinstance(version, int) or version < 1
+    ):
+        raise InvalidInput("parameters.version must be a positive integer")
+    return version
 
 
 @router.post("/v2/repository/models/{name}/load")
@@ -44,26 +67,15 @@ async def repository_load(request: Request, name: str) -> dict:
     """Load the newest (or ``parameters.version``) registered version; ``parameters.config``
     may carry a whole model spec to register first, as Triton's load API allows."""
     await require_admin(request)
-    raw = await _json_body(request)
-    params = raw.get("parameters") or {} if isinstance(raw, dict) else {}
-    if not isinstance(params, dict):
-        raise InvalidInput("parameters must be an object")
     control = request.app.state.control
 
-    async def work():
+    async def work() -> dict:
+        params = _parameters(await _json_body(request))
         config = params.get("config")
         if config is not None:
-            try:
-                data = orjson.loads(config) if isinstance(config, str) else config
-            except ValueError:
-                raise InvalidInput("parameters.config is not valid JSON") from None
-            if not isinstance(data, dict):
-                raise InvalidInput("parameters.config must be a model spec object")
-            spec = ModelSpec.parse({**data, "name": name})
+            spec = ModelSpec.parse({**_config_spec(config), "name": name})
             await control.register(spec, load=False, replace=True)
-        version = params.get("version")
-        if version is not None and (not isinstance(version, int) or version < 1):
-            raise InvalidInput("parameters.version must be a positive integer")
+        version = _version_param(params)
         entry = await control.entry(name, version)
         dep = await control.load(entry.spec)
         if dep.state != "ready":
@@ -73,16 +85,28 @@ async def repository_load(request: Request, name: str) -> dict:
     return await _audited(request, "model.load", name, work())
 
 
+def _config_spec(config: Any) -> dict:
+    try:
+        data = orjson.loads(config) if isinstance(config, str) else config
+    except ValueError:
+        raise InvalidInput("parameters.config is not valid JSON") from None
+    if not isinstance(data, dict):
+        raise InvalidInput("parameters.config must be a model spec object")
+    return data
+
+
 @router.post("/v2/repository/models/{name}/unload")
 async def repository_unload(request: Request, name: str) -> dict:
     await require_admin(request)
-    raw = await _json_body(request)
-    params = raw.get("parameters") or {} if isinstance(raw, dict) else {}
-    version = params.get("version") if isinstance(params, dict) else None
-    if version is not None and (not isinstance(version, int) or version < 1):
-        raise InvalidInput("parameters.version must be a positive integer")
     control = request.app.state.control
-    versions = await _audited(request, "model.unload", name, control.unload(name, version))
+
+    async def work() -> list[int]:
+        raw = await _json_body(request)
+        params = raw.get("parameters") if isinstance(raw, dict) else None
+        version = _version_param(params) if isinstance(params, dict) else None
+        return await control.unload(name, version)
+
+    versions = await _audited(request, "model.unload", name, work())
     return {"name": name, "unloaded_versions": [str(v) for v in versions]}
 
 
@@ -132,18 +156,33 @@ async def admin_list(request: Request) -> dict:
 async def admin_register(request: Request, load: bool = False, replace: bool = False) -> dict:
     """Register a model spec (JSON body); ``?load=true`` loads it at once."""
     await require_admin(request)
-    raw = await _json_body(request)
-    if not isinstance(raw, dict):
-        raise InvalidInput("body must be a model spec object")
-    spec = ModelSpec.parse(raw)
     control = request.app.state.control
-    entry = await _audited(
-        request,
-        "model.register",
-        f"{spec.name}:{spec.version}",
-        control.register(spec, load=load, replace=replace),
-    )
-    return entry.as_dict()
+    raw = await request.body()
+
+    async def work() -> dict:
+        data = _loads(raw)
+        if not isinstance(data, dict):
+            raise InvalidInput("body must be a model spec object")
+        entry = await control.register(ModelSpec.parse(data), load=load, replace=replace)
+        return entry.as_dict()
+
+    return await _audited(request, "model.register", _spec_target(raw), work())
+
+
+def _spec_target(raw: bytes) -> str:
+    """``name:version`` of a spec body for the audit log; as much as a bad body tells."""
+    try:
+        data = orjson.loads(raw)
+    except ValueError:
+        return ""
+    if not isinstance(data, dict):
+        return ""
+    try:
+        spec = ModelSpec.parse(data)
+    except AimassError:
+        name, version = data.get("name"), data.get("version")
+        return f"{name if isinstance(name, str) else ''}:{version if version is not None else ''}"
+    return f"{spec.name}:{spec.version}"
 
 
 @router.delete("/v1/admin/models/{name}")

@@ -7,15 +7,23 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import orjson
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
 from aimass import __version__
 from aimass.engine.deployment import READY, Deployment
-from aimass.errors import InvalidInput
+from aimass.errors import AimassError, InvalidInput
+from aimass.protocols.v2 import InferenceRequest
 from aimass.server import v2_codec
-from aimass.server.deps import check_model_access, manager, record_usage, visible
+from aimass.server.deps import (
+    check_model_access,
+    manager,
+    record_refusal,
+    record_usage,
+    visible,
+)
 from aimass.server.disconnect import ClientDisconnected, unless_disconnected
 
 router = APIRouter()
@@ -107,6 +115,16 @@ def _timeout_s(request: Request, params: dict | None) -> float | None:
     return value
 
 
+async def _decode(
+    request: Request, dep: Deployment
+) -> tuple[InferenceRequest, dict[str, np.ndarray], float | None]:
+    """The parsed request, its input tensors (checked against the model) and its deadline."""
+    body = await request.body()
+    req, tail = v2_codec.parse_body(body, request.headers.get(v2_codec.HEADER))
+    payload = v2_codec.decode_inputs(req, tail, dep.info.get("inputs", []))
+    return req, payload, _timeout_s(request, req.parameters)
+
+
 @router.post("/v2/models/{name}/infer")
 @router.post("/v2/models/{name}/versions/{version}/infer")
 async def infer(request: Request) -> Response:
@@ -115,12 +133,17 @@ async def infer(request: Request) -> Response:
     # request's cost (benchmarks/bench_overhead.py).
     name: str = request.path_params["name"]
     version: str | None = request.path_params.get("version")
-    await check_model_access(request, name)
-    dep = _deployment(request, name, version)
-    body = await request.body()
-    req, tail = v2_codec.parse_body(body, request.headers.get(v2_codec.HEADER))
-    payload = v2_codec.decode_inputs(req, tail, dep.info.get("inputs", []))
-    timeout_s = _timeout_s(request, req.parameters)
+    try:
+        await check_model_access(request, name)
+    except AimassError as exc:  # the gate already counted it in the key's usage
+        record_refusal(request, name, version, exc.status, usage=False)
+        raise
+    try:
+        dep = _deployment(request, name, version)
+        req, payload, timeout_s = await _decode(request, dep)
+    except AimassError as exc:
+        record_refusal(request, name, version, exc.status)
+        raise
     try:
         outputs = await unless_disconnected(request, dep.infer(payload, timeout_s=timeout_s))
     except ClientDisconnected:
@@ -129,6 +152,13 @@ async def infer(request: Request) -> Response:
         record_usage(request, name, error=True)
         raise
     record_usage(request, name)
+    return _answer(name, dep, req, outputs)
+
+
+def _answer(
+    name: str, dep: Deployment, req: InferenceRequest, outputs: dict[str, np.ndarray]
+) -> Response:
+    """The v2 response: JSON, or JSON header + binary tensors (Triton's binary extension)."""
     entries, binary = v2_codec.encode_outputs(outputs, req)
     answer = {"model_name": name, "model_version": str(dep.spec.version), "outputs": entries}
     if req.id is not None:

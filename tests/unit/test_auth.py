@@ -154,6 +154,26 @@ def test_token_budget(settings):
         r = client.post("/v1/use/m?estimate=20", headers=bearer(key))
         assert r.status_code == 429 and "budget_tokens" in r.json()["error"]["message"]
         assert int(r.headers["retry-after"]) >= 1
+        assert r.headers["x-ratelimit-limit-tokens"] == "100"
+        assert r.headers["x-ratelimit-remaining-tokens"] == "10"
+        assert r.headers["x-ratelimit-reset-tokens"].endswith("s")
+
+
+def test_budget_headers_follow_the_binding_token_limit(settings):
+    url = settings.resolved_database_url
+    _, only_budget = keys.create_key(url, "b", budget_tokens=1000, budget_period="day")
+    _, minute = keys.create_key(url, "m", tpm=500, budget_tokens=10**6, budget_period="month")
+    _, budget = keys.create_key(url, "t", tpm=10**6, budget_tokens=1000, budget_period="month")
+    with TestClient(make_app(settings)) as client:
+        r = client.post("/v1/use/m?estimate=10&used=10", headers=bearer(only_budget))
+        assert r.headers["x-ratelimit-limit-tokens"] == "1000"
+        assert r.headers["x-ratelimit-remaining-tokens"] == "990"
+        assert "x-ratelimit-limit-requests" not in r.headers
+        r = client.post("/v1/use/m?estimate=100", headers=bearer(minute))
+        assert r.headers["x-ratelimit-limit-tokens"] == "500"  # less left of the minute
+        r = client.post("/v1/use/m?estimate=100", headers=bearer(budget))
+        assert r.headers["x-ratelimit-limit-tokens"] == "1000"  # less left of the budget
+        assert r.headers["x-ratelimit-remaining-tokens"] == "900"
 
 
 def test_usage_endpoint_and_flush_on_shutdown(settings):

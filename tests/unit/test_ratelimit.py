@@ -94,7 +94,24 @@ def test_limit_changes_apply_and_removal_forgets(clock):
 
 @pytest.mark.parametrize(
     ("seconds", "text"),
-    [(0.0, "0ms"), (0.0171, "18ms"), (1.0, "1s"), (1.5, "1.5s"), (60.0, "1m0s"), (361.0, "6m1s")],
+    [
+        (0.0, "0ms"),
+        (0.0171, "18ms"),
+        (1.0, "1s"),
+        (1.5, "1.5s"),
+        (60.0, "1m0s"),
+        (361.0, "6m1s"),
+        (3 * 3600 + 61.0, "3h1m1s"),  # a token budget resets at the next day or month
+    ],
 )
 def test_reset_format_matches_openai(seconds, text):
     assert format_reset(seconds) == text
+
+
+def test_peek_reports_limits_without_taking_anything():
+    rl = RateLimiter(clock=lambda: 0.0)
+    assert rl.peek(1, None, None) == {}
+    assert rl.peek(1, 2, None)["x-ratelimit-remaining-requests"] == "2"
+    assert rl.peek(1, 2, None)["x-ratelimit-remaining-requests"] == "2"
+    rl.acquire(1, "k", 2, None, 0)
+    assert rl.peek(1, 2, None)["x-ratelimit-remaining-requests"] == "1"
