@@ -83,7 +83,7 @@ def serve(
 def _prepare_models(settings: Settings, config: Path | None) -> None:
     url = settings.resolved_database_url
     if settings.builtins:
-        from aimass.registry.builtin import register_builtins
+        from aimass.services.builtin import register_builtins
 
         register_builtins(settings)
     if config is not None:

@@ -354,7 +354,7 @@ def main() -> None:
         return serve_ray(int(args.serve_ray[0]), args.serve_ray[1], int(args.serve_ray[2]))
 
     from aimass.config import Settings
-    from aimass.registry.builtin import minilm_specs
+    from aimass.services.builtin import minilm_specs
 
     specs = minilm_specs(args.home or Settings().home)
     if len(specs) < 2:

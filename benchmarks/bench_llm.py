@@ -209,7 +209,7 @@ def main() -> None:
     parser.add_argument("--no-append", action="store_true")
     args = parser.parse_args()
 
-    from aimass.registry.builtin import gemma_spec
+    from aimass.services.builtin import gemma_spec
 
     tmp = Path(tempfile.mkdtemp(prefix="bench_llm_"))
     gguf = Path(gemma_spec(tmp / "home").source)

@@ -11,9 +11,8 @@ import numpy as np
 import openai
 import pytest
 
-from aimass.registry import builtin
 from aimass.registry import models as registry
-from aimass.services import optimize
+from aimass.services import builtin, optimize
 from aimass.spec import ModelSpec
 from tests.conftest import ROOT, run_server
 from tests.factories_text import tiny_encoder
