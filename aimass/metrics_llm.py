@@ -1,8 +1,10 @@
 """Prometheus metrics of text generation, labelled by model and version.
 
 Recorded by the OpenAI serving layer from what it sees (first token, gaps between tokens)
-and from the runtime's ``stats`` carried in each sequence's final event (running and waiting
-sequences, KV-cache cells in use).
+and from the runtime's ``stats`` (running and waiting sequences, KV-cache cells in use). The
+replica's worker loop puts fresh ``stats`` on the last event of every step, and after a
+sequence is admitted or cancelled sends them on a live sequence's stream even when no token
+came out; with no sequence left, the serving layer zeroes the gauges (``record_idle``).
 """
 
 from __future__ import annotations
@@ -48,6 +50,11 @@ def record_stats(name: str, version: int, stats: dict[str, Any]) -> None:
     KV_USED.labels(**labels).set(stats.get("kv_used", 0))
     total = stats.get("kv_total") or 0
     KV_USAGE.labels(**labels).set(stats.get("kv_used", 0) / total if total else 0.0)
+
+
+def record_idle(name: str, version: int) -> None:
+    """No sequence of the model is running or waiting: nothing is left to report it."""
+    record_stats(name, version, {})
 
 
 def record_first_token(name: str, version: int, seconds: float) -> None:

@@ -9,6 +9,8 @@ sequence join the running batch at the next step.
 Messages in:  ("infer", id, payload) | ("add", id, request) | ("cancel", id) | ("stop",)
 Messages out: ("ready", info) | ("load_error", text) | ("result", id, outputs)
               | ("error", id, AimassError) | ("event", id, data, done)
+
+A generative event's ``data`` may be ``{"stats": ...}`` alone: see ``_Gauges``.
 """
 
 from __future__ import annotations
@@ -92,6 +94,7 @@ def _serve_batches(runtime, conn: Connection) -> None:
 
 
 def _serve_generative(runtime, conn: Connection, inbox: queue.Queue) -> None:
+    gauges = _Gauges(runtime, conn)
     while True:
         busy = runtime.has_work()
         messages = [] if busy else [inbox.get()]
@@ -103,13 +106,57 @@ def _serve_generative(runtime, conn: Connection, inbox: queue.Queue) -> None:
         for msg in messages:
             if msg[0] == "stop":
                 return
-            _handle(runtime, conn, msg)
-        if runtime.has_work():
-            for ev in runtime.step():
-                conn.send(("event", ev.req_id, ev.data, ev.done))
+            if _handle(runtime, conn, msg):
+                gauges.handled(msg)
+        events = runtime.step() if runtime.has_work() else []
+        gauges.attach(events)
+        for ev in events:
+            conn.send(("event", ev.req_id, ev.data, ev.done))
+        gauges.flush()
 
 
-def _handle(runtime, conn: Connection, msg: tuple) -> None:
+class _Gauges:
+    """Keeps the server's gauges (running, waiting, KV cells) current.
+
+    The server has no channel for replica-wide figures, only each sequence's event stream,
+    so the figures ride there: on the last event of every step (the freshest the server
+    reads), and, when an admit or a cancel changed them but the step said nothing, on an
+    event of their own sent on a sequence still alive. A cancel otherwise sends no event,
+    and the gauges would keep counting a sequence that is gone.
+    """
+
+    def __init__(self, runtime, conn: Connection):
+        self.runtime = runtime
+        self.conn = conn
+        self.live: dict[Any, None] = {}  # insertion-ordered set of sequences in the runtime
+        self.changed = False
+
+    def handled(self, msg: tuple) -> None:
+        if msg[0] == "add":
+            self.live[msg[1]] = None
+        elif msg[0] == "cancel":
+            self.live.pop(msg[1], None)
+        else:
+            return
+        self.changed = True
+
+    def attach(self, events: list) -> None:
+        for ev in events:
+            if ev.done:
+                self.live.pop(ev.req_id, None)
+        if events:
+            events[-1].data["stats"] = self.runtime.stats()
+            self.changed = False
+
+    def flush(self) -> None:
+        if self.changed and self.live:
+            carrier = next(iter(self.live))
+            self.conn.send(("event", carrier, {"stats": self.runtime.stats()}, False))
+        self.changed = False
+
+
+def _handle(runtime, conn: Connection, msg: tuple) -> bool:
+    """Carry out one message; False when it failed (the error is sent to its request)."""
     kind, req_id = msg[0], msg[1]
     try:
         if kind == "infer":
@@ -123,3 +170,6 @@ def _handle(runtime, conn: Connection, msg: tuple) -> None:
     except Exception as exc:  # a runtime bug must not kill the replica
         detail = traceback.format_exception_only(type(exc), exc)[-1].strip()
         conn.send(("error", req_id, ModelFailed(f"model {runtime.spec.name!r} failed: {detail}")))
+    else:
+        return True
+    return False

@@ -1,10 +1,12 @@
 """llama.cpp runtime: continuous batching of many sequences in one replica.
 
-Every ``step`` makes one ``llama_decode`` call over all active sequences: one token for each
-sequence that is generating, plus prompt chunks of sequences still reading their prompt
-(at most ``options.prefill_chunk`` prompt tokens per step, so a long prompt cannot stall the
-others). New sequences take a free slot at the next step; a finished or cancelled sequence
-frees its slot and KV cells at once.
+Every ``step`` makes one ``llama_decode`` call for the next token of all generating sequences,
+then decodes prompt chunks of sequences still reading their prompt, each chunk in a call of
+its own (at most ``options.prefill_chunk`` prompt tokens per step, so a long prompt cannot
+stall the others). The chunks are kept out of the shared call on purpose: cut at fixed
+positions and computed alone, a prompt gives the same numbers, hence the same greedy answer,
+whatever else runs in the replica. New sequences take a free slot at the next step; a
+finished or cancelled sequence frees its slot and KV cells at once.
 
 Request dict (built by the OpenAI serving layer, plain data so it pickles)::
 

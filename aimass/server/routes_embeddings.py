@@ -20,6 +20,7 @@ from aimass.server.serving_embeddings import (
     render,
     split_model,
 )
+from aimass.server.timeouts import request_timeout_s
 
 router = APIRouter()
 B = TypeVar("B", bound=BaseModel)
@@ -82,13 +83,15 @@ async def _parse(request: Request, model: type[B]) -> B:
 async def embeddings(request: Request) -> Response:
     body = await _parse(request, EmbeddingRequest)
     service = _service(request)
+    timeout_s = request_timeout_s(request)
     estimate = estimate_tokens(body.items())
-    return await _run(request, body, lambda: service.embeddings(body), estimate)
+    return await _run(request, body, lambda: service.embeddings(body, timeout_s), estimate)
 
 
 @router.post("/v1/rerank", openapi_extra=_schema(RerankRequest))
 async def rerank(request: Request) -> Response:
     body = await _parse(request, RerankRequest)
     service = _service(request)
+    timeout_s = request_timeout_s(request)
     estimate = estimate_tokens([body.query, *body.texts()])
-    return await _run(request, body, lambda: service.rerank(body), estimate)
+    return await _run(request, body, lambda: service.rerank(body, timeout_s), estimate)

@@ -17,8 +17,9 @@ import orjson
 from aimass.config import Settings
 from aimass.engine.deployment import Deployment
 from aimass.engine.manager import ModelManager
-from aimass.errors import InvalidInput, PayloadTooLarge
+from aimass.errors import DeadlineExceeded, InvalidInput, PayloadTooLarge
 from aimass.protocols.embeddings import EmbeddingRequest, RerankRequest
+from aimass.server.timeouts import Deadline
 
 DIMENSIONS_OPTION = "supports_dimensions"
 
@@ -35,6 +36,14 @@ def split_model(ref: str) -> tuple[str, int | None]:
     return name, int(version)
 
 
+async def _infer(dep: Deployment, payload: dict, timeout_s: float | None) -> dict:
+    """Run the payload under the client's deadline (``Request-Timeout``), if it set one."""
+    try:
+        return await dep.infer(payload, timeout_s=timeout_s)
+    except DeadlineExceeded as exc:
+        raise Deadline.of(dep.spec.limits.timeout_s, timeout_s).explain(exc) from None
+
+
 def estimate_tokens(texts: list[Any]) -> int:
     """A cheap guess for quota checks before tokenizing: about four characters a token."""
     return sum(len(t) // 4 + 2 if isinstance(t, str) else len(t) + 2 for t in texts)
@@ -47,13 +56,15 @@ class EmbeddingsService:
         self.manager = manager
         self.settings = settings
 
-    async def embeddings(self, req: EmbeddingRequest) -> dict[str, Any]:
+    async def embeddings(
+        self, req: EmbeddingRequest, timeout_s: float | None = None
+    ) -> dict[str, Any]:
         dep = self._deployment(req.model, "embedding", "/v1/embeddings")
         items = req.items()
         self._check_count(len(items), "input")
         dimensions = self._check_dimensions(dep, req.dimensions)
         payload = {"text": _objects(items), "truncate": np.full(len(items), req.truncate)}
-        out = await dep.infer(payload)
+        out = await _infer(dep, payload, timeout_s)
         vectors = out["embedding"]
         if dimensions is not None:
             vectors = _shorten(vectors, dimensions, bool(dep.info.get("normalize", True)))
@@ -68,12 +79,12 @@ class EmbeddingsService:
             "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
         }
 
-    async def rerank(self, req: RerankRequest) -> dict[str, Any]:
+    async def rerank(self, req: RerankRequest, timeout_s: float | None = None) -> dict[str, Any]:
         dep = self._deployment(req.model, "rerank", "/v1/rerank")
         documents = req.texts()
         self._check_count(len(documents), "documents")
         payload = {"query": _objects([req.query] * len(documents)), "document": _objects(documents)}
-        out = await dep.infer(payload)
+        out = await _infer(dep, payload, timeout_s)
         scores = out["score"].astype(np.float64)
         order = np.argsort(-scores, kind="stable")[: req.top_n or len(documents)]
         results = []

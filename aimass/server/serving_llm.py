@@ -24,6 +24,7 @@ from aimass.errors import AimassError, InvalidInput, ModelFailed
 from aimass.protocols import openai as oa
 from aimass.server.deps import check_model_access, record_usage
 from aimass.server.disconnect import ClientDisconnected, unless_disconnected
+from aimass.server.timeouts import Deadline, request_timeout_s
 
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
@@ -89,6 +90,7 @@ class OpenAIServing:
         self.request = request
         self.manager = request.app.state.manager
         self.settings = request.app.state.settings
+        self.deadline = Deadline(0.0, "limits.timeout_s")
 
     async def completion(self, body: oa.CompletionRequest) -> Any:
         return await self._serve(body, chat=False)
@@ -99,19 +101,26 @@ class OpenAIServing:
     async def _serve(self, body: oa.CompletionRequest | oa.ChatCompletionRequest, chat: bool):
         started = time.monotonic()
         dep = self._deployment(body.model)
+        timeout_s = request_timeout_s(self.request)
         runtime_request = body.to_runtime()
         self._check_max_tokens(runtime_request.get("max_tokens"))
         await check_model_access(self.request, body.model, runtime_request.get("max_tokens") or 0)
-        runtime_request["deadline"] = time.time() + dep.spec.limits.timeout_s
+        self.deadline = Deadline.of(dep.spec.limits.timeout_s, timeout_s)
+        runtime_request["deadline"] = time.time() + self.deadline.seconds
         gen = Generation(dep, started)
-        events = dep.generate(runtime_request)
+        events = dep.generate(runtime_request, timeout_s=timeout_s)
         try:
-            first = await anext(events)
-        except StopAsyncIteration:
-            raise ModelFailed(f"model {body.model!r} ended the stream without an answer") from None
-        except AimassError:
+            # Queued or prefilling, the client may leave before any token: watch it here too,
+            # so its queue place or slot is given back now, not when its answer would be done.
+            first = await unless_disconnected(self.request, _first_event(gen, events))
+        except ClientDisconnected:  # the wait was cancelled, which cancelled the sequence
+            _settle_gauges(dep)
             record_usage(self.request, body.model, error=True)
-            raise
+            return Response(status_code=499)
+        except AimassError as exc:
+            _settle_gauges(dep)
+            record_usage(self.request, body.model, error=True)
+            raise self.deadline.explain(exc) from None
         rid = ("chatcmpl-" if chat else "cmpl-") + uuid.uuid4().hex[:24]
         shape = _Shape(rid, body.model, chat)
         if body.stream:
@@ -146,9 +155,9 @@ class OpenAIServing:
         except ClientDisconnected:  # collecting was cancelled, which cancelled the sequence
             record_usage(self.request, shape.model, error=True, **_tokens(gen))
             return Response(status_code=499)
-        except AimassError:
+        except AimassError as exc:
             record_usage(self.request, shape.model, error=True, **_tokens(gen))
-            raise
+            raise self.deadline.explain(exc) from None
         record_usage(self.request, shape.model, **_tokens(gen))
         return JSONResponse(shape.whole(gen))
 
@@ -159,6 +168,7 @@ class OpenAIServing:
                 gen.parts.append(gen.take(data))
         finally:
             await events.aclose()
+            _settle_gauges(gen.dep)
 
     # streams
 
@@ -180,11 +190,36 @@ class OpenAIServing:
                 yield _sse(shape.usage_chunk(gen))
         except AimassError as exc:
             failed = True
-            yield _sse({"error": _error_body(exc)})
+            yield _sse({"error": _error_body(self.deadline.explain(exc))})
         finally:
             await events.aclose()
+            _settle_gauges(gen.dep)
             record_usage(self.request, shape.model, error=failed, **_tokens(gen))
         yield "data: [DONE]\n\n"
+
+
+async def _first_event(gen: Generation, events: AsyncIterator[dict]) -> dict[str, Any]:
+    """The first event that says something (text, an end, an error); gauge-only events before
+    it are recorded and skipped, so a stream's status and headers wait for the first token."""
+    try:
+        async for data in events:
+            if data.keys() - {"stats"}:
+                return data
+            gen.take(data)
+    except BaseException:
+        await events.aclose()
+        raise
+    raise ModelFailed(f"model {gen.dep.spec.name!r} ended the stream without an answer")
+
+
+def _settle_gauges(dep: Deployment) -> None:
+    """Zero the model's gauges once none of its sequences is left.
+
+    The replica reports its gauges on the events of live sequences; after the last one is
+    cancelled there is no sequence left to carry them, and the last report would stay.
+    """
+    if not any(replica.busy for replica in dep.replicas):
+        metrics_llm.record_idle(dep.spec.name, dep.spec.version)
 
 
 def _tokens(gen: Generation) -> dict[str, int]:

@@ -220,3 +220,21 @@ def test_a_body_that_is_not_json_is_a_400(server, path):
     assert (
         response.status_code == 400 and response.json()["error"]["type"] == "invalid_request_error"
     )
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/v1/embeddings", {"model": "tiny", "input": ["a", "b"]}),
+        ("/v1/rerank", {"model": "tiny-rerank", "query": "q", "documents": ["a", "b"]}),
+    ],
+)
+def test_request_timeout_header(server, path, body):
+    """A deadline no batch can meet is a 504 naming the header; a roomy one changes nothing."""
+    late = httpx.post(server + path, json=body, headers={"Request-Timeout": "0.000001"})
+    assert late.status_code == 504
+    err = late.json()["error"]
+    assert err["type"] == "timeout_error" and "Request-Timeout" in err["message"]
+    assert httpx.post(server + path, json=body, headers={"Request-Timeout": "30"}).is_success
+    bad = httpx.post(server + path, json=body, headers={"Request-Timeout": "never"})
+    assert bad.status_code == 400 and bad.json()["error"]["param"] == "Request-Timeout"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
@@ -10,7 +11,14 @@ import openai
 import pytest
 
 from tests.conftest import run_server
-from tests.integration.conftest_llm import gemma_file, llm_spec
+from tests.integration.conftest_llm import (
+    gemma_file,
+    llm_spec,
+    metric,
+    raw_request,
+    until_text,
+    wait_for_metric,
+)
 
 PROMPTS = ["The capital of France is", "Once upon a time", "def add(a, b):", "Water boils at"]
 
@@ -130,18 +138,96 @@ def test_bad_field_is_400_in_openai_shape(server):
     assert err["param"] == "top_p" and err["type"] == "invalid_request_error"
 
 
-def test_disconnect_mid_stream_frees_the_slot(server, client):
-    body = {"model": "gemma", "prompt": PROMPTS[1], "max_tokens": 400, "stream": True}
-    for _ in range(3):
-        with httpx.stream("POST", f"{server}/v1/completions", json=body, timeout=60) as resp:
-            next(resp.iter_lines())
-    with pytest.raises(httpx.ReadTimeout):  # a whole-answer client giving up also frees its slot
-        httpx.post(f"{server}/v1/completions", json={**body, "stream": False}, timeout=1.0)
-    # a request finishing after the four cancellations reports the running sequences it saw
-    complete(client, PROMPTS[0], n=8)
-    metrics = httpx.get(f"{server}/metrics").text
-    running = [
-        line for line in metrics.splitlines()
-        if line.startswith("aimass_llm_running_sequences{") and 'model="gemma"' in line
-    ]  # fmt: skip
-    assert running and running[0].endswith(" 0.0")
+# Counting greedily never reaches an end of text: a sequence of COUNT_TOKENS runs its full
+# length (many seconds on 2 cores), far beyond the bounds within which a cancel must show.
+COUNTING = "1, 2, 3, 4, 5, 6, 7, 8,"
+COUNT_TOKENS = 450
+FREED_WITHIN_S = 3.0
+
+
+def test_disconnect_mid_stream_frees_the_slot_at_once(server):
+    before = metric(server, "aimass_llm_generated_tokens_total")
+    body = {"model": "gemma", "prompt": COUNTING, "max_tokens": COUNT_TOKENS, "temperature": 0}
+    with httpx.stream(
+        "POST", f"{server}/v1/completions", json={**body, "stream": True}, timeout=60
+    ) as resp:
+        _held = until_text(resp)  # a token came: it runs (held: see until_text)
+        wait_for_metric(server, "aimass_llm_running_sequences", lambda v: v == 1)
+    wait_for_metric(server, "aimass_llm_running_sequences", lambda v: v == 0, FREED_WITHIN_S)
+    assert metric(server, "aimass_llm_kv_cache_used_cells") == 0
+    # A finished sequence would have counted its tokens; a cancelled one never does.
+    assert metric(server, "aimass_llm_generated_tokens_total") == before
+
+
+def test_whole_answer_client_leaving_frees_its_slot(server):
+    before = metric(server, "aimass_llm_generated_tokens_total")
+    body = {"model": "gemma", "prompt": COUNTING, "max_tokens": COUNT_TOKENS, "temperature": 0}
+    with raw_request(server, "/v1/completions", body):
+        wait_for_metric(server, "aimass_llm_running_sequences", lambda v: v == 1)
+    wait_for_metric(server, "aimass_llm_running_sequences", lambda v: v == 0, FREED_WITHIN_S)
+    assert metric(server, "aimass_llm_generated_tokens_total") == before
+
+
+def test_metrics_after_requests(server, client):
+    for prompt in PROMPTS[:2]:
+        chunks = client.completions.create(
+            model="gemma", prompt=prompt, max_tokens=8, temperature=0, stream=True
+        )
+        assert "".join(c.choices[0].text for c in chunks if c.choices)
+    text = httpx.get(f"{server}/metrics").text
+    for name in ("time_to_first_token_seconds", "inter_token_latency_seconds"):
+        count = metric(server, f"aimass_llm_{name}_count", text)
+        total = metric(server, f"aimass_llm_{name}_sum", text)
+        assert count >= 2 and 0 < total / count < 30
+    assert metric(server, "aimass_llm_generated_tokens_total", text) >= 16
+    assert metric(server, "aimass_llm_prompt_tokens_total", text) >= 2
+    for idle in ("running_sequences", "waiting_sequences", "kv_cache_used_cells"):
+        assert metric(server, f"aimass_llm_{idle}", text) == 0
+    body = {"model": "gemma", "prompt": COUNTING, "max_tokens": COUNT_TOKENS, "stream": True}
+    with httpx.stream(
+        "POST", f"{server}/v1/completions", json={**body, "temperature": 0}, timeout=60
+    ) as resp:
+        _held = until_text(resp)  # a token came: it runs (held: see until_text)
+        wait_for_metric(server, "aimass_llm_kv_cache_used_cells", lambda v: v > 8)
+        used = metric(server, "aimass_llm_kv_cache_used_cells")
+        ratio = metric(server, "aimass_llm_kv_cache_usage_ratio")
+        assert used <= 512 and ratio == pytest.approx(used / (4 * 512), abs=0.02)
+        assert metric(server, "aimass_llm_running_sequences") == 1
+    wait_for_metric(server, "aimass_llm_running_sequences", lambda v: v == 0, FREED_WITHIN_S)
+    assert metric(server, "aimass_llm_kv_cache_usage_ratio") == 0
+
+
+def test_request_timeout_header_ends_the_request_with_504(server):
+    body = {"model": "gemma", "prompt": COUNTING, "max_tokens": COUNT_TOKENS, "temperature": 0}
+    started = time.monotonic()
+    resp = httpx.post(
+        f"{server}/v1/completions", json=body, headers={"Request-Timeout": "1"}, timeout=60
+    )
+    assert resp.status_code == 504 and time.monotonic() - started < 10
+    err = resp.json()["error"]
+    assert err["type"] == "timeout_error" and "Request-Timeout" in err["message"]
+    wait_for_metric(server, "aimass_llm_running_sequences", lambda v: v == 0, FREED_WITHIN_S)
+
+
+@pytest.mark.parametrize("value", ["soon", "0", "-2", "inf", "nan"])
+def test_bad_request_timeout_header_is_400(client, value):
+    with pytest.raises(openai.BadRequestError) as info:
+        client.chat.completions.create(
+            model="gemma",
+            messages=[{"role": "user", "content": "Hi"}],
+            max_tokens=2,
+            extra_headers={"Request-Timeout": value},
+        )
+    assert "Request-Timeout" in info.value.body["message"]
+    assert info.value.body["param"] == "Request-Timeout"
+
+
+def test_request_timeout_header_longer_than_needed_is_fine(client):
+    out = client.completions.create(
+        model="gemma",
+        prompt=PROMPTS[0],
+        max_tokens=4,
+        temperature=0,
+        extra_headers={"Request-Timeout": "60"},
+    )
+    assert out.usage.completion_tokens == 4
