@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import logging
 from contextlib import asynccontextmanager
 
@@ -12,17 +11,16 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from aimass import __version__
 from aimass.config import Settings
 from aimass.control import ControlPlane
-from aimass.server import routes_admin, routes_v2
+from aimass.server import (
+    routes_access,
+    routes_admin,
+    routes_embeddings,
+    routes_openai,
+    routes_v2,
+)
 from aimass.server.errors import install_error_handlers
 
 log = logging.getLogger("aimass.server")
-
-# Routers of the capabilities that live in their own modules; each exposes ``router``.
-_OPTIONAL_ROUTERS = (
-    "aimass.server.routes_openai",
-    "aimass.server.routes_embeddings",
-    "aimass.server.routes_access",
-)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -43,10 +41,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.manager = control.manager
     install_error_handlers(app)
     _install_access_control(app, settings)
-    app.include_router(routes_v2.router)
-    app.include_router(routes_admin.router)
-    for module_name in _OPTIONAL_ROUTERS:
-        app.include_router(importlib.import_module(module_name).router)
+    for routes in (routes_v2, routes_admin, routes_openai, routes_embeddings, routes_access):
+        app.include_router(routes.router)
 
     @app.get("/metrics", include_in_schema=False)
     async def metrics() -> Response:

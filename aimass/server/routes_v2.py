@@ -5,8 +5,6 @@ Thin: decode and check tensors, hand them to the engine, encode the answer.
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import orjson
 from fastapi import APIRouter, Request, Response
@@ -25,6 +23,7 @@ from aimass.server.deps import (
     visible,
 )
 from aimass.server.disconnect import ClientDisconnected, unless_disconnected
+from aimass.server.timeouts import request_timeout_s
 
 router = APIRouter()
 
@@ -103,16 +102,7 @@ def _timeout_s(request: Request, params: dict | None) -> float | None:
         if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
             raise InvalidInput("parameter 'timeout' must be a positive number of microseconds")
         return value / 1e6
-    header = request.headers.get("request-timeout")
-    if header is None:
-        return None
-    try:
-        value = float(header)
-    except ValueError:
-        raise InvalidInput("Request-Timeout header must be a number of seconds") from None
-    if not math.isfinite(value) or value <= 0:
-        raise InvalidInput("Request-Timeout header must be a positive, finite number of seconds")
-    return value
+    return request_timeout_s(request)
 
 
 async def _decode(
