@@ -60,6 +60,20 @@ def test_concurrent_greedy_equals_one_by_one(runtime):
     assert runtime.stats()["kv_used"] == 0
 
 
+def test_batching_never_changes_greedy_output_with_eight_slots(gguf):
+    """The built-in configuration (8 slots): a sequence alone and six together must give the
+    same tokens. (Padding a lone sequence to one 4-row block instead of all 8 slots was tried
+    and fails this test: llama.cpp's 4- and 8-row steps round differently.)"""
+    rt = LlamaCppRuntime(llm_spec(gguf, limits={"max_concurrent": 8}))
+    rt.load()
+    try:
+        alone = {i: drain(rt, {i: greedy(p, 32)})[i][0] for i, p in enumerate(PROMPTS)}
+        together = drain(rt, {i: greedy(p, 32) for i, p in enumerate(PROMPTS)})
+    finally:
+        rt.unload()
+    assert {i: text for i, (text, _) in together.items()} == alone
+
+
 def test_greedy_equals_llama_cpp_python_when_alone(gguf):
     from llama_cpp import Llama
 
