@@ -32,6 +32,8 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from common import append_section  # noqa: E402
+
 from aimass.config import Settings  # noqa: E402
 from aimass.registry import keys  # noqa: E402
 from aimass.server.auth import Gate  # noqa: E402
@@ -147,8 +149,7 @@ def main() -> None:
     text = report(times, gate_us, args)
     print(text)
     if not args.no_append:
-        with (ROOT / "benchmarks" / "RESULTS.md").open("a") as f:
-            f.write(text)
+        append_section(text)
 
 
 if __name__ == "__main__":
