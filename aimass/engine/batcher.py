@@ -56,14 +56,18 @@ class Batcher:
     def depth(self) -> int:
         return len(self._queue)
 
-    async def submit(self, payload: Payload, rows: int, deadline: float) -> Payload:
-        """Queue one request (at most ``max_batch_size`` rows) and await its outputs."""
+    def check_room(self) -> None:
+        """Raise QueueFull (429) when the queue cannot take another request now."""
         limit = self.spec.limits.max_queue
         if len(self._queue) >= limit:
             raise QueueFull(
                 f"model {self.spec.name!r} queue is full ({limit} waiting, limits.max_queue)",
                 retry_after=1,
             )
+
+    async def submit(self, payload: Payload, rows: int, deadline: float) -> Payload:
+        """Queue one request (at most ``max_batch_size`` rows) and await its outputs."""
+        self.check_room()
         item = _Item(payload, rows, _max_cost(payload), _signature(payload), deadline)
         self._queue.append(item)
         self._changed()

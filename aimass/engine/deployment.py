@@ -192,6 +192,16 @@ class Deployment:
         if self.state != READY:
             raise Unavailable(f"model {self.spec.name!r} is {self.state}")
 
+    def admit(self) -> None:
+        """Refuse at once what ``infer`` would refuse before queueing (not serving, queue full).
+
+        Transports call this before reading a request's body, so an overloaded model answers
+        its 429s without decoding anything; ``infer`` checks again when it queues.
+        """
+        self._check_serving()
+        if self._batcher is not None:
+            self._batcher.check_room()
+
     def deadline(self, timeout_s: float | None) -> float:
         """A client may shorten the model's deadline, never lengthen it."""
         limit = self.spec.limits.timeout_s

@@ -130,6 +130,7 @@ async def infer(request: Request) -> Response:
         raise
     try:
         dep = _deployment(request, name, version)
+        dep.admit()  # a full queue answers 429 before the body is read
         req, payload, timeout_s = await _decode(request, dep)
     except AimassError as exc:
         record_refusal(request, name, version, exc.status)

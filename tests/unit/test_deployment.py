@@ -74,3 +74,20 @@ async def test_restarts_back_off_exponentially_then_give_up():
     assert dep.state == FAILED
     assert "gave up after 4 restarts" in dep.last_error
     assert "signal 9" in dep.last_error
+
+
+async def test_admit_refuses_a_full_queue_before_any_work():
+    model = spec(batching={"max_batch_size": 1}, limits={"max_queue": 1})
+    dep, replica = serving(model)
+    x = {"x": np.ones((1, 1), np.float32)}
+    running = asyncio.ensure_future(dep.infer(x))
+    await replica.started.wait()
+    queued = asyncio.ensure_future(dep.infer(x))
+    await asyncio.sleep(0)
+    assert dep.queue_depth == 1
+    with pytest.raises(QueueFull, match="limits.max_queue"):
+        dep.admit()
+    replica.release.set()
+    await asyncio.gather(running, queued)
+    dep.admit()  # room again
+    await dep._batcher.close(QueueFull("closed"))
