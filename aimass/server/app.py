@@ -1,4 +1,5 @@
-"""The FastAPI application: wires the control plane, routers, error rendering and metrics."""
+"""The server application: the FastAPI app (control plane, routers, error rendering, metrics)
+with its inference routes served on the fast path (``fastpath.py``)."""
 
 from __future__ import annotations
 
@@ -7,11 +8,14 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.types import ASGIApp
 
 from aimass import __version__
 from aimass.config import Settings
 from aimass.control import ControlPlane
 from aimass.server import (
+    auth,
+    limits,
     routes_access,
     routes_admin,
     routes_embeddings,
@@ -19,12 +23,35 @@ from aimass.server import (
     routes_v2,
 )
 from aimass.server.errors import install_error_handlers
+from aimass.server.fastpath import FastPath
 
 log = logging.getLogger("aimass.server")
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+# The routes that carry inference traffic, taken off FastAPI's per-request machinery.
+HOT_ROUTES = [
+    (r"/v2/models/(?P<name>[^/]+)/infer", routes_v2.infer),
+    (r"/v2/models/(?P<name>[^/]+)/versions/(?P<version>[^/]+)/infer", routes_v2.infer),
+    (r"/v1/embeddings", routes_embeddings.embeddings),
+    (r"/v1/rerank", routes_embeddings.rerank),
+]
+
+
+def create_app(settings: Settings | None = None) -> ASGIApp:
+    """The ASGI app ``aimass serve`` runs: ``fastapi_app`` behind the fast path."""
     settings = settings or Settings()
+    app = fastapi_app(settings)
+
+    def guard(endpoint: ASGIApp) -> ASGIApp:
+        # The app's own guards, in the same order (authentication outermost).
+        inner = limits.BodyLimitMiddleware(endpoint, max_body_bytes=settings.max_body_bytes)
+        return auth.AccessMiddleware(inner, gate=app.state.gate)
+
+    return FastPath(app, HOT_ROUTES, guard)
+
+
+def fastapi_app(settings: Settings) -> FastAPI:
+    """Every route, the middleware and the lifespan (control plane start and stop)."""
     control = ControlPlane(settings)
 
     @asynccontextmanager
@@ -52,7 +79,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
 
 def _install_access_control(app: FastAPI, settings: Settings) -> None:
-    from aimass.server import auth, limits
-
     limits.install_body_limit(app, settings)
     auth.install_access_control(app, settings)

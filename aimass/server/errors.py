@@ -48,9 +48,13 @@ def describe_validation(errors: list[dict]) -> tuple[str, str | None]:
     return "invalid request: " + "; ".join(parts), first
 
 
-def install_error_handlers(app: FastAPI) -> None:
-    @app.exception_handler(AimassError)
-    async def _aimass(request: Request, exc: AimassError):
+def render_exception(request: Request, exc: Exception) -> JSONResponse:
+    """The answer to any exception a route raises, in the client's protocol's shape.
+
+    Used by the app's exception handlers and by the fast path (``server/fastpath.py``), so a
+    route answers the same whichever way it was reached.
+    """
+    if isinstance(exc, AimassError):
         return error_response(
             request,
             exc.status,
@@ -60,23 +64,12 @@ def install_error_handlers(app: FastAPI) -> None:
             param=exc.param,
             headers=exc.headers,
         )
-
-    @app.exception_handler(RequestValidationError)
-    async def _validation(request: Request, exc: RequestValidationError):
+    if isinstance(exc, RequestValidationError | ValidationError):
         message, param = describe_validation(exc.errors())
         return error_response(
             request, 400, message, code="invalid_input", type_="invalid_request_error", param=param
         )
-
-    @app.exception_handler(ValidationError)
-    async def _pydantic(request: Request, exc: ValidationError):
-        message, param = describe_validation(exc.errors())
-        return error_response(
-            request, 400, message, code="invalid_input", type_="invalid_request_error", param=param
-        )
-
-    @app.exception_handler(HTTPException)
-    async def _http(request: Request, exc: HTTPException):
+    if isinstance(exc, HTTPException):
         code = "not_found" if exc.status_code == 404 else "http_error"
         return error_response(
             request,
@@ -86,14 +79,19 @@ def install_error_handlers(app: FastAPI) -> None:
             type_="invalid_request_error",
             headers=getattr(exc, "headers", None),
         )
+    log.error("unhandled error on %s", request.url.path, exc_info=exc)
+    return error_response(
+        request,
+        500,
+        f"internal error: {type(exc).__name__}",
+        code="internal_error",
+        type_="server_error",
+    )
 
-    @app.exception_handler(Exception)
-    async def _unexpected(request: Request, exc: Exception):
-        log.exception("unhandled error on %s", request.url.path)
-        return error_response(
-            request,
-            500,
-            f"internal error: {type(exc).__name__}",
-            code="internal_error",
-            type_="server_error",
-        )
+
+def install_error_handlers(app: FastAPI) -> None:
+    async def handle(request: Request, exc: Exception) -> JSONResponse:
+        return render_exception(request, exc)
+
+    for kind in (AimassError, RequestValidationError, ValidationError, HTTPException, Exception):
+        app.add_exception_handler(kind, handle)
