@@ -85,7 +85,7 @@ async def test_admit_refuses_a_full_queue_before_any_work():
     queued = asyncio.ensure_future(dep.infer(x))
     await asyncio.sleep(0)
     assert dep.queue_depth == 1
-    with pytest.raises(QueueFull, match="limits.max_queue"):
+    with pytest.raises(QueueFull, match=r"limits\.max_queue"):
         dep.admit()
     replica.release.set()
     await asyncio.gather(running, queued)
