@@ -267,7 +267,8 @@ class Gate:
                 raise
             caller.rate_headers = _with_budget(rate, budget)
         except AimassError:
-            self.usage.add((key.id, key.name, model, today()), Counts(1, 0, 0, 1))
+            counted = model if _served(request, model) else UNKNOWN_MODEL
+            self.usage.add((key.id, key.name, counted, today()), Counts(1, 0, 0, 1))
             raise
         caller.estimated_tokens = estimated_tokens
 
@@ -367,6 +368,18 @@ def _with_budget(rate: dict[str, str], budget: dict[str, str]) -> dict[str, str]
     if tpm_left is None or int(budget["x-ratelimit-remaining-tokens"]) < int(tpm_left):
         return {**rate, **budget}
     return rate
+
+
+UNKNOWN_MODEL = "(unknown model)"
+"""Usage rows of refusals for model names this server does not serve go under this name, so a
+key cannot add rows without bound by asking for made-up models."""
+
+
+def _served(request: Request, model: str) -> bool:
+    manager = getattr(request.app.state, "manager", None)
+    if manager is None:
+        return True
+    return any(d.spec.name == model for d in manager.deployments())
 
 
 def _caller_of(request: Request) -> Caller | None:

@@ -125,6 +125,17 @@ def test_scope_limits_use_and_listings(env):
     assert {e["name"] for e in admin_index.json()} == {"add1", "add2"}
 
 
+def test_refusals_for_made_up_models_share_one_usage_row(env):
+    """A scoped key asking for names the server does not serve cannot grow usage without bound."""
+    for name in ("made-up-1", "made-up-2", "made-up-3"):
+        assert infer(env, name, env["user"]).status_code == 403
+    deadline = time.monotonic() + 10
+    while (usage := _usage(env, "user")).get("(unknown model)", (0, 0))[1] < 3:
+        assert time.monotonic() < deadline, usage
+        time.sleep(0.1)
+    assert not any(model.startswith("made-up") for model in usage)
+
+
 def test_admin_actions_need_an_admin_key_and_are_audited(env):
     base, user, admin = env["base"], env["user"], env["admin"]
     r = httpx.post(f"{base}/v2/repository/models/add2/unload", headers=bearer(user), timeout=60)
