@@ -34,6 +34,8 @@ HOT_ROUTES = [
     (r"/v2/models/(?P<name>[^/]+)/versions/(?P<version>[^/]+)/infer", routes_v2.infer),
     (r"/v1/embeddings", routes_embeddings.embeddings),
     (r"/v1/rerank", routes_embeddings.rerank),
+    (r"/v1/completions", routes_openai.completions),
+    (r"/v1/chat/completions", routes_openai.chat_completions),
 ]
 
 

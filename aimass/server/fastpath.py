@@ -2,8 +2,8 @@
 
 Under load, a small embeddings request spent about 60% of the server's CPU in FastAPI's and
 Starlette's routing, exception wrappers and middleware shims, against 27% in the route
-itself (py-spy during ``benchmarks/bench_embeddings.py``). The few routes that carry
-inference traffic are matched here by method and path and called directly: the same route
+itself (py-spy during ``benchmarks/bench_embeddings.py``). The routes that carry inference
+traffic are matched here by method and path and called directly: the same route
 functions, behind the same guards (authentication, body limit), with errors rendered by the
 same function as the app's handlers. Everything else, including the OpenAPI description of
 these routes, stays with FastAPI.

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any, TypeVar
 
 import orjson
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, ValidationError
 
 from aimass.errors import InvalidInput
@@ -37,12 +37,12 @@ async def parse_body(request: Request, model: type[M]) -> M:
 
 
 @router.post("/v1/completions")
-async def completions(request: Request):
+async def completions(request: Request) -> Response:
     body = await parse_body(request, oa.CompletionRequest)
     return await OpenAIServing(request).completion(body)
 
 
 @router.post("/v1/chat/completions")
-async def chat_completions(request: Request):
+async def chat_completions(request: Request) -> Response:
     body = await parse_body(request, oa.ChatCompletionRequest)
     return await OpenAIServing(request).chat(body)
