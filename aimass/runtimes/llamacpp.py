@@ -11,7 +11,9 @@ finished or cancelled sequence frees its slot and KV cells at once.
 Request dict (built by the OpenAI serving layer, plain data so it pickles)::
 
     prompt: str | list[int]    or   messages: list[{role, content}]
-    max_tokens: int | None     temperature, top_p, top_k, min_p, seed,
+    max_tokens: int | None     (None: to the end of the context, at most max_tokens_cap)
+    max_tokens_cap: int | None the server's ceiling for requests that name no max_tokens
+    temperature, top_p, top_k, min_p, seed,
     presence_penalty, frequency_penalty, repetition_penalty, stop: list[str],
     response_format: dict | None   (json_object / json_schema, enforced by a grammar)
     deadline: float | None     (``time.time()`` after which the sequence ends with 504)
@@ -158,6 +160,8 @@ class LlamaCppRuntime(GenerativeRuntime):
             {**request, "grammar": grammar_for(request.get("response_format"))}
         )
         max_tokens = self._max_tokens(len(prompt), request.get("max_tokens"))
+        if request.get("max_tokens") is None and request.get("max_tokens_cap"):
+            max_tokens = min(max_tokens, int(request["max_tokens_cap"]))
         chain = build_chain(params, self._llm().vocab, self._llm().n_vocab, self.penalty_window)
         seq = Sequence(
             req_id=req_id,

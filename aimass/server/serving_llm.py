@@ -104,6 +104,7 @@ class OpenAIServing:
         timeout_s = request_timeout_s(self.request)
         runtime_request = body.to_runtime()
         self._check_max_tokens(runtime_request.get("max_tokens"))
+        runtime_request["max_tokens_cap"] = self.settings.max_tokens_ceiling
         await check_model_access(self.request, body.model, runtime_request.get("max_tokens") or 0)
         self.deadline = Deadline.of(dep.spec.limits.timeout_s, timeout_s)
         runtime_request["deadline"] = time.time() + self.deadline.seconds

@@ -180,3 +180,10 @@ def test_deadline_ends_the_sequence_with_504(runtime):
     (event,) = runtime.step()
     assert event.done and event.data["error"]["type"] == "DeadlineExceeded"
     assert not runtime.has_work()
+
+
+def test_a_request_without_max_tokens_stops_at_the_servers_cap(runtime):
+    request = {"prompt": "1, 2, 3, 4, 5, 6, 7, 8,", "temperature": 0, "max_tokens_cap": 5}
+    _, final = drain(runtime, {"capped": request})["capped"]
+    assert final["finish_reason"] == "length"
+    assert final["usage"]["completion_tokens"] == 5
