@@ -7,24 +7,13 @@ from __future__ import annotations
 
 import httpx
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from tests.conftest import run_server
 from tests.integration.conftest_llm import gemma_file, llm_spec
+from tests.strategies import any_json, fuzz, scalars
 
-scalars = st.one_of(
-    st.none(),
-    st.booleans(),
-    st.integers(-(2**70), 2**70),
-    st.floats(allow_nan=False, allow_infinity=False),
-    st.text(max_size=12),
-)
-any_json = st.recursive(
-    scalars,
-    lambda c: st.lists(c, max_size=4) | st.dictionaries(st.text(max_size=6), c, max_size=4),
-    max_leaves=10,
-)
 texts = st.text(max_size=40)
 schemas = st.one_of(
     st.just({"type": "object", "properties": {"a": {"type": "integer"}}, "required": ["a"]}),
@@ -95,10 +84,7 @@ valid_chat_body = st.fixed_dictionaries(
     {"model": st.just("gemma"), "messages": turns},
     optional=valid_sampling,
 )
-# Derandomized: the same examples on every run, so a CI run is reproducible.
-FUZZ = settings(
-    max_examples=60, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck)
-)
+FUZZ = fuzz(60)
 
 
 @pytest.fixture(scope="module")

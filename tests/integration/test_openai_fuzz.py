@@ -5,24 +5,13 @@ from __future__ import annotations
 
 import httpx
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from tests.conftest import run_server
 from tests.factories_text import tiny_classifier, tiny_encoder
+from tests.strategies import any_json, fuzz, scalars
 
-scalars = st.one_of(
-    st.none(),
-    st.booleans(),
-    st.integers(-(2**70), 2**70),
-    st.floats(allow_nan=False, allow_infinity=False),
-    st.text(max_size=12),
-)
-any_json = st.recursive(
-    scalars,
-    lambda c: st.lists(c, max_size=5) | st.dictionaries(st.text(max_size=6), c),
-    max_leaves=12,
-)
 texts = st.text(max_size=60)
 token_ids = st.lists(st.integers(-5, 40_000), max_size=20)
 inputs = st.one_of(
@@ -52,10 +41,7 @@ rerank_body = st.fixed_dictionaries(
         "return_documents": st.one_of(st.booleans(), scalars),
     },
 )
-# Derandomized: the same examples on every run, so a CI run is reproducible.
-FUZZ = settings(
-    max_examples=120, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck)
-)
+FUZZ = fuzz(120)
 
 
 @pytest.fixture(scope="module")
