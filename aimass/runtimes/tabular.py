@@ -13,6 +13,7 @@ Pickles (``.joblib``/``.pkl``) run code when loaded, so they are refused unless 
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any
 
@@ -137,7 +138,7 @@ class TabularRuntime(Runtime):
         return self._backend
 
 
-class _Backend:
+class _Backend(ABC):
     """What every format provides once loaded: tensor infos, ``predict`` and metadata."""
 
     fmt: str
@@ -149,8 +150,9 @@ class _Backend:
     inputs: list[TensorInfo]
     outputs: list[TensorInfo]
 
+    @abstractmethod
     def predict(self, batch: Payload) -> Payload:
-        raise NotImplementedError
+        """Outputs for a batch of rows (each format's own model call)."""
 
     def describe(self) -> dict[str, Any]:
         info: dict[str, Any] = {

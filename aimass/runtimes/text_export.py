@@ -28,7 +28,7 @@ def export_onnx(layout: TextLayout, path: Path) -> Path:
     names = [n for n in MODEL_INPUTS if n in accepted]
     output = "last_hidden_state" if layout.kind == "encoder" else "logits"
     wrapper = _first_output(model, names)
-    dummy = tuple(_dummy(name, torch) for name in names)
+    examples = tuple(_example_input(name, torch) for name in names)
     axes = {n: {0: "batch", 1: "sequence"} for n in names}
     axes[output] = {0: "batch", 1: "sequence"} if layout.kind == "encoder" else {0: "batch"}
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -38,7 +38,7 @@ def export_onnx(layout: TextLayout, path: Path) -> Path:
         warnings.simplefilter("ignore")
         torch.onnx.export(
             wrapper,
-            dummy,
+            examples,
             str(path),
             input_names=names,
             output_names=[output],
@@ -69,7 +69,7 @@ def quantize_int8(fp32_path: Path, int8_path: Path) -> Path:
     return int8_path
 
 
-def _dummy(name: str, torch):
+def _example_input(name: str, torch):
     """Example inputs whose mask holds padding, so the traced graph keeps the masking path."""
     tensor = torch.ones((2, 8), dtype=torch.int64)
     if name == "attention_mask":
