@@ -1,4 +1,4 @@
-from aimass.cli import app
+from aimass.cli.main import app
 
 if __name__ == "__main__":
     app()

@@ -245,7 +245,7 @@ def serve_ray(port: int, model_dir: str, threads: int) -> None:
 
 def ceiling(int8_spec, duration: float, batch: int) -> dict:
     """(c): tokenize + onnxruntime int8 + pooling in this process, full batches, no HTTP."""
-    from aimass.runtimes.transformers import TransformersRuntime
+    from aimass.runtimes.text.runtime import TransformersRuntime
 
     runtime = TransformersRuntime(int8_spec)
     runtime.load()
@@ -354,7 +354,7 @@ def main() -> None:
         return serve_ray(int(args.serve_ray[0]), args.serve_ray[1], int(args.serve_ray[2]))
 
     from aimass.config import Settings
-    from aimass.services.builtin import minilm_specs
+    from aimass.provision.builtin import minilm_specs
 
     specs = minilm_specs(args.home or Settings().home)
     if len(specs) < 2:

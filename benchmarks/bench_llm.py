@@ -61,8 +61,8 @@ def raw_loop(gguf: Path, clients: int, tokens: int, threads: int) -> dict[str, f
     """Prefill every prompt, then decode all sequences together, one llama_decode per step."""
     import llama_cpp as lc
 
-    from aimass.runtimes.llm_batch import TokenBatch
-    from aimass.runtimes.llm_model import ContextConfig, LlamaModel
+    from aimass.runtimes.llamacpp.batch import TokenBatch
+    from aimass.runtimes.llamacpp.model import ContextConfig, LlamaModel
 
     model = LlamaModel(str(gguf), ContextConfig(max(clients, 1), 512, 512, threads))
     batch = TokenBatch(512)
@@ -209,7 +209,7 @@ def main() -> None:
     parser.add_argument("--no-append", action="store_true")
     args = parser.parse_args()
 
-    from aimass.services.builtin import gemma_spec
+    from aimass.provision.builtin import gemma_spec
 
     tmp = Path(tempfile.mkdtemp(prefix="bench_llm_"))
     gguf = Path(gemma_spec(tmp / "home").source)

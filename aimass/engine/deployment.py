@@ -19,8 +19,8 @@ import numpy as np
 
 from aimass import metrics, metrics_llm
 from aimass.engine.batcher import COST_KEY, Batcher
+from aimass.engine.local.replica import Replica
 from aimass.engine.pool import ReplicaPool
-from aimass.engine.workers import Replica
 from aimass.errors import AimassError, InvalidInput, PayloadTooLarge, QueueFull, Unavailable
 from aimass.runtimes.base import Payload
 from aimass.spec import ModelSpec

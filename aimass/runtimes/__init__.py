@@ -10,8 +10,8 @@ from aimass.spec import ModelSpec
 _MODULES = {
     "onnx": "aimass.runtimes.onnx:OnnxRuntime",
     "tabular": "aimass.runtimes.tabular:TabularRuntime",
-    "llamacpp": "aimass.runtimes.llamacpp:LlamaCppRuntime",
-    "transformers": "aimass.runtimes.transformers:create_transformers_runtime",
+    "llamacpp": "aimass.runtimes.llamacpp.runtime:LlamaCppRuntime",
+    "transformers": "aimass.runtimes.text.runtime:create_transformers_runtime",
 }
 
 

@@ -13,17 +13,14 @@ from starlette.types import ASGIApp
 from aimass import __version__
 from aimass.config import Settings
 from aimass.control import ControlPlane
-from aimass.server import (
-    auth,
-    limits,
-    routes_access,
-    routes_admin,
-    routes_embeddings,
-    routes_openai,
-    routes_v2,
-)
+from aimass.server import auth, limits
+from aimass.server.admin import access as routes_access
+from aimass.server.admin import models as routes_admin
 from aimass.server.errors import install_error_handlers
 from aimass.server.fastpath import FastPath
+from aimass.server.openai import completions as routes_openai
+from aimass.server.openai import embeddings as routes_embeddings
+from aimass.server.v2 import routes as routes_v2
 
 log = logging.getLogger("aimass.server")
 

@@ -23,6 +23,7 @@ from datetime import UTC, datetime
 from fastapi import Request
 from starlette.concurrency import run_in_threadpool
 
+from aimass.access.ratelimit import RateLimiter, format_reset
 from aimass.config import Settings
 from aimass.errors import AdminRequired, AimassError, Forbidden, TooManyRequests, Unauthorized
 from aimass.registry import audit as audit_log
@@ -37,7 +38,6 @@ from aimass.registry.usage import (
     write_usage,
 )
 from aimass.server.asgi_errors import send_error
-from aimass.server.ratelimit import RateLimiter, format_reset
 
 log = logging.getLogger("aimass.auth")
 

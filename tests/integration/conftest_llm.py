@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
-from aimass.services.builtin import gemma_spec
+from aimass.provision.builtin import gemma_spec
 from aimass.spec import ModelSpec
 
 

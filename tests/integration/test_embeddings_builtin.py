@@ -11,8 +11,8 @@ import numpy as np
 import openai
 import pytest
 
+from aimass.provision import builtin, optimize
 from aimass.registry import models as registry
-from aimass.services import builtin, optimize
 from aimass.spec import ModelSpec
 from tests.conftest import ROOT, run_server
 from tests.factories_text import tiny_encoder

@@ -10,7 +10,7 @@ import numpy as np
 import openai
 import pytest
 
-from aimass.services.optimize import MEAN_COSINE_MIN, MIN_COSINE_MIN, build_int8, cosines
+from aimass.provision.optimize import MEAN_COSINE_MIN, MIN_COSINE_MIN, build_int8, cosines
 from aimass.spec import ModelSpec
 from tests.conftest import run_server
 from tests.factories_text import SENTENCES, reference_scores, tiny_classifier, tiny_encoder

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from aimass.errors import InvalidInput, QueueFull
-from aimass.runtimes.llamacpp import LlamaCppRuntime
+from aimass.runtimes.llamacpp.runtime import LlamaCppRuntime
 from tests.integration.conftest_llm import gemma_file, llm_spec
 
 PROMPTS = [

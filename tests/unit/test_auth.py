@@ -13,7 +13,7 @@ from fastapi.testclient import TestClient
 from aimass.config import Settings
 from aimass.registry import audit, keys
 from aimass.registry.usage import query_usage
-from aimass.server import routes_access
+from aimass.server.admin import access as routes_access
 from aimass.server.auth import StartupRefused, check_startup, install_access_control
 from aimass.server.deps import check_model_access, record_usage, require_admin
 from aimass.server.errors import install_error_handlers

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from aimass.config import Settings
+from aimass.provision import builtin, optimize
 from aimass.registry import models as registry
-from aimass.services import builtin, optimize
 
 
 def gate(passed: bool) -> optimize.GateResult:

@@ -8,8 +8,8 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from aimass.cli import app
-from aimass.cli_access import _actor
+from aimass.cli.access import _actor
+from aimass.cli.main import app
 from tests.conftest import make_add_model
 
 

@@ -119,7 +119,7 @@ def test_audit_append_and_list(url):
 
 def test_cli_keys_usage_audit(tmp_path, monkeypatch):
     monkeypatch.setenv("AIMASS_HOME", str(tmp_path))
-    from aimass.cli import app
+    from aimass.cli.main import app
 
     runner = CliRunner()
     out = runner.invoke(app, ["keys", "create", "--name", "ci", "--models", "a,b", "--rpm", "5"])

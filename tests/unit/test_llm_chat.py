@@ -1,7 +1,7 @@
 import pytest
 
 from aimass.errors import InvalidInput
-from aimass.runtimes.llm_chat import GEMMA_TEMPLATE, pick_template, render_chat
+from aimass.runtimes.llamacpp.chat import GEMMA_TEMPLATE, pick_template, render_chat
 
 
 def render(messages, **kw):

@@ -3,8 +3,8 @@ from pydantic import ValidationError
 
 from aimass.errors import InvalidInput
 from aimass.protocols import openai as oa
-from aimass.runtimes.llm_grammar import grammar_for
-from aimass.runtimes.llm_sampling import SamplingParams
+from aimass.runtimes.llamacpp.grammar import grammar_for
+from aimass.runtimes.llamacpp.sampling import SamplingParams
 
 
 def test_chat_request_to_runtime_keeps_only_set_fields():

@@ -1,4 +1,4 @@
-from aimass.runtimes.llm_text import TextStream, held_back
+from aimass.runtimes.llamacpp.text import TextStream, held_back
 
 
 def test_held_back_counts_only_possible_stop_prefixes():

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from aimass.access.ratelimit import RateLimiter, format_reset
 from aimass.errors import TooManyRequests
-from aimass.server.ratelimit import RateLimiter, format_reset
 
 
 class Clock:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from aimass.runtimes.text_batching import pad_rows, plan_batches
-from aimass.runtimes.text_pooling import activate, normalize, pool
+from aimass.runtimes.text.batching import pad_rows, plan_batches
+from aimass.runtimes.text.pooling import activate, normalize, pool
 
 
 def _padded_cost(lengths: np.ndarray, group: np.ndarray) -> int:

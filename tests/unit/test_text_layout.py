@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from aimass.errors import InvalidInput
-from aimass.runtimes.text_layout import read_layout
+from aimass.runtimes.text.layout import read_layout
 from aimass.spec import ModelSpec
 from tests.factories_text import tiny_classifier, tiny_encoder
 

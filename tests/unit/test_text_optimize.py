@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from aimass.errors import InvalidInput, Unprocessable
+from aimass.provision import optimize
 from aimass.registry import models as registry
 from aimass.runtimes import create_runtime
-from aimass.services import optimize
 from aimass.spec import ModelSpec
 from tests.factories_text import SENTENCES, tiny_classifier, tiny_encoder
 

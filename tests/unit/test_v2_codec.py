@@ -8,7 +8,7 @@ import pytest
 
 from aimass.errors import InvalidInput
 from aimass.protocols.v2 import InferenceRequest
-from aimass.server import v2_codec
+from aimass.protocols.v2 import codec as v2_codec
 
 DECLARED = [
     {"name": "x", "datatype": "FP32", "shape": [-1, 2]},

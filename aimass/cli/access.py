@@ -2,7 +2,7 @@
 
 No server is needed; a running server picks up key changes within seconds. Every key command
 is written to the audit log with the actor ``cli:<os user>``; ``run_audited`` does the same for
-the model commands in ``aimass.cli``.
+the model commands in ``aimass.cli.main``.
 """
 
 from __future__ import annotations

@@ -17,8 +17,8 @@ from typing import Any
 
 from aimass.config import Settings
 from aimass.errors import NotFound
+from aimass.provision import optimize
 from aimass.registry import models as registry
-from aimass.services import optimize
 from aimass.spec import ModelSpec
 
 

@@ -18,7 +18,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-from aimass.engine.worker_main import run_worker
+from aimass.engine.local.worker import run_worker
 from aimass.errors import AimassError, DeadlineExceeded, Unavailable
 from aimass.runtimes.base import Payload
 from aimass.spec import ModelSpec

@@ -14,7 +14,7 @@ from aimass import __version__
 from aimass.engine.deployment import READY, Deployment
 from aimass.errors import AimassError, InvalidInput
 from aimass.protocols.v2 import InferenceRequest
-from aimass.server import v2_codec
+from aimass.protocols.v2 import codec as v2_codec
 from aimass.server.deps import (
     check_model_access,
     manager,

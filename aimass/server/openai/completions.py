@@ -15,7 +15,7 @@ from pydantic import BaseModel, ValidationError
 
 from aimass.errors import InvalidInput
 from aimass.protocols import openai as oa
-from aimass.server.serving_llm import OpenAIServing
+from aimass.serving.llm import OpenAIServing
 
 router = APIRouter()
 

@@ -2,7 +2,7 @@
 
 Per-channel weights on the MatMuls alone keep all-MiniLM-L6-v2 within cosine 0.99 of the
 fp32 model, where onnxruntime's default dynamic quantization drifts to about 0.96 (measured,
-see docs/embeddings.md); the quality gate in ``aimass.services.optimize`` checks every
+see docs/embeddings.md); the quality gate in ``aimass.provision.optimize`` checks every
 variant anyway before it may serve.
 """
 
@@ -13,8 +13,8 @@ import logging
 import warnings
 from pathlib import Path
 
-from aimass.runtimes.text_backends import MODEL_INPUTS, load_torch_model
-from aimass.runtimes.text_layout import TextLayout
+from aimass.runtimes.text.backends import MODEL_INPUTS, load_torch_model
+from aimass.runtimes.text.layout import TextLayout
 
 OPSET = 17
 

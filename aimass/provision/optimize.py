@@ -152,10 +152,10 @@ def build_int8(spec: ModelSpec, out_dir: Path) -> tuple[Path, GateResult]:
     built-in model keeps a refusal's figures so the gate does not run on every start). Only
     a passing variant is ever registered, so only a passing one can serve.
     """
-    from aimass.runtimes.text_backends import OnnxBackend, TorchBackend
-    from aimass.runtimes.text_export import export_onnx, quantize_int8
-    from aimass.runtimes.text_layout import read_layout
-    from aimass.runtimes.transformers import TextPipeline
+    from aimass.runtimes.text.backends import OnnxBackend, TorchBackend
+    from aimass.runtimes.text.export import export_onnx, quantize_int8
+    from aimass.runtimes.text.layout import read_layout
+    from aimass.runtimes.text.runtime import TextPipeline
 
     layout = read_layout(spec)
     if layout.kind != "encoder":

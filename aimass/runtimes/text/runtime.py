@@ -25,11 +25,11 @@ import numpy as np
 
 from aimass.errors import InvalidInput
 from aimass.runtimes.base import ROW_ERRORS, Payload, Runtime, TensorInfo
-from aimass.runtimes.text_backends import TextBackend, create_backend
-from aimass.runtimes.text_batching import pad_rows, plan_batches
-from aimass.runtimes.text_layout import KIND_BY_TASK, TextLayout, read_layout
-from aimass.runtimes.text_pooling import activate, normalize, pool
-from aimass.runtimes.text_tokenize import TextTokenizer, TokenizedRows
+from aimass.runtimes.text.backends import TextBackend, create_backend
+from aimass.runtimes.text.batching import pad_rows, plan_batches
+from aimass.runtimes.text.layout import KIND_BY_TASK, TextLayout, read_layout
+from aimass.runtimes.text.pooling import activate, normalize, pool
+from aimass.runtimes.text.tokenize import TextTokenizer, TokenizedRows
 from aimass.spec import ModelSpec
 
 TEXT, TRUNCATE, QUERY, DOCUMENT = "text", "truncate", "query", "document"

@@ -14,13 +14,13 @@ from pydantic import BaseModel
 from aimass.protocols.embeddings import EmbeddingRequest, RerankRequest
 from aimass.server.deps import check_model_access, record_usage
 from aimass.server.disconnect import ClientDisconnected, unless_disconnected
-from aimass.server.serving_embeddings import (
+from aimass.server.timeouts import request_timeout_s
+from aimass.serving.embeddings import (
     EmbeddingsService,
     estimate_tokens,
     render,
     split_model,
 )
-from aimass.server.timeouts import request_timeout_s
 
 router = APIRouter()
 B = TypeVar("B", bound=BaseModel)

@@ -16,7 +16,7 @@ from typing import Protocol
 import numpy as np
 
 from aimass.errors import InvalidInput
-from aimass.runtimes.text_layout import TextLayout
+from aimass.runtimes.text.layout import TextLayout
 
 MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 

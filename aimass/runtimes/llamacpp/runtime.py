@@ -35,12 +35,12 @@ import llama_cpp as lc
 
 from aimass.errors import InvalidInput, QueueFull
 from aimass.runtimes.base import GenerativeRuntime, StepEvent
-from aimass.runtimes.llm_batch import TokenBatch
-from aimass.runtimes.llm_chat import pick_template, render_chat
-from aimass.runtimes.llm_grammar import grammar_for
-from aimass.runtimes.llm_model import ContextConfig, LlamaModel
-from aimass.runtimes.llm_sampling import SamplingParams, build_chain
-from aimass.runtimes.llm_text import TextStream
+from aimass.runtimes.llamacpp.batch import TokenBatch
+from aimass.runtimes.llamacpp.chat import pick_template, render_chat
+from aimass.runtimes.llamacpp.grammar import grammar_for
+from aimass.runtimes.llamacpp.model import ContextConfig, LlamaModel
+from aimass.runtimes.llamacpp.sampling import SamplingParams, build_chain
+from aimass.runtimes.llamacpp.text import TextStream
 from aimass.spec import ModelSpec
 
 DEFAULT_MAX_CONCURRENT = 8

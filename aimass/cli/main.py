@@ -83,7 +83,7 @@ def serve(
 def _prepare_models(settings: Settings, config: Path | None) -> None:
     url = settings.resolved_database_url
     if settings.builtins:
-        from aimass.services.builtin import register_builtins
+        from aimass.provision.builtin import register_builtins
 
         register_builtins(settings)
     if config is not None:
@@ -93,7 +93,7 @@ def _prepare_models(settings: Settings, config: Path | None) -> None:
 def _register_config(url: str, config: Path) -> None:
     """Register and mark loaded every spec of ``--config``; each registration, and a file that
     cannot be read, is audited like ``aimass models add`` (it changes what is served)."""
-    from aimass.cli_access import audited_call, record_cli_action
+    from aimass.cli.access import audited_call, record_cli_action
     from aimass.registry import models as registry
     from aimass.spec import ModelSpec
 
@@ -140,7 +140,7 @@ def models_add(
     load: Annotated[bool, typer.Option("--load", help="Mark it to be loaded.")] = False,
 ) -> None:
     """Register a model version."""
-    from aimass.cli_access import run_audited
+    from aimass.cli.access import run_audited
     from aimass.registry import models as registry
     from aimass.spec import ModelSpec
 
@@ -230,7 +230,7 @@ def models_unload(name: str, version: Annotated[int | None, typer.Option()] = No
 
 
 def _set_desired(name: str, version: int | None, desired: str) -> None:
-    from aimass.cli_access import run_audited
+    from aimass.cli.access import run_audited
     from aimass.registry import models as registry
 
     action = "model.load" if desired == "loaded" else "model.unload"
@@ -254,8 +254,8 @@ def models_optimize(
     ] = None,
 ) -> None:
     """Make a faster variant as a new version, only if it matches the fp32 model closely."""
-    from aimass.cli_access import run_audited
-    from aimass.services.optimize import optimize_model
+    from aimass.cli.access import run_audited
+    from aimass.provision.optimize import optimize_model
 
     if not int8:
         _fail("say which optimization to make: --int8")
@@ -277,7 +277,7 @@ def models_optimize(
 @models_app.command("remove")
 def models_remove(name: str, version: Annotated[int | None, typer.Option()] = None) -> None:
     """Forget a model (or one version); a running server unloads it."""
-    from aimass.cli_access import run_audited
+    from aimass.cli.access import run_audited
     from aimass.registry import models as registry
 
     versions = run_audited(
@@ -330,7 +330,7 @@ def _tensor(name: str, value: Any, datatype: str | None) -> dict[str, Any]:
 
 
 def _register_access_commands() -> None:
-    from aimass import cli_access
+    from aimass.cli import access as cli_access
 
     app.add_typer(cli_access.keys_app, name="keys")
     app.command("usage")(cli_access.usage)

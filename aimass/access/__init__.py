@@ -1,0 +1,1 @@
+"""Who may call what: the access gate (keys, scopes, rate limits, budgets, usage) without HTTP."""

@@ -1,0 +1,1 @@
+"""The command line: ``aimass`` (main.py) and its key/usage/audit commands (access.py)."""

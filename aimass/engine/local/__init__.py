@@ -1,0 +1,1 @@
+"""Replicas as local worker processes and the typed messages on their pipes."""

@@ -1,0 +1,1 @@
+"""Built-in models and optimized variants: what the server registers by itself."""

@@ -1,0 +1,1 @@
+"""llama.cpp generative runtime: continuous batching, sampling, chat templates, grammars."""

@@ -1,0 +1,1 @@
+"""Transformer encoders (embeddings, rerank): tokenization, layout, ONNX export, pooling."""

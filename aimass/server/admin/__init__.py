@@ -1,0 +1,1 @@
+"""Admin routes: model registry control and API keys, usage and audit."""

@@ -1,0 +1,1 @@
+"""HTTP-free services behind the routes: they take a typed call context, never a Request."""
