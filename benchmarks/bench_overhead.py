@@ -50,7 +50,7 @@ SIDES = ("direct", "httpx", "raw", "floor")
 
 
 def ort_session(path: Path):
-    from aimass.runtimes.onnx import make_session
+    from aimass.runtimes.onnx_session import make_session
 
     return make_session(str(path), 1)
 

@@ -19,8 +19,10 @@ from typing import Any
 
 import numpy as np
 
+from aimass.dtypes import ORT_TO_V2, V2_TO_NUMPY, v2_datatype
 from aimass.errors import InvalidInput
 from aimass.runtimes.base import Payload, Runtime, TensorInfo
+from aimass.runtimes.onnx_session import make_session, tensor_info
 from aimass.spec import ModelSpec
 
 FEATURES = "features"
@@ -38,31 +40,6 @@ _FORMAT_BY_SUFFIX = {
 }
 _FORMAT_ALIASES = {"lightgbm": "lightgbm", "onnx": "onnx", "pickle": "pickle", "joblib": "pickle"}
 _LIGHTGBM_CLASSIFIERS = ("binary", "multiclass", "multiclassova")
-_V2_BY_NUMPY_KIND = {"f": "FP32", "i": "INT64", "u": "INT64", "b": "BOOL"}
-_V2_BY_ORT = {
-    "tensor(float)": "FP32",
-    "tensor(double)": "FP64",
-    "tensor(float16)": "FP16",
-    "tensor(int64)": "INT64",
-    "tensor(int32)": "INT32",
-    "tensor(int16)": "INT16",
-    "tensor(int8)": "INT8",
-    "tensor(uint8)": "UINT8",
-    "tensor(bool)": "BOOL",
-    "tensor(string)": "BYTES",
-}
-_NUMPY_BY_V2 = {
-    "FP32": np.float32,
-    "FP64": np.float64,
-    "FP16": np.float16,
-    "INT64": np.int64,
-    "INT32": np.int32,
-    "INT16": np.int16,
-    "INT8": np.int8,
-    "UINT8": np.uint8,
-    "BOOL": np.bool_,
-    "BYTES": object,
-}
 
 
 def resolve_format(spec: ModelSpec) -> str:
@@ -208,20 +185,11 @@ class _Onnx(_Backend):
     exact_dtypes = True
 
     def __init__(self, spec: ModelSpec, path: Path):
-        import onnxruntime as ort
         from onnxruntime.capi.onnxruntime_pybind11_state import InvalidArgument
 
         self.invalid_argument = InvalidArgument
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = spec.threads
-        options.inter_op_num_threads = 1
-        try:
-            self.session = ort.InferenceSession(
-                str(path), options, providers=["CPUExecutionProvider"]
-            )
-        except Exception as exc:  # onnxruntime raises its own untyped errors for bad files
-            raise InvalidInput(f"cannot read ONNX model {str(path)!r}: {exc}") from exc
-        self.inputs = [_ort_tensor_info(arg) for arg in self.session.get_inputs()]
+        self.session = make_session(path, spec.threads)
+        self.inputs = [_input_info(arg) for arg in self.session.get_inputs()]
         shape = self.inputs[0].shape if len(self.inputs) == 1 else []
         self.n_features = shape[1] if len(shape) == 2 and shape[1] != -1 else None
         self._pick_outputs(spec)
@@ -245,10 +213,10 @@ class _Onnx(_Backend):
     def _output_infos(self) -> list[TensorInfo]:
         by_name = {out.name: out for out in self.session.get_outputs()}
         if self.task == "regression":
-            shape = _ort_shape(by_name[self.fetch[0]].shape)
+            shape = tensor_info(by_name[self.fetch[0]]).shape
             width = shape[1] if len(shape) == 2 and shape[1] != 1 else None
             return [TensorInfo(PREDICTION, "FP32", [-1] if width is None else [-1, width])]
-        label = _V2_BY_ORT.get(by_name[self.label_name].type, "BYTES")
+        label = ORT_TO_V2.get(by_name[self.label_name].type, "BYTES")
         n_classes = len(self.classes) if self.classes else -1
         return [
             TensorInfo(LABEL, label, [-1]),
@@ -348,7 +316,7 @@ def _check_array(info: TensorInfo, value: np.ndarray, exact: bool) -> np.ndarray
 
 def _cast(info: TensorInfo, arr: np.ndarray, exact: bool) -> np.ndarray:
     """Numbers convert to the declared dtype; LightGBM and scikit-learn take float64 as is."""
-    target = np.dtype(_NUMPY_BY_V2[info.datatype])
+    target = V2_TO_NUMPY[info.datatype]
     if target.kind == "O":
         return arr.astype(object)
     if not exact and arr.dtype == np.float64:
@@ -407,11 +375,8 @@ def _label_array(labels: Any) -> np.ndarray:
 
 
 def _label_datatype(classes: np.ndarray) -> str:
-    if classes.dtype.kind in "USO":
-        return "BYTES"
-    if classes.dtype.kind == "f":
-        return "FP64"
-    return _V2_BY_NUMPY_KIND.get(classes.dtype.kind, "INT64")
+    """The datatype of the labels ``_label_array`` makes of these classes."""
+    return v2_datatype(_label_array(classes).dtype) or "BYTES"
 
 
 def _plain(value: Any) -> Any:
@@ -457,14 +422,11 @@ def _onnx_classes(path: Path) -> list[Any] | None:
     return None
 
 
-def _ort_shape(shape: list[Any]) -> list[int]:
-    return [dim if isinstance(dim, int) and dim >= 0 else -1 for dim in shape]
-
-
-def _ort_tensor_info(arg: Any) -> TensorInfo:
-    if arg.type not in _V2_BY_ORT:
+def _input_info(arg: Any) -> TensorInfo:
+    info = tensor_info(arg)
+    if info.datatype not in V2_TO_NUMPY:
         raise InvalidInput(f"ONNX input {arg.name!r} has unsupported type {arg.type}")
-    return TensorInfo(arg.name, _V2_BY_ORT[arg.type], _ort_shape(arg.shape))
+    return info
 
 
 def _set_threads(model: Any, threads: int) -> None:

@@ -6,11 +6,6 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-DATATYPES = (
-    "BOOL", "UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16", "INT32", "INT64",
-    "FP16", "FP32", "FP64", "BYTES",
-)  # fmt: skip
-
 
 class RequestInput(BaseModel):
     model_config = ConfigDict(extra="forbid")

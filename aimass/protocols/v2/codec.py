@@ -14,16 +14,10 @@ from typing import Any
 import numpy as np
 import orjson
 
+from aimass.dtypes import V2_TO_NUMPY, v2_datatype
 from aimass.errors import InvalidInput
-from aimass.protocols.v2 import DATATYPES, InferenceRequest, RequestInput
+from aimass.protocols.v2 import InferenceRequest, RequestInput
 
-V2_TO_NP = {
-    "BOOL": np.bool_, "UINT8": np.uint8, "UINT16": np.uint16, "UINT32": np.uint32,
-    "UINT64": np.uint64, "INT8": np.int8, "INT16": np.int16, "INT32": np.int32,
-    "INT64": np.int64, "FP16": np.float16, "FP32": np.float32, "FP64": np.float64,
-    "BYTES": np.object_,
-}  # fmt: skip
-NP_TO_V2 = {np.dtype(v).str: k for k, v in V2_TO_NP.items() if k != "BYTES"}
 HEADER = "inference-header-content-length"
 
 
@@ -71,7 +65,7 @@ def decode_inputs(
 
 
 def _check_header(inp: RequestInput, spec: dict | None) -> None:
-    if inp.datatype not in DATATYPES:
+    if inp.datatype not in V2_TO_NUMPY:
         raise InvalidInput(f"input {inp.name!r}: unknown datatype {inp.datatype!r}")
     if any(d < 0 for d in inp.shape):
         raise InvalidInput(f"input {inp.name!r}: shape {inp.shape} has a negative dimension")
@@ -114,7 +108,7 @@ def _from_json(inp: RequestInput) -> np.ndarray:
         raise InvalidInput(f"input {inp.name!r}: {inp.datatype} data must be numbers")
     try:
         with np.errstate(all="ignore"):
-            arr = np.asarray(flat, dtype=V2_TO_NP[inp.datatype])
+            arr = np.asarray(flat, dtype=V2_TO_NUMPY[inp.datatype])
     except (ValueError, TypeError, OverflowError) as exc:
         raise InvalidInput(f"input {inp.name!r}: data is not valid {inp.datatype}: {exc}") from None
     return arr.reshape(inp.shape)
@@ -134,7 +128,7 @@ def _numeric_fast_path(inp: RequestInput, count: int) -> np.ndarray | None:
         return None
     if arr.dtype.kind not in "bif" or arr.size != count:
         return None
-    target = np.dtype(V2_TO_NP[inp.datatype])
+    target = V2_TO_NUMPY[inp.datatype]
     if target.kind in "iu" and arr.dtype.kind == "i" and arr.size:
         info = np.iinfo(target)
         if arr.min() < info.min or arr.max() > info.max:
@@ -175,7 +169,7 @@ def _from_binary(inp: RequestInput, tail: bytes, offset: int, size: Any) -> tupl
         arr = np.empty(count, dtype=object)
         arr[:] = items
     else:
-        dtype = np.dtype(V2_TO_NP[inp.datatype])
+        dtype = V2_TO_NUMPY[inp.datatype]
         if size != count * dtype.itemsize:
             raise InvalidInput(
                 f"input {inp.name!r}: {size} bytes given, shape {inp.shape} of {inp.datatype} "
@@ -200,9 +194,7 @@ def _unpack_bytes(chunk: bytes, name: str) -> list[str]:
 
 
 def datatype_of(arr: np.ndarray) -> str:
-    if arr.dtype == object or arr.dtype.kind in "US":
-        return "BYTES"
-    return NP_TO_V2.get(arr.dtype.str, "FP32")
+    return v2_datatype(arr.dtype) or "FP32"
 
 
 def encode_outputs(

@@ -16,6 +16,7 @@ from typing import Protocol
 import numpy as np
 
 from aimass.errors import InvalidInput
+from aimass.runtimes.onnx_session import make_session
 from aimass.runtimes.text.layout import TextLayout
 
 MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
@@ -59,21 +60,12 @@ class OnnxBackend:
     name = "onnx"
 
     def __init__(self, path: Path, threads: int, spinning: bool = False):
-        import onnxruntime as ort
-
         if not path.exists():
             raise InvalidInput(
                 f"ONNX file {path} does not exist (options.onnx)", param="options.onnx"
             )
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         # Spinning worker threads burn the cores the HTTP server needs between batches.
-        options.add_session_config_entry(
-            "session.intra_op.allow_spinning", "1" if spinning else "0"
-        )
-        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        self.session = make_session(path, threads, spinning=spinning)
         self.input_names = [i.name for i in self.session.get_inputs()]
         unknown = set(self.input_names) - set(MODEL_INPUTS)
         if unknown:
