@@ -18,6 +18,7 @@ import json
 import os
 import platform
 import re
+import subprocess
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -65,6 +66,76 @@ def pcts(values: list[float]) -> tuple[float, float, float]:
 def serve(tmp: Path, models: list[dict], extra_args: list[str] = ()) -> Iterator[Server]:
     """An ``aimass serve`` subprocess (same launcher as the integration tests)."""
     with run_server(tmp, models, extra_args=list(extra_args)) as server:
+        yield server
+
+
+@contextmanager
+def revision_tree(rev: str, parent: Path) -> Iterator[Path]:
+    """A detached git worktree of ``rev`` under ``parent``, removed (with its git entry) at
+    the end: another revision's code to serve next to this tree's, in the same run."""
+    path = parent / f"rev-{rev.replace('/', '_')}"
+    subprocess.run(
+        ["git", "worktree", "add", "--detach", "--quiet", str(path), rev],
+        cwd=ROOT,
+        check=True,
+    )
+    try:
+        yield path
+    finally:
+        subprocess.run(["git", "worktree", "remove", "--force", str(path)], cwd=ROOT, check=False)
+        subprocess.run(["git", "worktree", "prune"], cwd=ROOT, check=False)
+
+
+def tree_label(tree: Path) -> str:
+    """The commit a tree is at, with ``+ uncommitted changes`` when tracked files differ."""
+    head = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"],
+        cwd=tree,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    dirty = subprocess.run(
+        ["git", "status", "--porcelain", "--untracked-files=no"],
+        cwd=tree,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    return f"{head} + uncommitted changes" if dirty else head
+
+
+def tree_env(tree: Path) -> dict[str, str]:
+    """Environment that makes this venv's python import ``aimass`` from ``tree``: the
+    editable install's finder comes after ``PYTHONPATH`` (and after the working directory)."""
+    return {"PYTHONPATH": str(tree)}
+
+
+def check_imports_from(tree: Path) -> Path:
+    """Where ``aimass`` comes from for a server started in ``tree``; RuntimeError if that is not
+    ``tree``'s own package (the comparison would then measure one version twice)."""
+    found = subprocess.run(
+        [sys.executable, "-c", "import aimass; print(aimass.__file__)"],
+        cwd=tree,
+        env={**os.environ, **tree_env(tree)},
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    origin = Path(found).resolve()
+    if not origin.is_relative_to(tree.resolve() / "aimass"):
+        raise RuntimeError(f"python started in {tree} imports aimass from {origin}, not the tree")
+    return origin
+
+
+@contextmanager
+def serve_tree(
+    tmp: Path, tree: Path, models: list[dict], timeout_s: float = 300
+) -> Iterator[Server]:
+    """``serve`` running ``tree``'s code (cwd and ``PYTHONPATH`` in it, this venv's packages),
+    after checking that its python imports ``aimass`` from there."""
+    check_imports_from(tree)
+    with run_server(tmp, models, env=tree_env(tree), cwd=tree, timeout_s=timeout_s) as server:
         yield server
 
 

@@ -54,10 +54,12 @@ def run_server(
     wait: str = "ready",
     timeout_s: float = 180,
     port_from_env: bool = False,
+    cwd: Path = ROOT,
 ) -> Iterator[Server]:
     """Start ``aimass serve`` on a free loopback port; stop it (gracefully) afterwards.
 
-    ``port_from_env`` passes the port as ``AIMASS_PORT`` instead of ``--port``."""
+    ``port_from_env`` passes the port as ``AIMASS_PORT`` instead of ``--port``; ``cwd`` is the
+    folder it runs in, whose ``aimass`` package ``-m`` imports (another checkout's, to compare)."""
     home = tmp_path / "home"
     home.mkdir(parents=True, exist_ok=True)
     port = free_port()
@@ -86,7 +88,7 @@ def run_server(
     }
     log_path = tmp_path / f"server-{port}.log"
     log_file = log_path.open("w")
-    proc = subprocess.Popen(cmd, stdout=log_file, stderr=subprocess.STDOUT, env=full_env, cwd=ROOT)
+    proc = subprocess.Popen(cmd, stdout=log_file, stderr=subprocess.STDOUT, env=full_env, cwd=cwd)
     server = Server(f"http://127.0.0.1:{port}")
     server.proc, server.home, server.log_path, server.port = proc, home, log_path, port
     try:
