@@ -25,7 +25,6 @@ import time
 from contextlib import ExitStack
 from datetime import UTC, datetime
 from pathlib import Path
-from types import SimpleNamespace
 
 import httpx
 
@@ -34,9 +33,9 @@ sys.path.insert(0, str(ROOT))
 
 from common import append_section  # noqa: E402
 
+from aimass.access.gate import Gate  # noqa: E402
 from aimass.config import Settings  # noqa: E402
 from aimass.registry import keys  # noqa: E402
-from aimass.server.auth import Gate  # noqa: E402
 from tests.conftest import make_add_model, onnx_spec, run_server  # noqa: E402
 
 BODY = {
@@ -100,9 +99,8 @@ def in_process(tmp: Path, n: int) -> float:
         start = time.perf_counter()
         for _ in range(n):
             caller = await gate.authenticate(headers, "127.0.0.1")
-            request = SimpleNamespace(scope={"state": {"aimass_caller": caller}})
-            await gate.check_model(request, "add", 0)
-            gate.record(request, "add", 0, 0, False)
+            await gate.authorize(caller, "add", 0)
+            gate.record(caller, "add", 0, 0, False)
         return (time.perf_counter() - start) / n * 1e6
 
     return asyncio.run(run())

@@ -15,6 +15,7 @@ from typing import TypeVar
 
 import typer
 
+from aimass.access import audit as auditing
 from aimass.config import Settings
 from aimass.errors import AimassError
 from aimass.registry import audit as audit_log
@@ -40,15 +41,10 @@ def _actor() -> str:
 
 
 def audited_call(url: str, action: str, target: str, fn: Callable[[], T]) -> T:
-    """Run a registry change and audit it as ``cli:<os user>`` from ``cli``, ``ok`` or
-    ``error: ...``; the error propagates (``serve`` turns it into its own exit)."""
-    try:
-        out = fn()
-    except Exception as err:
-        record_cli_action(url, action, target, f"error: {getattr(err, 'message', None) or err}")
-        raise
-    record_cli_action(url, action, target, "ok")
-    return out
+    """Run a registry change audited as ``cli:<os user>`` from ``cli``; the error propagates
+    (``serve`` turns it into its own exit)."""
+    with auditing.audited(url, actor=_actor(), source="cli", action=action, target=target):
+        return fn()
 
 
 def run_audited(action: str, target: str, fn: Callable[[], T]) -> T:
@@ -65,7 +61,7 @@ def run_audited(action: str, target: str, fn: Callable[[], T]) -> T:
 
 def record_cli_action(url: str, action: str, target: str, result: str) -> None:
     """Append one CLI action (actor ``cli:<os user>``, source ``cli``) to the audit log."""
-    audit_log.append(url, actor=_actor(), action=action, target=target, source="cli", result=result)
+    auditing.record(url, actor=_actor(), source="cli", action=action, target=target, result=result)
 
 
 def _fail(message: str) -> typer.Exit:

@@ -56,7 +56,7 @@ def serve(
     # are not given (_settings drops None); a flag given explicitly wins over the environment.
     import uvicorn
 
-    from aimass.server import auth
+    from aimass.access.gate import check_startup
     from aimass.server.app import create_app
 
     settings = _settings(
@@ -68,7 +68,7 @@ def serve(
     )
     try:
         _prepare_models(settings, config)
-        auth.check_startup(settings)
+        check_startup(settings)
     except AimassError as exc:
         _fail(exc.message)
     uvicorn.run(

@@ -1,9 +1,19 @@
-"""The server application: the FastAPI app (control plane, routers, error rendering, metrics)
-with its inference routes served on the fast path (``fastpath.py``)."""
+"""The server application: routers, services, middleware and the fast path, assembled once.
+
+The ASGI app ``aimass serve`` runs is::
+
+    AccessMiddleware → BodyLimitMiddleware → FastPath ─┬─ @fast routes, called directly
+                                                       └─ the FastAPI app (every other route)
+
+``MIDDLEWARE`` is the only place middleware is added: it wraps the dispatcher, so the fast
+routes and FastAPI's routes pass through the same guards by construction (the FastAPI app
+itself has no middleware; ``tests/unit/test_app_routes.py`` checks both).
+"""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Response
@@ -11,46 +21,50 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.types import ASGIApp
 
 from aimass import __version__
+from aimass.access.gate import Gate
 from aimass.config import Settings
 from aimass.control import ControlPlane
-from aimass.server import auth, limits
-from aimass.server.admin import access as routes_access
-from aimass.server.admin import models as routes_admin
+from aimass.server.admin import access as admin_access
+from aimass.server.admin import models as admin_models
+from aimass.server.auth import AccessMiddleware
 from aimass.server.errors import install_error_handlers
 from aimass.server.fastpath import FastPath
-from aimass.server.openai import completions as routes_openai
-from aimass.server.openai import embeddings as routes_embeddings
-from aimass.server.v2 import routes as routes_v2
+from aimass.server.limits import BodyLimitMiddleware
+from aimass.server.openai import completions, embeddings
+from aimass.server.v2 import routes as v2_routes
+from aimass.serving.embeddings import EmbeddingsService
+from aimass.serving.llm import LLMService
+from aimass.serving.pipeline import Pipeline
+from aimass.serving.tensors import TensorService
 
 log = logging.getLogger("aimass.server")
 
+ROUTERS = [v2_routes, admin_models, completions, embeddings, admin_access]
 
-# The routes that carry inference traffic, taken off FastAPI's per-request machinery.
-HOT_ROUTES = [
-    (r"/v2/models/(?P<name>[^/]+)/infer", routes_v2.infer),
-    (r"/v2/models/(?P<name>[^/]+)/versions/(?P<version>[^/]+)/infer", routes_v2.infer),
-    (r"/v1/embeddings", routes_embeddings.embeddings),
-    (r"/v1/rerank", routes_embeddings.rerank),
-    (r"/v1/completions", routes_openai.completions),
-    (r"/v1/chat/completions", routes_openai.chat_completions),
+Middleware = Callable[[ASGIApp, FastAPI], ASGIApp]
+
+MIDDLEWARE: list[Middleware] = [
+    # outermost first: a request without a valid key is refused before its body is read
+    lambda inner, app: AccessMiddleware(inner, gate=app.state.gate),
+    lambda inner, app: BodyLimitMiddleware(inner, max_body_bytes=app.state.settings.max_body_bytes),
 ]
 
 
 def create_app(settings: Settings | None = None) -> ASGIApp:
-    """The ASGI app ``aimass serve`` runs: ``fastapi_app`` behind the fast path."""
-    settings = settings or Settings()
-    app = fastapi_app(settings)
+    """The ASGI app ``aimass serve`` runs (see the module note)."""
+    app = fastapi_app(settings or Settings())
+    return wrap(app, FastPath(app))
 
-    def guard(endpoint: ASGIApp) -> ASGIApp:
-        # The app's own guards, in the same order (authentication outermost).
-        inner = limits.BodyLimitMiddleware(endpoint, max_body_bytes=settings.max_body_bytes)
-        return auth.AccessMiddleware(inner, gate=app.state.gate)
 
-    return FastPath(app, HOT_ROUTES, guard)
+def wrap(app: FastAPI, inner: ASGIApp) -> ASGIApp:
+    """``inner`` inside every middleware of ``MIDDLEWARE``, outermost first."""
+    for middleware in reversed(MIDDLEWARE):
+        inner = middleware(inner, app)
+    return inner
 
 
 def fastapi_app(settings: Settings) -> FastAPI:
-    """Every route, the middleware and the lifespan (control plane start and stop)."""
+    """Every route, the services behind them and the lifespan (control plane start and stop)."""
     control = ControlPlane(settings)
 
     @asynccontextmanager
@@ -62,12 +76,21 @@ def fastapi_app(settings: Settings) -> FastAPI:
             await control.stop()
 
     app = FastAPI(title="AI Mass", version=__version__, lifespan=lifespan)
-    app.state.settings = settings
-    app.state.control = control
-    app.state.manager = control.manager
+    gate = Gate(settings)
+    pipeline = Pipeline(control.manager, gate)
+    state = app.state
+    state.settings, state.control, state.manager, state.gate = (
+        settings,
+        control,
+        control.manager,
+        gate,
+    )
+    state.pipeline = pipeline
+    state.tensors = TensorService(pipeline)
+    state.embeddings = EmbeddingsService(pipeline, settings)
+    state.llm = LLMService(pipeline, settings)
     install_error_handlers(app)
-    _install_access_control(app, settings)
-    for routes in (routes_v2, routes_admin, routes_openai, routes_embeddings, routes_access):
+    for routes in ROUTERS:
         app.include_router(routes.router)
 
     @app.get("/metrics", include_in_schema=False)
@@ -75,8 +98,3 @@ def fastapi_app(settings: Settings) -> FastAPI:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     return app
-
-
-def _install_access_control(app: FastAPI, settings: Settings) -> None:
-    limits.install_body_limit(app, settings)
-    auth.install_access_control(app, settings)

@@ -1,96 +1,87 @@
 """Renders every error once, in the shape of the protocol the client speaks.
 
-``/v1/...`` answers in OpenAI's shape ``{"error": {"message", "type", "param", "code"}}``;
-everything else in the Open Inference Protocol's ``{"error": "..."}``.
+The Open Inference Protocol's ``{"error": "..."}`` under ``/v2``; OpenAI's
+``{"error": {"message", "type", "param", "code"}}`` everywhere else. Route handlers, the fast
+path and the ASGI middleware (which answers before any route runs: authentication, body size)
+all render through ``error_body``, so an error reads the same whichever layer raised it.
 """
 
 from __future__ import annotations
 
 import logging
 
-from fastapi import FastAPI, Request
+import orjson
+from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import Scope, Send
 
-from aimass.errors import AimassError
+from aimass.errors import AimassError, InvalidInput
+from aimass.server.body import describe_validation
 
 log = logging.getLogger("aimass.server")
 
 
-def error_response(
-    request: Request,
-    status: int,
-    message: str,
-    *,
-    code: str,
-    type_: str,
-    param: str | None = None,
-    headers: dict | None = None,
-) -> JSONResponse:
-    if request.url.path.startswith("/v1/"):
-        body = {"error": {"message": message, "type": type_, "param": param, "code": code}}
-    else:
-        body = {"error": message}
-    return JSONResponse(body, status_code=status, headers=headers)
+class _HTTPError(AimassError):
+    """A Starlette HTTPException (404 for an unknown path, 405...) in our error shape."""
+
+    type = "invalid_request_error"
 
 
-def describe_validation(errors: list[dict]) -> tuple[str, str | None]:
-    """One readable message (and the first bad field, OpenAI's ``param``) for pydantic errors;
-    public so routes that validate a body themselves (to audit a refusal) say the same."""
-    parts, first = [], None
-    for err in errors[:5]:
-        loc = [str(p) for p in err.get("loc", ()) if p != "body"]
-        where = ".".join(loc) or "body"
-        first = first or where
-        parts.append(f"{where}: {err.get('msg', 'invalid')}")
-    return "invalid request: " + "; ".join(parts), first
+def error_body(path: str, err: AimassError) -> dict:
+    if path.startswith("/v2"):
+        return {"error": err.message}
+    return {
+        "error": {"message": err.message, "type": err.type, "param": err.param, "code": err.code}
+    }
 
 
-def render_exception(request: Request, exc: Exception) -> JSONResponse:
-    """The answer to any exception a route raises, in the client's protocol's shape.
-
-    Used by the app's exception handlers and by the fast path (``server/fastpath.py``), so a
-    route answers the same whichever way it was reached.
-    """
+def as_aimass_error(exc: Exception, path: str) -> AimassError:
+    """Any exception a route may raise, as the ``AimassError`` the client will read."""
     if isinstance(exc, AimassError):
-        return error_response(
-            request,
-            exc.status,
-            exc.message,
-            code=exc.code,
-            type_=exc.type,
-            param=exc.param,
-            headers=exc.headers,
-        )
+        return exc
     if isinstance(exc, RequestValidationError | ValidationError):
         message, param = describe_validation(exc.errors())
-        return error_response(
-            request, 400, message, code="invalid_input", type_="invalid_request_error", param=param
-        )
+        return InvalidInput(message, param=param)
     if isinstance(exc, HTTPException):
-        code = "not_found" if exc.status_code == 404 else "http_error"
-        return error_response(
-            request,
-            exc.status_code,
-            str(exc.detail),
-            code=code,
-            type_="invalid_request_error",
-            headers=getattr(exc, "headers", None),
-        )
-    log.error("unhandled error on %s", request.url.path, exc_info=exc)
-    return error_response(
-        request,
-        500,
-        f"internal error: {type(exc).__name__}",
-        code="internal_error",
-        type_="server_error",
+        err = _HTTPError(str(exc.detail), headers=getattr(exc, "headers", None) or {})
+        err.status = exc.status_code
+        err.code = "not_found" if exc.status_code == 404 else "http_error"
+        return err
+    log.error("unhandled error on %s", path, exc_info=exc)
+    err = AimassError(f"internal error: {type(exc).__name__}")
+    err.status, err.code, err.type = 500, "internal_error", "server_error"
+    return err
+
+
+def render_exception(request: Request, exc: Exception) -> Response:
+    """The answer to any exception a route raises, in the client's protocol's shape."""
+    err = as_aimass_error(exc, request.url.path)
+    return Response(
+        orjson.dumps(error_body(request.url.path, err)),
+        status_code=err.status,
+        headers=err.headers or None,
+        media_type="application/json",
     )
 
 
+async def send_error(scope: Scope, send: Send, err: AimassError) -> None:
+    """Answer from ASGI middleware with ``err`` (status, protocol-shaped body, its headers)."""
+    body = orjson.dumps(error_body(scope.get("path", ""), err))
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+    ]
+    headers += [(k.lower().encode(), str(v).encode()) for k, v in err.headers.items()]
+    await send({"type": "http.response.start", "status": err.status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
 def install_error_handlers(app: FastAPI) -> None:
-    async def handle(request: Request, exc: Exception) -> JSONResponse:
+    async def handle(request: Request, exc: Exception) -> Response:
         return render_exception(request, exc)
 
     for kind in (AimassError, RequestValidationError, ValidationError, HTTPException, Exception):

@@ -9,9 +9,8 @@ are checked by the routes that understand the payload (settings ``max_items_per_
 
 from __future__ import annotations
 
-from aimass.config import Settings
 from aimass.errors import PayloadTooLarge
-from aimass.server.asgi_errors import send_error
+from aimass.server.errors import send_error
 
 
 def too_large(limit: int) -> PayloadTooLarge:
@@ -46,11 +45,6 @@ class BodyLimitMiddleware:
             await send_error(scope, send, too_large(self.limit))
             return
         await self.app(scope, _replay(chunks, receive), send)
-
-
-def install_body_limit(app, settings: Settings) -> None:
-    """Add the body-size limit to ``app`` (call before the app starts)."""
-    app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.max_body_bytes)
 
 
 def _content_length(scope) -> int | None:

@@ -8,11 +8,10 @@ model's full ``limits.timeout_s``: the header shortens the deadline (never lengt
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
-from fastapi import Request
+from starlette.requests import Request
 
-from aimass.errors import AimassError, DeadlineExceeded, InvalidInput
+from aimass.errors import InvalidInput
 
 HEADER = "request-timeout"
 
@@ -35,30 +34,3 @@ def request_timeout_s(request: Request) -> float | None:
             param="Request-Timeout",
         )
     return value
-
-
-@dataclass(frozen=True)
-class Deadline:
-    """How long a request may take and which setting said so, for a 504 that names it.
-
-    The engine's own deadline errors name ``limits.timeout_s``; a client that sent a shorter
-    ``Request-Timeout`` should read that its own header ended the request.
-    """
-
-    seconds: float
-    source: str
-
-    @classmethod
-    def of(cls, limit_s: float, timeout_s: float | None) -> Deadline:
-        if timeout_s is not None and timeout_s < limit_s:
-            return cls(timeout_s, "the Request-Timeout header")
-        return cls(limit_s, "limits.timeout_s")
-
-    def explain(self, exc: AimassError) -> AimassError:
-        """``exc`` itself, or for a deadline error one that names this deadline."""
-        if not isinstance(exc, DeadlineExceeded):
-            return exc
-        return DeadlineExceeded(
-            f"the request did not complete within {self.seconds:g} s ({self.source}); "
-            "it was cancelled"
-        )

@@ -16,32 +16,12 @@ import orjson
 
 from aimass.config import Settings
 from aimass.engine.deployment import Deployment
-from aimass.engine.manager import ModelManager
-from aimass.errors import DeadlineExceeded, InvalidInput, PayloadTooLarge
+from aimass.errors import InvalidInput, PayloadTooLarge
 from aimass.protocols.embeddings import EmbeddingRequest, RerankRequest
-from aimass.server.timeouts import Deadline
+from aimass.refs import split_model
+from aimass.serving.pipeline import CallContext, Pipeline
 
 DIMENSIONS_OPTION = "supports_dimensions"
-
-
-def split_model(ref: str) -> tuple[str, int | None]:
-    """``name`` or ``name:version`` (names cannot contain a colon)."""
-    name, sep, version = ref.partition(":")
-    if not sep:
-        return name, None
-    if not (version.isascii() and version.isdigit()) or int(version) < 1:
-        raise InvalidInput(
-            f"model {ref!r}: the version after ':' must be a positive integer", param="model"
-        )
-    return name, int(version)
-
-
-async def _infer(dep: Deployment, payload: dict, timeout_s: float | None) -> dict:
-    """Run the payload under the client's deadline (``Request-Timeout``), if it set one."""
-    try:
-        return await dep.infer(payload, timeout_s=timeout_s)
-    except DeadlineExceeded as exc:
-        raise Deadline.of(dep.spec.limits.timeout_s, timeout_s).explain(exc) from None
 
 
 def estimate_tokens(texts: list[Any]) -> int:
@@ -52,23 +32,25 @@ def estimate_tokens(texts: list[Any]) -> int:
 class EmbeddingsService:
     """Embeddings and rerank over the engine; one per app."""
 
-    def __init__(self, manager: ModelManager, settings: Settings):
-        self.manager = manager
+    def __init__(self, pipeline: Pipeline, settings: Settings):
+        self.pipeline = pipeline
         self.settings = settings
 
-    async def embeddings(
-        self, req: EmbeddingRequest, timeout_s: float | None = None
-    ) -> dict[str, Any]:
-        dep = self._deployment(req.model, "embedding", "/v1/embeddings")
+    async def embeddings(self, ctx: CallContext, req: EmbeddingRequest) -> dict[str, Any]:
+        name, version = split_model(req.model)
         items = req.items()
-        self._check_count(len(items), "input")
-        dimensions = self._check_dimensions(dep, req.dimensions)
-        payload = {"text": _objects(items), "truncate": np.full(len(items), req.truncate)}
-        out = await _infer(dep, payload, timeout_s)
+        async with self.pipeline.call(ctx, name, version, estimate=estimate_tokens(items)) as call:
+            dep = call.deployment
+            _check_task(dep, req.model, "embedding", "/v1/embeddings")
+            self._check_count(len(items), "input")
+            dimensions = self._check_dimensions(dep, req.dimensions)
+            payload = {"text": _objects(items), "truncate": np.full(len(items), req.truncate)}
+            out = await call.infer(payload)
+            tokens = int(out["tokens"].sum())
+            call.tokens(prompt=tokens)
         vectors = out["embedding"]
         if dimensions is not None:
             vectors = _shorten(vectors, dimensions, bool(dep.info.get("normalize", True)))
-        tokens = int(out["tokens"].sum())
         return {
             "object": "list",
             "data": [
@@ -79,12 +61,17 @@ class EmbeddingsService:
             "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
         }
 
-    async def rerank(self, req: RerankRequest, timeout_s: float | None = None) -> dict[str, Any]:
-        dep = self._deployment(req.model, "rerank", "/v1/rerank")
+    async def rerank(self, ctx: CallContext, req: RerankRequest) -> dict[str, Any]:
+        name, version = split_model(req.model)
         documents = req.texts()
-        self._check_count(len(documents), "documents")
-        payload = {"query": _objects([req.query] * len(documents)), "document": _objects(documents)}
-        out = await _infer(dep, payload, timeout_s)
+        estimate = estimate_tokens([req.query, *documents])
+        async with self.pipeline.call(ctx, name, version, estimate=estimate) as call:
+            _check_task(call.deployment, req.model, "rerank", "/v1/rerank")
+            self._check_count(len(documents), "documents")
+            queries = _objects([req.query] * len(documents))
+            out = await call.infer({"query": queries, "document": _objects(documents)})
+            tokens = int(out["tokens"].sum())
+            call.tokens(prompt=tokens)
         scores = out["score"].astype(np.float64)
         order = np.argsort(-scores, kind="stable")[: req.top_n or len(documents)]
         results = []
@@ -93,23 +80,12 @@ class EmbeddingsService:
             if req.return_documents:
                 result["document"] = {"text": documents[i]}
             results.append(result)
-        tokens = int(out["tokens"].sum())
         return {
             "id": f"rerank-{uuid.uuid4().hex}",
             "model": req.model,
             "results": results,
             "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
         }
-
-    def _deployment(self, ref: str, task: str, path: str) -> Deployment:
-        name, version = split_model(ref)
-        dep = self.manager.get(name, version)
-        if dep.spec.task != task:
-            raise InvalidInput(
-                f"model {ref!r} has task {dep.spec.task!r}; {path} needs a {task!r} model",
-                param="model",
-            )
-        return dep
 
     def _check_count(self, count: int, field: str) -> None:
         limit = self.settings.max_items_per_request
@@ -135,6 +111,14 @@ class EmbeddingsService:
                 f"dimensions {dimensions} is larger than the model's {full}", param="dimensions"
             )
         return dimensions
+
+
+def _check_task(dep: Deployment, ref: str, task: str, path: str) -> None:
+    if dep.spec.task != task:
+        raise InvalidInput(
+            f"model {ref!r} has task {dep.spec.task!r}; {path} needs a {task!r} model",
+            param="model",
+        )
 
 
 def _objects(items: list[Any]) -> np.ndarray:

@@ -1,9 +1,11 @@
 """OpenAI text generation on top of the engine: completions and chat, streamed or whole.
 
-The route hands a validated request here; this module picks the deployment, turns the
-request into the runtime's plain dict, drives ``Deployment.generate`` and shapes its events
-into OpenAI responses or SSE chunks. Leaving the event iterator early (client gone, timeout)
-closes it, which makes the deployment cancel the sequence in its replica at once.
+HTTP-free: a route hands a validated request and a ``CallContext`` here. The call goes through
+the pipeline (authorization, deployment, deadline, usage), its runtime request is built from
+the wire type, ``ModelCall.generate`` yields the replica's events, and they are shaped into an
+OpenAI response, or into SSE chunks the transport streams. Leaving the event iterator early
+(client gone, timeout) closes it, which makes the deployment cancel the sequence in its
+replica at once.
 """
 
 from __future__ import annotations
@@ -15,25 +17,20 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from fastapi import Request
-from fastapi.responses import JSONResponse, Response, StreamingResponse
-
 from aimass import errors, metrics_llm
+from aimass.config import Settings
 from aimass.engine.deployment import Deployment
 from aimass.errors import AimassError, InvalidInput, ModelFailed
 from aimass.protocols import openai as oa
-from aimass.server.deps import check_model_access, record_usage
-from aimass.server.disconnect import ClientDisconnected, unless_disconnected
-from aimass.server.timeouts import Deadline, request_timeout_s
-
-SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+from aimass.refs import split_model
+from aimass.serving.pipeline import CallContext, ModelCall, Pipeline
 
 
 @dataclass
 class Generation:
     """What came back for one request, gathered while its events are consumed."""
 
-    dep: Deployment
+    call: ModelCall
     started: float
     prompt_tokens: int = 0
     completion_tokens: int = 0
@@ -49,6 +46,10 @@ class Generation:
             completion_tokens=self.completion_tokens,
             total_tokens=total,
         )
+
+    @property
+    def dep(self) -> Deployment:
+        return self.call.deployment
 
     def take(self, data: dict[str, Any]) -> str:
         """Account one event (metrics, usage); return its text; raise its error if any."""
@@ -70,6 +71,7 @@ class Generation:
             usage = data.get("usage", {})
             self.prompt_tokens = usage.get("prompt_tokens", 0)
             self.completion_tokens = usage.get("completion_tokens", 0)
+            self.call.tokens(self.prompt_tokens, self.completion_tokens)
             metrics_llm.record_usage(
                 spec.name, spec.version, self.prompt_tokens, self.completion_tokens
             )
@@ -83,61 +85,53 @@ def _error_from(err: dict[str, Any]) -> AimassError:
     return cls(str(err.get("message", "generation failed")))
 
 
-class OpenAIServing:
-    """Completions and chat for one request; cheap to build per request."""
+class LLMService:
+    """Completions and chat over the pipeline; one per server.
 
-    def __init__(self, request: Request):
-        self.request = request
-        self.manager = request.app.state.manager
-        self.settings = request.app.state.settings
-        self.deadline = Deadline(0.0, "limits.timeout_s")
+    A whole answer comes back as the response object (a dict); a stream as an async iterator
+    of SSE lines, returned once the first token (or the first error) is known, so the
+    transport can still answer an error with its status code."""
 
-    async def completion(self, body: oa.CompletionRequest) -> Any:
-        return await self._serve(body, chat=False)
+    def __init__(self, pipeline: Pipeline, settings: Settings):
+        self.pipeline = pipeline
+        self.settings = settings
 
-    async def chat(self, body: oa.ChatCompletionRequest) -> Any:
-        return await self._serve(body, chat=True)
+    async def completion(
+        self, ctx: CallContext, body: oa.CompletionRequest
+    ) -> dict[str, Any] | AsyncIterator[str]:
+        return await self._serve(ctx, body, chat=False)
 
-    async def _serve(self, body: oa.CompletionRequest | oa.ChatCompletionRequest, chat: bool):
+    async def chat(
+        self, ctx: CallContext, body: oa.ChatCompletionRequest
+    ) -> dict[str, Any] | AsyncIterator[str]:
+        return await self._serve(ctx, body, chat=True)
+
+    async def _serve(
+        self, ctx: CallContext, body: oa.CompletionRequest | oa.ChatCompletionRequest, chat: bool
+    ) -> dict[str, Any] | AsyncIterator[str]:
         started = time.monotonic()
-        dep = self._deployment(body.model)
-        timeout_s = request_timeout_s(self.request)
+        name, version = split_model(body.model)
         runtime_request = body.to_runtime()
-        self._check_max_tokens(runtime_request.get("max_tokens"))
-        runtime_request["max_tokens_cap"] = self.settings.max_tokens_ceiling
-        await check_model_access(self.request, body.model, runtime_request.get("max_tokens") or 0)
-        self.deadline = Deadline.of(dep.spec.limits.timeout_s, timeout_s)
-        runtime_request["deadline"] = time.time() + self.deadline.seconds
-        gen = Generation(dep, started)
-        events = dep.generate(runtime_request, timeout_s=timeout_s)
+        estimate = runtime_request.get("max_tokens") or 0
+        call = await self.pipeline.open(ctx, name, version, estimate=estimate)
+        gen = Generation(call, started)
         try:
-            # Queued or prefilling, the client may leave before any token: watch it here too,
-            # so its queue place or slot is given back now, not when its answer would be done.
-            first = await unless_disconnected(self.request, _first_event(gen, events))
-        except ClientDisconnected:  # the wait was cancelled, which cancelled the sequence
-            _settle_gauges(dep)
-            record_usage(self.request, body.model, error=True)
-            return Response(status_code=499)
-        except AimassError as exc:
-            _settle_gauges(dep)
-            record_usage(self.request, body.model, error=True)
-            raise self.deadline.explain(exc) from None
+            _check_generative(call.deployment, body.model)
+            self._check_max_tokens(runtime_request.get("max_tokens"))
+            runtime_request["max_tokens_cap"] = self.settings.max_tokens_ceiling
+            runtime_request["deadline"] = time.time() + call.deadline.seconds
+            events = call.generate(runtime_request)
+            # Queued or prefilling, the client may leave before any token: the transport
+            # cancels this wait, which cancels the sequence and gives its place back now.
+            first = await _first_event(gen, events)
+        except BaseException as exc:
+            _settle_gauges(call.deployment)
+            raise call.finish(exc) from None
         rid = ("chatcmpl-" if chat else "cmpl-") + uuid.uuid4().hex[:24]
         shape = _Shape(rid, body.model, chat)
         if body.stream:
-            stream = self._sse(gen, first, events, shape, body.include_usage)
-            return StreamingResponse(stream, media_type="text/event-stream", headers=SSE_HEADERS)
-        return await self._whole(gen, first, events, shape)
-
-    def _deployment(self, model: str) -> Deployment:
-        dep = self.manager.get(model)
-        if not dep.spec.generative:
-            raise InvalidInput(
-                f"model {model!r} serves task {dep.spec.task!r}; this endpoint needs a "
-                "text-generation model",
-                param="model",
-            )
-        return dep
+            return _sse_stream(gen, first, events, shape, body.include_usage)
+        return await _whole(gen, first, events, shape)
 
     def _check_max_tokens(self, max_tokens: int | None) -> None:
         ceiling = self.settings.max_tokens_ceiling
@@ -148,55 +142,63 @@ class OpenAIServing:
                 param="max_tokens",
             )
 
-    # whole answers
 
-    async def _whole(self, gen: Generation, first: dict, events: AsyncIterator, shape: _Shape):
-        try:
-            await unless_disconnected(self.request, self._collect(gen, first, events))
-        except ClientDisconnected:  # collecting was cancelled, which cancelled the sequence
-            record_usage(self.request, shape.model, error=True, **_tokens(gen))
-            return Response(status_code=499)
-        except AimassError as exc:
-            record_usage(self.request, shape.model, error=True, **_tokens(gen))
-            raise self.deadline.explain(exc) from None
-        record_usage(self.request, shape.model, **_tokens(gen))
-        return JSONResponse(shape.whole(gen))
+def _check_generative(dep: Deployment, model: str) -> None:
+    if not dep.spec.generative:
+        raise InvalidInput(
+            f"model {model!r} serves task {dep.spec.task!r}; this endpoint needs a "
+            "text-generation model",
+            param="model",
+        )
 
-    async def _collect(self, gen: Generation, first: dict, events: AsyncIterator) -> None:
-        try:
-            gen.parts.append(gen.take(first))
-            async for data in events:
-                gen.parts.append(gen.take(data))
-        finally:
-            await events.aclose()
-            _settle_gauges(gen.dep)
 
-    # streams
+async def _whole(
+    gen: Generation, first: dict, events: AsyncIterator, shape: _Shape
+) -> dict[str, Any]:
+    call = gen.call
+    try:
+        gen.parts.append(gen.take(first))
+        async for data in events:
+            gen.parts.append(gen.take(data))
+    except BaseException as exc:
+        raise call.finish(exc) from None
+    finally:
+        await events.aclose()
+        _settle_gauges(gen.dep)
+    call.finish()
+    return shape.whole(gen)
 
-    async def _sse(
-        self, gen: Generation, first: dict, events: AsyncIterator, shape: _Shape, usage: bool
-    ) -> AsyncIterator[str]:
-        failed = False
-        try:
-            if shape.chat:
-                yield _sse(shape.chunk({"role": "assistant", "content": ""}, None))
-            data: dict | None = first
-            while data is not None:
-                text = gen.take(data)
-                if text:
-                    yield _sse(shape.chunk(text, None))
-                data = await anext(events, None)
-            yield _sse(shape.chunk("" if not shape.chat else {}, gen.finish_reason))
-            if usage:
-                yield _sse(shape.usage_chunk(gen))
-        except AimassError as exc:
-            failed = True
-            yield _sse({"error": _error_body(self.deadline.explain(exc))})
-        finally:
-            await events.aclose()
-            _settle_gauges(gen.dep)
-            record_usage(self.request, shape.model, error=failed, **_tokens(gen))
-        yield "data: [DONE]\n\n"
+
+async def _sse_stream(
+    gen: Generation, first: dict, events: AsyncIterator, shape: _Shape, usage: bool
+) -> AsyncIterator[str]:
+    """The SSE lines of one stream; an error after the first token becomes an error chunk
+    (the status line is long gone), and the stream always ends with ``[DONE]``."""
+    call = gen.call
+    try:
+        if shape.chat:
+            yield _sse(shape.chunk({"role": "assistant", "content": ""}, None))
+        data: dict | None = first
+        while data is not None:
+            text = gen.take(data)
+            if text:
+                yield _sse(shape.chunk(text, None))
+            data = await anext(events, None)
+        yield _sse(shape.chunk("" if not shape.chat else {}, gen.finish_reason))
+        if usage:
+            yield _sse(shape.usage_chunk(gen))
+    except AimassError as exc:
+        error = call.finish(exc)
+        yield _sse({"error": _error_body(error)})
+    except BaseException as exc:  # the client left: the sequence is cancelled by aclose
+        call.finish(exc)
+        raise
+    else:
+        call.finish()
+    finally:
+        await events.aclose()
+        _settle_gauges(gen.dep)
+    yield "data: [DONE]\n\n"
 
 
 async def _first_event(gen: Generation, events: AsyncIterator[dict]) -> dict[str, Any]:
@@ -221,10 +223,6 @@ def _settle_gauges(dep: Deployment) -> None:
     """
     if not any(replica.busy for replica in dep.replicas):
         metrics_llm.record_idle(dep.spec.name, dep.spec.version)
-
-
-def _tokens(gen: Generation) -> dict[str, int]:
-    return {"prompt_tokens": gen.prompt_tokens, "completion_tokens": gen.completion_tokens}
 
 
 def _error_body(exc: AimassError) -> dict[str, Any]:

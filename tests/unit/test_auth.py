@@ -10,33 +10,35 @@ import pytest
 from fastapi import FastAPI, Request
 from fastapi.testclient import TestClient
 
+from aimass.access.gate import Gate, StartupRefused, check_startup
 from aimass.config import Settings
 from aimass.registry import audit, keys
 from aimass.registry.usage import query_usage
 from aimass.server.admin import access as routes_access
-from aimass.server.auth import StartupRefused, check_startup, install_access_control
-from aimass.server.deps import check_model_access, record_usage, require_admin
+from aimass.server.app import wrap
+from aimass.server.auth import caller_of
+from aimass.server.context import require_admin
 from aimass.server.errors import install_error_handlers
-from aimass.server.limits import install_body_limit
 
 
-def make_app(settings: Settings) -> FastAPI:
+def make_app(settings: Settings):
+    """A small app behind the server's own middleware list, using the gate as routes do."""
     app = FastAPI()
-    app.state.settings = settings
+    gate = Gate(settings)
+    app.state.settings, app.state.gate = settings, gate
     install_error_handlers(app)
-    install_body_limit(app, settings)
-    install_access_control(app, settings)
     app.include_router(routes_access.router)
 
     @app.post("/v1/use/{model}")
     async def use(request: Request, model: str, estimate: int = 0, used: int = 0) -> dict:
-        await check_model_access(request, model, estimate)
-        record_usage(request, model, prompt_tokens=used)
+        caller = caller_of(request)
+        await gate.authorize(caller, model, estimate)
+        gate.record(caller, model, prompt_tokens=used)
         return {"ok": True}
 
     @app.post("/v2/models/{model}/infer")
     async def infer(request: Request, model: str) -> dict:
-        await check_model_access(request, model)
+        await gate.authorize(caller_of(request), model)
         return {"size": len(await request.body())}
 
     @app.get("/v2/health/ready")
@@ -48,7 +50,7 @@ def make_app(settings: Settings) -> FastAPI:
         await require_admin(request)
         return {"done": True}
 
-    return app
+    return wrap(app, app)
 
 
 @pytest.fixture
@@ -68,7 +70,7 @@ def bearer(key: str) -> dict[str, str]:
 
 def sync(client: TestClient) -> None:
     """Apply key changes now instead of waiting for the next refresh."""
-    client.portal.call(client.app.state.gate.sync)
+    client.portal.call(client.app.gate.sync)
 
 
 def test_unauthenticated_requests_get_401_in_each_protocol_shape(settings, caplog):

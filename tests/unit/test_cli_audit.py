@@ -42,7 +42,7 @@ def test_model_commands_are_audited_with_their_result(runner, tmp_path):
     run(runner, "models", "load", "ghost", code=1)
     run(runner, "models", "unload", "add", "--version", "1")
     run(runner, "models", "remove", "add")
-    got = [(a, t, s, r.split(":")[0]) for a, t, s, r in trail(runner)]
+    got = [(a, t, s, r.split(":")[0].split()[0]) for a, t, s, r in trail(runner)]
     assert got == [
         ("model.register", "add:1", "cli", "ok"),
         ("model.register", "bad:1", "cli", "error"),

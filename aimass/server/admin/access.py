@@ -11,14 +11,16 @@ from datetime import date
 
 import orjson
 from fastapi import APIRouter, Request
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
+from aimass.access.gate import Gate
 from aimass.errors import Forbidden, InvalidInput
 from aimass.registry import keys as keystore
 from aimass.registry.usage import query_usage
-from aimass.server.auth import Gate, audited, require_admin
-from aimass.server.errors import describe_validation
+from aimass.server import body as bodies
+from aimass.server.auth import caller_of
+from aimass.server.context import audited, require_admin
 
 router = APIRouter()
 
@@ -46,7 +48,7 @@ async def get_usage(
 ) -> dict:
     """Requests, tokens and errors per key, model and UTC day (newest first)."""
     gate = _gate(request)
-    caller = await gate.caller(request)
+    caller = caller_of(request)
     if not gate.is_admin(caller):
         own = caller.key.name if caller.key else None
         if key is not None and key != own:
@@ -81,15 +83,7 @@ class KeyCreate(BaseModel):
     """Lifetime such as ``30d``; absent: never expires."""
 
 
-_CREATE_BODY = {
-    "requestBody": {
-        "required": True,
-        "content": {"application/json": {"schema": KeyCreate.model_json_schema()}},
-    }
-}
-
-
-@router.post("/v1/keys", openapi_extra=_CREATE_BODY)
+@router.post("/v1/keys", openapi_extra=bodies.openapi_body(KeyCreate))
 async def create_key(request: Request) -> dict:
     """Create a key; the answer is the only time the key itself is shown.
 
@@ -98,7 +92,7 @@ async def create_key(request: Request) -> dict:
     await require_admin(request)
     raw = await request.body()
     async with audited(request, "key.create", _name_of(raw)):
-        body = _parse_create(raw)
+        body = bodies.validate(KeyCreate, bodies.loads(raw, empty={}))
         expires = keystore.parse_duration(body.expires) if body.expires else None
         models = keystore.parse_models(",".join(body.models)) if body.models is not None else None
         info, key = await run_in_threadpool(
@@ -115,14 +109,6 @@ async def create_key(request: Request) -> dict:
             )
         )
     return {**info.public_dict(), "key": key}
-
-
-def _parse_create(raw: bytes) -> KeyCreate:
-    try:
-        return KeyCreate.model_validate_json(raw or b"{}")
-    except ValidationError as exc:
-        message, param = describe_validation(exc.errors())
-        raise InvalidInput(message, param=param) from None
 
 
 def _name_of(raw: bytes) -> str:

@@ -7,70 +7,45 @@ is written to the audit log.
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable
-from typing import Any, TypeVar
+from typing import Any
 
 import orjson
 from fastapi import APIRouter, Request
 
 from aimass.errors import AimassError, InvalidInput, Unavailable
-from aimass.server.deps import audit, require_admin, visible
+from aimass.protocols.v2 import LoadRequest
+from aimass.refs import parse_version
+from aimass.server import body as bodies
+from aimass.server.context import admin_action, require_admin, visible
 from aimass.spec import ModelSpec
 
 router = APIRouter()
-T = TypeVar("T")
-
-
-async def _json_body(request: Request) -> Any:
-    return _loads(await request.body())
-
-
-def _loads(body: bytes) -> Any:
-    if not body.strip():
-        return {}
-    try:
-        return orjson.loads(body)
-    except ValueError:
-        raise InvalidInput("request body is not valid JSON") from None
-
-
-async def _audited(request: Request, action: str, target: str, work: Awaitable[T]) -> T:
-    """Await an admin action and audit its result. ``work`` must hold every step that can
-    refuse the request (body parsing included) so failed attempts are logged too."""
-    try:
-        result = await work
-    except AimassError as exc:
-        await audit(request, action, target, f"error {exc.status}: {exc.message}")
-        raise
-    await audit(request, action, target, "ok")
-    return result
 
 
 def _parameters(raw: Any) -> dict:
     params = raw.get("parameters") or {} if isinstance(raw, dict) else {}
     if not isinstance(params, dict):
-        raise InvalidInput("parameters must be an object")
+        raise InvalidInput("parameters must be an object", param="parameters")
     return params
 
 
 def _version_param(params: dict) -> int | None:
     version = params.get("version")
-    if version is not None and (
-        isinstance(version, bool) or not isinstance(version, int) or version < 1
-    ):
-        raise InvalidInput("parameters.version must be a positive integer")
-    return version
+    if isinstance(version, str):  # a JSON parameter is a number; "1" is not accepted
+        raise InvalidInput(
+            "parameters.version must be a positive integer", param="parameters.version"
+        )
+    return parse_version(version, "parameters.version")
 
 
-@router.post("/v2/repository/models/{name}/load")
+@router.post("/v2/repository/models/{name}/load", openapi_extra=bodies.openapi_body(LoadRequest))
 async def repository_load(request: Request, name: str) -> dict:
     """Load the newest (or ``parameters.version``) registered version; ``parameters.config``
     may carry a whole model spec to register first, as Triton's load API allows."""
-    await require_admin(request)
     control = request.app.state.control
 
     async def work() -> dict:
-        params = _parameters(await _json_body(request))
+        params = _parameters(bodies.loads(await request.body(), empty={}))
         config = params.get("config")
         if config is not None:
             spec = ModelSpec.parse({**_config_spec(config), "name": name})
@@ -82,7 +57,7 @@ async def repository_load(request: Request, name: str) -> dict:
             raise Unavailable(f"model {name!r} failed to load: {dep.last_error}")
         return {"name": name, "version": str(entry.spec.version), "state": dep.state}
 
-    return await _audited(request, "model.load", name, work())
+    return await admin_action(request, "model.load", name, work())
 
 
 def _config_spec(config: Any) -> dict:
@@ -95,18 +70,17 @@ def _config_spec(config: Any) -> dict:
     return data
 
 
-@router.post("/v2/repository/models/{name}/unload")
+@router.post("/v2/repository/models/{name}/unload", openapi_extra=bodies.openapi_body(LoadRequest))
 async def repository_unload(request: Request, name: str) -> dict:
-    await require_admin(request)
     control = request.app.state.control
 
     async def work() -> list[int]:
-        raw = await _json_body(request)
+        raw = bodies.loads(await request.body(), empty={})
         params = raw.get("parameters") if isinstance(raw, dict) else None
         version = _version_param(params) if isinstance(params, dict) else None
         return await control.unload(name, version)
 
-    versions = await _audited(request, "model.unload", name, work())
+    versions = await admin_action(request, "model.unload", name, work())
     return {"name": name, "unloaded_versions": [str(v) for v in versions]}
 
 
@@ -155,18 +129,17 @@ async def admin_list(request: Request) -> dict:
 @router.post("/v1/admin/models")
 async def admin_register(request: Request, load: bool = False, replace: bool = False) -> dict:
     """Register a model spec (JSON body); ``?load=true`` loads it at once."""
-    await require_admin(request)
     control = request.app.state.control
     raw = await request.body()
 
     async def work() -> dict:
-        data = _loads(raw)
+        data = bodies.loads(raw)
         if not isinstance(data, dict):
             raise InvalidInput("body must be a model spec object")
         entry = await control.register(ModelSpec.parse(data), load=load, replace=replace)
         return entry.as_dict()
 
-    return await _audited(request, "model.register", _spec_target(raw), work())
+    return await admin_action(request, "model.register", _spec_target(raw), work())
 
 
 def _spec_target(raw: bytes) -> str:
@@ -187,7 +160,6 @@ def _spec_target(raw: bytes) -> str:
 
 @router.delete("/v1/admin/models/{name}")
 async def admin_remove(request: Request, name: str, version: int | None = None) -> dict:
-    await require_admin(request)
     control = request.app.state.control
-    versions = await _audited(request, "model.remove", name, control.remove(name, version))
+    versions = await admin_action(request, "model.remove", name, control.remove(name, version))
     return {"name": name, "removed_versions": versions}

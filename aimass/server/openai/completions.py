@@ -1,48 +1,64 @@
 """OpenAI text generation routes: POST /v1/completions and POST /v1/chat/completions.
 
-Thin: parse the body into the wire type (400 naming the bad field), then hand over to
-``serving_llm.OpenAIServing``. Errors are ``AimassError``s, rendered in OpenAI's shape by
-the app's single error handler.
+Thin: parse the body into the wire type (400 naming the bad field), hand it to
+``serving.llm.LLMService`` with the call context, and write a JSON answer or an SSE stream.
 """
 
 from __future__ import annotations
 
-from typing import Any, TypeVar
+from collections.abc import AsyncIterator
+from typing import Any
 
 import orjson
 from fastapi import APIRouter, Request, Response
-from pydantic import BaseModel, ValidationError
+from fastapi.responses import StreamingResponse
 
-from aimass.errors import InvalidInput
 from aimass.protocols import openai as oa
-from aimass.serving.llm import OpenAIServing
+from aimass.server import body as bodies
+from aimass.server.context import call_context, watched
+from aimass.server.fastpath import fast
+from aimass.serving.llm import LLMService
 
 router = APIRouter()
 
-M = TypeVar("M", bound=BaseModel)
+SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+_STREAM = {"text/event-stream": {"schema": {"type": "string"}}}
 
 
-async def parse_body(request: Request, model: type[M]) -> M:
-    """Validate the JSON body; a bad body is a 400 that names the field and the problem."""
-    try:
-        data: Any = orjson.loads(await request.body())
-    except ValueError as exc:
-        raise InvalidInput(f"request body is not valid JSON: {exc}") from exc
-    try:
-        return model.model_validate(data)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        loc = ".".join(str(p) for p in first["loc"]) or "body"
-        raise InvalidInput(f"{loc}: {first['msg']}", param=loc) from exc
+def _service(request: Request) -> LLMService:
+    return request.app.state.llm
 
 
-@router.post("/v1/completions")
+def _respond(answer: dict[str, Any] | AsyncIterator[str]) -> Response:
+    if isinstance(answer, dict):
+        return Response(orjson.dumps(answer), media_type="application/json")
+    return StreamingResponse(answer, media_type="text/event-stream", headers=SSE_HEADERS)
+
+
+def _doc(model: type) -> dict:
+    return {
+        **bodies.openapi_body(model),
+        "responses": {"200": {"description": "The answer, or an SSE stream", "content": _STREAM}},
+    }
+
+
+@fast
+@router.post("/v1/completions", response_model=oa.CompletionResponse,
+             openapi_extra=_doc(oa.CompletionRequest))  # fmt: skip
 async def completions(request: Request) -> Response:
-    body = await parse_body(request, oa.CompletionRequest)
-    return await OpenAIServing(request).completion(body)
+    body = await bodies.parse(request, oa.CompletionRequest)
+    ctx = call_context(request)
+    return await watched(request, _answer(_service(request).completion(ctx, body)))
 
 
-@router.post("/v1/chat/completions")
+@fast
+@router.post("/v1/chat/completions", response_model=oa.ChatCompletionResponse,
+             openapi_extra=_doc(oa.ChatCompletionRequest))  # fmt: skip
 async def chat_completions(request: Request) -> Response:
-    body = await parse_body(request, oa.ChatCompletionRequest)
-    return await OpenAIServing(request).chat(body)
+    body = await bodies.parse(request, oa.ChatCompletionRequest)
+    ctx = call_context(request)
+    return await watched(request, _answer(_service(request).chat(ctx, body)))
+
+
+async def _answer(work) -> Response:
+    return _respond(await work)

@@ -1,36 +1,30 @@
 """Open Inference Protocol v2 over REST, as Triton, KServe and MLServer serve it.
 
-Thin: decode and check tensors, hand them to the engine, encode the answer.
+Thin: health and metadata answer from the engine's state; ``infer`` hands the body to
+``serving.tensors.TensorService`` and writes its answer (JSON, or JSON + binary tensors).
 """
 
 from __future__ import annotations
 
-import numpy as np
-import orjson
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
 from aimass import __version__
 from aimass.engine.deployment import READY, Deployment
-from aimass.errors import AimassError, InvalidInput
-from aimass.protocols.v2 import InferenceRequest
-from aimass.protocols.v2 import codec as v2_codec
-from aimass.server.deps import (
-    check_model_access,
-    manager,
-    record_refusal,
-    record_usage,
-    visible,
-)
-from aimass.server.disconnect import ClientDisconnected, unless_disconnected
-from aimass.server.timeouts import request_timeout_s
+from aimass.protocols import v2
+from aimass.protocols.v2 import codec
+from aimass.refs import parse_version
+from aimass.server import body as bodies
+from aimass.server.context import call_context, pipeline, visible, watched
+from aimass.server.fastpath import fast
+from aimass.serving.tensors import TensorService
 
 router = APIRouter()
 
 EXTENSIONS = ["model_repository", "binary_tensor_data", "parameters", "statistics"]
 
 
-@router.get("/v2")
+@router.get("/v2", response_model=v2.ServerMetadata)
 async def server_metadata() -> dict:
     return {"name": "aimass", "version": __version__, "extensions": EXTENSIONS}
 
@@ -46,16 +40,9 @@ async def ready(request: Request) -> Response:
     return JSONResponse({"ready": ok}, status_code=200 if ok else 503)
 
 
-def _deployment(request: Request, name: str, version: str | None) -> Deployment:
-    return manager(request).get(name, _version(version))
-
-
-def _version(version: str | None) -> int | None:
-    if version is None or version == "":
-        return None
-    if not (version.isascii() and version.isdigit()) or int(version) < 1:
-        raise InvalidInput(f"model version must be a positive integer, got {version!r}")
-    return int(version)
+async def _deployment(request: Request, name: str, version: str | None) -> Deployment:
+    """The deployment a metadata or readiness request names, if the caller may use it."""
+    return await pipeline(request).resolve(call_context(request), name, parse_version(version))
 
 
 def _metadata(dep: Deployment) -> dict:
@@ -75,18 +62,27 @@ def _runtime_details(info: dict) -> dict:
     return {k: v for k, v in info.items() if k not in ("inputs", "outputs", "pid")}
 
 
-@router.get("/v2/models/{name}")
-@router.get("/v2/models/{name}/versions/{version}")
-async def model_metadata(request: Request, name: str, version: str | None = None) -> dict:
-    await check_model_access(request, name)
-    return _metadata(_deployment(request, name, version))
+@router.get("/v2/models/{name}", response_model=v2.ModelMetadata)
+async def model_metadata(request: Request, name: str) -> dict:
+    return _metadata(await _deployment(request, name, None))
+
+
+@router.get("/v2/models/{name}/versions/{version}", response_model=v2.ModelMetadata)
+async def model_version_metadata(request: Request, name: str, version: str) -> dict:
+    return _metadata(await _deployment(request, name, version))
 
 
 @router.get("/v2/models/{name}/ready")
+async def model_ready(request: Request, name: str) -> Response:
+    return _readiness(name, await _deployment(request, name, None))
+
+
 @router.get("/v2/models/{name}/versions/{version}/ready")
-async def model_ready(request: Request, name: str, version: str | None = None) -> Response:
-    await check_model_access(request, name)
-    dep = _deployment(request, name, version)
+async def model_version_ready(request: Request, name: str, version: str) -> Response:
+    return _readiness(name, await _deployment(request, name, version))
+
+
+def _readiness(name: str, dep: Deployment) -> Response:
     body = {"name": name, "ready": dep.state == READY}
     if dep.state != READY:
         body["error"] = f"model {name!r} is {dep.state}" + (
@@ -95,86 +91,56 @@ async def model_ready(request: Request, name: str, version: str | None = None) -
     return JSONResponse(body, status_code=200 if dep.state == READY else 400)
 
 
-def _timeout_s(request: Request, params: dict | None) -> float | None:
-    """A client deadline: Triton's ``timeout`` parameter (µs) or ``Request-Timeout`` (s)."""
-    if params and "timeout" in params:
-        value = params["timeout"]
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
-            raise InvalidInput("parameter 'timeout' must be a positive number of microseconds")
-        return value / 1e6
-    return request_timeout_s(request)
+def _tensors(request: Request) -> TensorService:
+    return request.app.state.tensors
 
 
-async def _decode(
-    request: Request, dep: Deployment
-) -> tuple[InferenceRequest, dict[str, np.ndarray], float | None]:
-    """The parsed request, its input tensors (checked against the model) and its deadline."""
-    body = await request.body()
-    req, tail = v2_codec.parse_body(body, request.headers.get(v2_codec.HEADER))
-    payload = v2_codec.decode_inputs(req, tail, dep.info.get("inputs", []))
-    return req, payload, _timeout_s(request, req.parameters)
+_INFER_DOC = {
+    **bodies.openapi_body(v2.InferenceRequest),
+    "responses": {"200": {"description": "The output tensors (JSON, or JSON + binary data)"}},
+}
 
 
-@router.post("/v2/models/{name}/infer")
-@router.post("/v2/models/{name}/versions/{version}/infer")
-async def infer(request: Request) -> Response:
-    # The path parameters are read from the scope, not declared: both are plain strings,
-    # and FastAPI's per-request parameter resolution is a measurable share of a small
-    # request's cost (benchmarks/bench_overhead.py).
-    name: str = request.path_params["name"]
-    version: str | None = request.path_params.get("version")
+@fast
+@router.post("/v2/models/{name}/infer", response_model=v2.InferenceResponse,
+             openapi_extra=_INFER_DOC)  # fmt: skip
+async def infer(request: Request, name: str) -> Response:
+    return await _infer(request, name, None)
+
+
+@fast
+@router.post("/v2/models/{name}/versions/{version}/infer",
+             response_model=v2.InferenceResponse, openapi_extra=_INFER_DOC)  # fmt: skip
+async def infer_version(request: Request, name: str, version: str) -> Response:
+    return await _infer(request, name, version)
+
+
+async def _infer(request: Request, name: str, version: str | None) -> Response:
+    service = _tensors(request)
+    call = await service.open(call_context(request), name, parse_version(version))
     try:
-        await check_model_access(request, name)
-    except AimassError as exc:  # the gate already counted it in the key's usage
-        record_refusal(request, name, version, exc.status, usage=False)
-        raise
-    try:
-        dep = _deployment(request, name, version)
-        dep.admit()  # a full queue answers 429 before the body is read
-        req, payload, timeout_s = await _decode(request, dep)
-    except AimassError as exc:
-        record_refusal(request, name, version, exc.status)
-        raise
-    try:
-        outputs = await unless_disconnected(request, dep.infer(payload, timeout_s=timeout_s))
-    except ClientDisconnected:
-        return Response(status_code=499)
-    except Exception:
-        record_usage(request, name, error=True)
-        raise
-    record_usage(request, name)
-    return _answer(name, dep, req, outputs)
+        body = await request.body()
+    except BaseException as exc:
+        raise call.finish(exc) from None
+    work = service.infer(call, body, request.headers.get(codec.HEADER))
+    return await watched(request, _respond(work))
 
 
-def _answer(
-    name: str, dep: Deployment, req: InferenceRequest, outputs: dict[str, np.ndarray]
-) -> Response:
-    """The v2 response: JSON, or JSON header + binary tensors (Triton's binary extension)."""
-    entries, binary = v2_codec.encode_outputs(outputs, req)
-    answer = {"model_name": name, "model_version": str(dep.spec.version), "outputs": entries}
-    if req.id is not None:
-        answer["id"] = req.id
-    if req.parameters:
-        answer["parameters"] = {
-            k: v for k, v in req.parameters.items() if k != "binary_data_output"
-        }
-    head = v2_codec.dumps(answer)
-    if not binary:
-        return Response(head, media_type="application/json")
+async def _respond(work) -> Response:
+    answer = await work
+    if not answer.binary:
+        return Response(answer.head, media_type="application/json")
     return Response(
-        head + binary,
+        answer.head + answer.binary,
         media_type="application/octet-stream",
-        headers={"Inference-Header-Content-Length": str(len(head))},
+        headers={"Inference-Header-Content-Length": str(len(answer.head))},
     )
 
 
-@router.post("/v2/repository/index")
+@router.post("/v2/repository/index", response_model=list[v2.RepositoryModel],
+             openapi_extra=bodies.openapi_body(v2.RepositoryIndexRequest))  # fmt: skip
 async def repository_index(request: Request) -> list[dict]:
-    body = await request.body()
-    try:
-        raw = orjson.loads(body) if body.strip() else {}
-    except ValueError:
-        raise InvalidInput("request body is not valid JSON") from None
+    raw = bodies.loads(await request.body(), empty={})
     only_ready = bool(raw.get("ready", False)) if isinstance(raw, dict) else False
     entries = await request.app.state.control.index()
     return [

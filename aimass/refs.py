@@ -1,0 +1,43 @@
+"""Model references as clients write them: ``name``, ``name:version``, a version path segment.
+
+One parser for every API, so a version is accepted or refused the same way everywhere: a
+positive integer in ASCII digits (``"²"`` is a digit to ``str.isdigit``, not a version).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aimass.errors import InvalidInput
+
+
+def parse_version(value: Any, what: str = "model version") -> int | None:
+    """A version from a path segment, a ``name:version`` suffix or a JSON parameter.
+
+    None (or an empty string) means "the newest ready version"; anything else must be a
+    positive integer, or an ``InvalidInput`` that names ``what``."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, int) and not isinstance(value, bool):
+        number = value
+    elif isinstance(value, str) and value.isascii() and value.isdigit():
+        number = int(value)
+    else:
+        raise InvalidInput(f"{what} must be a positive integer, got {value!r}", param=_param(what))
+    if number < 1:
+        raise InvalidInput(f"{what} must be a positive integer, got {value!r}", param=_param(what))
+    return number
+
+
+def split_model(ref: str) -> tuple[str, int | None]:
+    """``name`` or ``name:version`` (model names cannot contain a colon)."""
+    name, sep, version = ref.partition(":")
+    if not sep:
+        return name, None
+    return name, parse_version(version, f"the version after ':' in model {ref!r}")
+
+
+def _param(what: str) -> str | None:
+    if what.startswith("parameters."):
+        return what
+    return "model" if "model" in what else None
