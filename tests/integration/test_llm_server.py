@@ -231,3 +231,39 @@ def test_request_timeout_header_longer_than_needed_is_fine(client):
         extra_headers={"Request-Timeout": "60"},
     )
     assert out.usage.completion_tokens == 4
+
+
+def _requests_total(server: str, status: str) -> float:
+    lines = httpx.get(f"{server}/metrics").text.splitlines()
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in lines
+        if line.startswith("aimass_requests_total{")
+        and 'model="gemma"' in line
+        and f'status="{status}"' in line
+    )
+
+
+def _usage(server: str) -> dict[str, tuple[int, int]]:
+    rows = httpx.get(f"{server}/v1/usage").json()["data"]
+    return {r["model"]: (r["requests"], r["errors"]) for r in rows}
+
+
+def test_refusals_before_generation_are_counted_once_and_made_up_names_add_nothing(server):
+    """The pipeline counts a refusal that never reached the model in usage and in
+    aimass_requests_total, like any request; a model name the server does not serve adds no
+    usage row and no metric label (clients could otherwise grow both without bound)."""
+    requests_before, errors_before = _usage(server).get("gemma", (0, 0))
+    refused_before = _requests_total(server, "400")
+    over = {"model": "gemma", "prompt": "x", "max_tokens": 10**6}
+    assert httpx.post(f"{server}/v1/completions", json=over).status_code == 400
+    bad_version = {"model": "gemma:x", "prompt": "x"}
+    assert httpx.post(f"{server}/v1/completions", json=bad_version).status_code == 400
+    for name in ("made-up-a", "made-up-b"):
+        body = {"model": name, "messages": [{"role": "user", "content": "x"}]}
+        assert httpx.post(f"{server}/v1/chat/completions", json=body).status_code == 404
+    usage = _usage(server)
+    assert usage["gemma"] == (requests_before + 1, errors_before + 1)
+    assert not any(model.startswith("made-up") for model in usage)
+    assert _requests_total(server, "400") == refused_before + 1
+    assert "made-up" not in httpx.get(f"{server}/metrics").text
