@@ -19,6 +19,9 @@ class Settings(BaseSettings):
     database_url: str | None = None
     """SQLAlchemy URL of the registry; default is a SQLite file under ``home``."""
 
+    migration_lock_timeout_s: float = Field(default=120.0, gt=0)
+    """Longest a process waits for another one to finish migrating the registry's schema."""
+
     host: str = "127.0.0.1"
     """Address the HTTP server binds to."""
 

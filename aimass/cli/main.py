@@ -12,12 +12,14 @@ from typing import Annotated, Any
 
 import typer
 
+from aimass.cli.db import db_app
 from aimass.config import Settings
 from aimass.errors import AimassError, InvalidInput
 
 app = typer.Typer(help="AI Mass: large models as a service.", no_args_is_help=True)
 models_app = typer.Typer(help="Register, list, load and unload models.", no_args_is_help=True)
 app.add_typer(models_app, name="models")
+app.add_typer(db_app, name="db")
 
 
 def _settings(**overrides: Any) -> Settings:
@@ -57,6 +59,7 @@ def serve(
     import uvicorn
 
     from aimass.access.gate import check_startup
+    from aimass.registry.db import get_sessionmaker
     from aimass.server.app import create_app
 
     settings = _settings(
@@ -67,6 +70,7 @@ def serve(
         insecure=True if insecure else None,
     )
     try:
+        get_sessionmaker(settings.resolved_database_url)  # migrates the schema: docs/database.md
         _prepare_models(settings, config)
         check_startup(settings)
     except AimassError as exc:

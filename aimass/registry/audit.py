@@ -11,8 +11,8 @@ from datetime import datetime
 
 from sqlalchemy import select
 
-from aimass.registry.access import AuditEntry
-from aimass.registry.db import session_scope, utcnow
+from aimass.registry.db import session_scope
+from aimass.registry.tables import AuditEntry, utcnow
 
 
 def append(url: str, *, actor: str, action: str, target: str, source: str, result: str) -> None:

@@ -18,8 +18,8 @@ from datetime import datetime, timedelta
 from sqlalchemy import select
 
 from aimass.errors import Conflict, InvalidInput, NotFound
-from aimass.registry.access import ApiKey
-from aimass.registry.db import session_scope, utcnow
+from aimass.registry.db import session_scope
+from aimass.registry.tables import ApiKey, utcnow
 from aimass.spec import NAME_PATTERN
 
 PREFIX = "am"

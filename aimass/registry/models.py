@@ -12,30 +12,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import DateTime, Integer, String, Text, UniqueConstraint, select
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy import select
 
 from aimass.errors import Conflict, InvalidInput, NotFound
-from aimass.registry.db import Base, session_scope, utcnow
+from aimass.registry.db import session_scope
+from aimass.registry.tables import LOADED, UNLOADED, ModelRow
 from aimass.spec import ModelSpec
-
-LOADED, UNLOADED = "loaded", "unloaded"
-
-
-class ModelRow(Base):
-    __tablename__ = "models"
-    __table_args__ = (UniqueConstraint("name", "version"),)
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    name: Mapped[str] = mapped_column(String(128), index=True)
-    version: Mapped[int] = mapped_column(Integer)
-    spec_json: Mapped[str] = mapped_column(Text)
-    desired: Mapped[str] = mapped_column(String(16), default=UNLOADED)
-    state: Mapped[str] = mapped_column(String(16), default=UNLOADED)
-    last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
-    notes_json: Mapped[str] = mapped_column(Text, default="{}")
-    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
-    updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
 
 
 @dataclass

@@ -15,8 +15,8 @@ from datetime import UTC, date, datetime, timedelta
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 
-from aimass.registry.access import UsageDay
 from aimass.registry.db import session_scope
+from aimass.registry.tables import UsageDay
 
 UsageKey = tuple[int, str, str, str]
 """(key_id, key_name, model, day)."""

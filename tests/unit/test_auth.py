@@ -106,8 +106,8 @@ def test_scope_revocation_and_expiry(settings):
         assert r.status_code == 401 and "revoked" in r.json()["error"]["message"]
         info, late = keys.create_key(url, "late")  # found without waiting for a refresh
         assert client.post("/v1/use/a", headers=bearer(late)).status_code == 200
-        from aimass.registry.access import ApiKey
-        from aimass.registry.db import session_scope, utcnow
+        from aimass.registry.db import session_scope
+        from aimass.registry.tables import ApiKey, utcnow
 
         with session_scope(url) as s:
             s.get(ApiKey, info.id).expires_at = utcnow()

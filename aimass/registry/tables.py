@@ -1,0 +1,111 @@
+"""Every table the registry owns, in one module: models, API keys, usage counters, audit log.
+
+One module so that ``Base.metadata`` is complete as soon as it is imported: the migrations
+(``registry/migrations``) and the test that compares them with this metadata see every table,
+and a new table cannot be forgotten by an import list. This module imports nothing from the
+rest of the registry, so the repositories (``models``, ``keys``, ``usage``, ``audit``) and
+``db`` can all import it without a cycle.
+
+A change here needs a migration (see docs/database.md); ``tests/unit/test_registry_migrations.py``
+fails while the tables and the migrations disagree.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import Boolean, DateTime, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+LOADED, UNLOADED = "loaded", "unloaded"
+"""A model version's desired and observed states (``ModelRow.desired`` / ``.state``)."""
+
+
+def utcnow() -> datetime:
+    """Naive UTC now: every DateTime column holds naive UTC (SQLite has no time zones)."""
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+class Base(DeclarativeBase):
+    """Declarative base of every table the registry owns."""
+
+
+class ModelRow(Base):
+    """One registered model version: its spec, whether it should be loaded, and how it is."""
+
+    __tablename__ = "models"
+    __table_args__ = (UniqueConstraint("name", "version"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(128), index=True)
+    version: Mapped[int] = mapped_column(Integer)
+    spec_json: Mapped[str] = mapped_column(Text)
+    desired: Mapped[str] = mapped_column(String(16), default=UNLOADED)
+    state: Mapped[str] = mapped_column(String(16), default=UNLOADED)
+    last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    notes_json: Mapped[str] = mapped_column(Text, default="{}")
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
+
+
+class ApiKey(Base):
+    """One API key: who it is, what it may use, how fast, and whether it still works.
+
+    Stored as a SHA-256 digest plus a short public id (the id is part of the key, so a lookup
+    never needs the secret).
+    """
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(128), unique=True)
+    public_id: Mapped[str] = mapped_column(String(32), unique=True, index=True)
+    secret_hash: Mapped[str] = mapped_column(String(64))
+    """Hex SHA-256 of the whole key; the key itself is never stored."""
+    models: Mapped[str] = mapped_column(Text, default="*")
+    """Comma-separated model names the key may use, or ``*`` for all."""
+    admin: Mapped[bool] = mapped_column(Boolean, default=False)
+    rpm: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    tpm: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    budget_tokens: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    budget_period: Mapped[str | None] = mapped_column(String(8), nullable=True)
+    """``day`` or ``month`` (UTC calendar periods)."""
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    expires_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    rotated_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+
+
+class UsageDay(Base):
+    """Counters of one key on one model for one UTC day, incremented in place."""
+
+    __tablename__ = "usage_days"
+    __table_args__ = (UniqueConstraint("key_id", "model", "day", name="uq_usage_key_model_day"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    key_id: Mapped[int] = mapped_column(Integer, index=True)
+    key_name: Mapped[str] = mapped_column(String(128))
+    model: Mapped[str] = mapped_column(String(128))
+    day: Mapped[str] = mapped_column(String(10), index=True)
+    """ISO date (``YYYY-MM-DD``, UTC); sorts and compares as text."""
+    requests: Mapped[int] = mapped_column(Integer, default=0)
+    prompt_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    completion_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    errors: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class AuditEntry(Base):
+    """One administrative action: who did what to which target, from where, and the outcome.
+
+    Append-only.
+    """
+
+    __tablename__ = "audit_log"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, index=True)
+    actor: Mapped[str] = mapped_column(String(160))
+    action: Mapped[str] = mapped_column(String(80))
+    target: Mapped[str] = mapped_column(String(255), default="")
+    source: Mapped[str] = mapped_column(String(255), default="")
+    result: Mapped[str] = mapped_column(Text, default="ok")
