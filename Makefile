@@ -22,8 +22,9 @@ install: $(BIN)/aimass ## Create .venv and install AI Mass with test tools
 serve: install ## Run the server on 127.0.0.1:8000 with the built-in models
 	$(BIN)/aimass serve --host 127.0.0.1 --port 8000
 
-test: install ## Run the whole test suite
+test: install ## Run the whole test suite (ruff, the layer contracts, pytest)
 	$(BIN)/ruff check aimass tests benchmarks
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -q
 
 lint: install ## ruff check and format check

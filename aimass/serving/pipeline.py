@@ -24,10 +24,9 @@ from typing import Any
 
 from aimass import metrics
 from aimass.access.gate import Caller, Gate
-from aimass.engine.deployment import READY, Deployment
+from aimass.engine.deployment import READY, Deployment, Payload
 from aimass.engine.manager import ModelManager
 from aimass.errors import AimassError, DeadlineExceeded
-from aimass.runtimes.base import Payload
 
 
 @dataclass
