@@ -64,6 +64,14 @@ class Settings(BaseSettings):
     load_timeout_s: float = 300.0
     """Longest time a replica may take to load its model."""
 
+    trial_load_timeout_s: float = Field(default=120.0, ge=0)
+    """Longest a registration's trial load (the model loaded once in a throwaway worker) may
+    take; 0 skips trial loads (the files are still checked)."""
+
+    artifact_link_min_bytes: int = Field(default=64 * 1024 * 1024, ge=0)
+    """Model files at least this large are hard-linked into ``AIMASS_HOME/models`` instead of
+    copied at registration, when on the same filesystem."""
+
     require_auth: bool | None = None
     """Require API keys; default: on when bound to a non-loopback address, off on loopback."""
 

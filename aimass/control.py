@@ -4,16 +4,22 @@ The registry (a database) is the source of truth for which model versions should
 this loop applies it to the ``ModelManager`` at start-up and every ``reconcile_interval_s``,
 so a model added with the CLI — or by another server on the same PostgreSQL — is picked up,
 and a restarted server loads again what was loaded. Observed states are written back.
+
+Registration goes through ``provision.registration`` (validation, the registry's own copy of
+the files, a trial load), as it does from the CLI. Every load is logged at INFO when it starts
+and when it ends, with its time, and so is the moment every model of the start-up is served.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 
 from aimass.config import Settings
-from aimass.engine.deployment import Deployment, Supervision
+from aimass.engine.deployment import FAILED, READY, Deployment, Supervision
 from aimass.engine.manager import ModelManager
+from aimass.provision import registration
 from aimass.registry import models as registry
 from aimass.spec import ModelSpec
 
@@ -43,8 +49,33 @@ class ControlPlane:
         self.wanted: set[tuple[str, int]] = set()
 
     async def start(self) -> None:
+        started = time.monotonic()
         await self.reconcile()
+        initial = list(self._loading.values())
+        log.info("%d model version(s) to load", len(initial))
+        if initial:
+            self._track(asyncio.create_task(self._report_startup(initial, started)))
         self._loop_task = asyncio.create_task(self._loop())
+
+    async def _report_startup(self, loads: list[asyncio.Task], started: float) -> None:
+        """One line when the start-up loads are over: all served, or which ones failed."""
+        deployments = await asyncio.gather(*loads, return_exceptions=True)
+        failed = [
+            f"{d.spec.name}:{d.spec.version}"
+            for d in deployments
+            if not isinstance(d, Deployment) or d.state != READY
+        ]
+        took = time.monotonic() - started
+        if failed:
+            log.warning(
+                "%d of %d model version(s) ready after %.1f s; not ready: %s",
+                len(loads) - len(failed),
+                len(loads),
+                took,
+                ", ".join(failed),
+            )
+        else:
+            log.info("all %d model version(s) ready in %.1f s", len(loads), took)
 
     async def stop(self) -> None:
         if self._loop_task is not None:
@@ -76,19 +107,28 @@ class ControlPlane:
                 await self.manager.unload(*dep.spec.key)
 
     def _start_load(self, spec: ModelSpec) -> asyncio.Task:
-        task = asyncio.create_task(self.manager.load(spec))
+        task = asyncio.create_task(self._load_logged(spec))
         self._loading[spec.key] = task
         task.add_done_callback(lambda _t: self._loading.pop(spec.key, None))
         return task
 
-    async def register(self, spec: ModelSpec, *, load: bool, replace: bool = False):
-        """Add a version to the registry (and load it, if asked)."""
-        entry = await asyncio.to_thread(
-            registry.add_model, self.url, spec, load=load, replace=replace
+    async def register(
+        self,
+        spec: ModelSpec,
+        *,
+        load: bool,
+        replace: bool = False,
+        update: bool = False,
+        copy: bool = True,
+    ) -> registry.ModelEntry:
+        """Validate and add a version to the registry (and load it, if asked); see
+        ``provision.registration`` for ``replace``, ``update`` and ``copy``."""
+        done = await registration.register(
+            self.settings, spec, load=load, replace=replace, update=update, copy=copy
         )
         if load:
-            await self.load(spec)
-        return entry
+            await self.load(done.entry.spec)
+        return done.entry
 
     async def entries(self, name: str | None = None) -> list[registry.ModelEntry]:
         return await asyncio.to_thread(registry.list_models, self.url, name)
@@ -114,7 +154,23 @@ class ControlPlane:
         running = self._loading.get(spec.key)
         if running is not None:
             await asyncio.shield(running)
-        return await self.manager.load(spec)
+        return await self._load_logged(spec)
+
+    async def _load_logged(self, spec: ModelSpec) -> Deployment:
+        """``manager.load`` with a log line when a load starts and when it ends."""
+        current = self.manager.find(*spec.key)
+        if current is not None and current.spec == spec and current.state != FAILED:
+            return await self.manager.load(spec)  # already there (or loading): nothing to log
+        label = f"model {spec.name!r} version {spec.version}"
+        log.info("loading %s (runtime %s, %d replica(s))", label, spec.runtime, spec.replicas)
+        started = time.monotonic()
+        dep = await self.manager.load(spec)
+        took = time.monotonic() - started
+        if dep.state == READY:
+            log.info("%s ready in %.1f s", label, took)
+        else:
+            log.error("%s failed to load after %.1f s: %s", label, took, dep.last_error)
+        return dep
 
     async def unload(self, name: str, version: int | None) -> list[int]:
         versions = await asyncio.to_thread(
@@ -167,5 +223,8 @@ class ControlPlane:
                 dep.last_error,
             )
         )
+        self._track(task)
+
+    def _track(self, task: asyncio.Future) -> None:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)

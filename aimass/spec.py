@@ -6,13 +6,14 @@ the registry; an invalid spec is refused by pydantic with an error naming the fi
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from aimass.errors import InvalidInput
+from aimass.errors import InvalidInput, Unavailable
 
 Runtime = Literal["onnx", "tabular", "llamacpp", "transformers"]
 Task = Literal[
@@ -27,6 +28,9 @@ Task = Literal[
 
 GENERATIVE_TASKS = frozenset({"text-generation"})
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
+SOURCE_KEY, ONNX_KEY = "source", "options.onnx"
+"""Names of the files in ``ModelSpec.sha256``: ``source``, ``source/<path in the folder>`` and
+``options.onnx`` (an ONNX file named by absolute path, outside ``source``)."""
 
 
 class Batching(BaseModel):
@@ -77,6 +81,11 @@ class ModelSpec(BaseModel):
     options: dict[str, Any] = Field(default_factory=dict)
     """Runtime-specific options (e.g. ``n_ctx`` for llamacpp, ``pooling`` for transformers)."""
     description: str = ""
+    sha256: dict[str, str] = Field(default_factory=dict)
+    """sha256 of every file the version is served from, recorded at registration and checked
+    at every load, so an edited or swapped file is refused instead of served: ``source`` (a
+    file), ``source/<path>`` (each file of a folder), ``options.onnx`` (an ONNX file outside
+    the folder). Empty: nothing recorded, nothing checked."""
 
     @model_validator(mode="after")
     def _check(self) -> ModelSpec:
@@ -91,6 +100,73 @@ class ModelSpec(BaseModel):
     @property
     def key(self) -> tuple[str, int]:
         return (self.name, self.version)
+
+    def artifact_files(self) -> dict[str, Path]:
+        """The files this version is served from, by the names ``sha256`` records them under."""
+        root = Path(self.source)
+        if root.is_dir():
+            files = {
+                f"{SOURCE_KEY}/{path.relative_to(root).as_posix()}": path
+                for path in sorted(root.rglob("*"))
+                if path.is_file()
+            }
+        else:
+            files = {SOURCE_KEY: root}
+        onnx = self.options.get("onnx")
+        if (
+            isinstance(onnx, str)
+            and Path(onnx).is_absolute()
+            and not Path(onnx).is_relative_to(root)
+        ):
+            files[ONNX_KEY] = Path(onnx)
+        return files
+
+    def digests(self) -> dict[str, str]:
+        """sha256 of ``artifact_files`` as they are now (what registration records)."""
+        return {key: file_sha256(path) for key, path in self.artifact_files().items()}
+
+    def verify_files(self) -> None:
+        """Refuse to serve files other than the registered ones (``sha256``), naming each
+        changed, missing or added file with both digests; called before every load."""
+        if not self.sha256:
+            return
+        files = self.artifact_files()
+        problems = [
+            problem
+            for key, registered in self.sha256.items()
+            if (problem := self._file_problem(files.get(key), key, registered))
+        ]
+        problems += [
+            f"file {files[k]} was added" for k in sorted(files.keys() - self.sha256.keys())
+        ]
+        if problems:
+            raise Unavailable(
+                f"model {self.name!r} version {self.version}: "
+                + "; ".join(problems[:3])
+                + "; a version is served only with the files it was registered with: restore "
+                "them, or register the new files (a new version, or an explicit replace)"
+            )
+
+    def _file_problem(self, path: Path | None, key: str, registered: str) -> str | None:
+        if path is None or not path.is_file():
+            return f"file {self._path_of(key)} is missing (registered with sha256 {registered})"
+        try:
+            now = file_sha256(path)
+        except OSError as exc:
+            return f"file {path} cannot be read ({exc.strerror})"
+        if now == registered:
+            return None
+        return (
+            f"file {path} changed since it was registered "
+            f"(sha256 registered {registered}, now {now})"
+        )
+
+    def _path_of(self, key: str) -> str:
+        if key == ONNX_KEY:
+            return str(self.options.get("onnx"))
+        if key == SOURCE_KEY:
+            return self.source
+        return str(Path(self.source) / key.removeprefix(f"{SOURCE_KEY}/"))
 
     @classmethod
     def parse(cls, data: dict[str, Any]) -> ModelSpec:
@@ -118,6 +194,12 @@ class ModelSpec(BaseModel):
                 spec = spec.model_copy(update={"source": str(Path(path).parent / spec.source)})
             specs.append(spec)
         return specs
+
+
+def file_sha256(path: Path) -> str:
+    """Hex sha256 of a file, read in chunks (about 1 GB/s)."""
+    with path.open("rb") as fh:
+        return hashlib.file_digest(fh, "sha256").hexdigest()
 
 
 def describe_validation_error(exc: ValidationError) -> str:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import typer
 
@@ -26,7 +26,7 @@ def _settings(**overrides: Any) -> Settings:
     return Settings(**{k: v for k, v in overrides.items() if v is not None})
 
 
-def _fail(message: str, code: int = 1) -> None:
+def _fail(message: str, code: int = 1) -> NoReturn:
     typer.echo(f"error: {message}", err=True)
     raise typer.Exit(code)
 
@@ -51,7 +51,13 @@ def serve(
     insecure: Annotated[
         bool, typer.Option("--insecure", help="Allow a public bind with no admin key.")
     ] = False,
-    log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
+    log_level: Annotated[
+        str,
+        typer.Option(
+            help="Log level of the server and uvicorn: critical, error, warning, info "
+            "(model loads and their times), debug, trace."
+        ),
+    ] = "info",
 ) -> None:
     """Start the server with the registered models (and the built-in ones)."""
     # --host/--port default to None so AIMASS_HOST/AIMASS_PORT (Settings) apply when the flags
@@ -69,6 +75,7 @@ def serve(
         require_auth=True if require_auth else None,
         insecure=True if insecure else None,
     )
+    _configure_logging(log_level)
     try:
         get_sessionmaker(settings.resolved_database_url)  # migrates the schema: docs/database.md
         _prepare_models(settings, config)
@@ -84,22 +91,43 @@ def serve(
     )
 
 
+def _configure_logging(level: str) -> None:
+    """Show the server's own lines (model loads, built-in preparation, with their times) like
+    uvicorn's, at the level ``--log-level`` names; without a handler only warnings showed."""
+    import logging
+
+    from uvicorn.config import LOG_LEVELS
+    from uvicorn.logging import DefaultFormatter
+
+    handler = logging.StreamHandler()
+    handler.setFormatter(DefaultFormatter("%(levelprefix)s %(message)s"))
+    logger = logging.getLogger("aimass")
+    logger.handlers[:] = [handler]
+    logger.setLevel(LOG_LEVELS.get(level.lower(), logging.INFO))
+    logger.propagate = False
+
+
 def _prepare_models(settings: Settings, config: Path | None) -> None:
-    url = settings.resolved_database_url
     if settings.builtins:
         from aimass.provision.builtin import register_builtins
 
         register_builtins(settings)
     if config is not None:
-        _register_config(url, config)
+        _register_config(settings, config)
 
 
-def _register_config(url: str, config: Path) -> None:
-    """Register and mark loaded every spec of ``--config``; each registration, and a file that
-    cannot be read, is audited like ``aimass models add`` (it changes what is served)."""
+def _register_config(settings: Settings, config: Path) -> None:
+    """Validate, register and mark loaded every spec of ``--config``. A version already
+    registered keeps its files (its serving settings may change; other files are refused:
+    versions are immutable). Each registration, and a file that cannot be read, is audited
+    like ``aimass models add`` (it changes what is served)."""
+    import asyncio
+
     from aimass.cli.access import audited_call, record_cli_action
-    from aimass.registry import models as registry
+    from aimass.provision.registration import register
     from aimass.spec import ModelSpec
+
+    url = settings.resolved_database_url
 
     def read() -> list[ModelSpec]:
         if not config.exists():
@@ -116,7 +144,7 @@ def _register_config(url: str, config: Path) -> None:
             url,
             "model.register",
             f"{spec.name}:{spec.version}",
-            lambda spec=spec: registry.add_model(url, spec, load=True, replace=True),
+            lambda spec=spec: asyncio.run(register(settings, spec, load=True, update=True)),
         )
 
 
@@ -141,17 +169,33 @@ def models_add(
     option: Annotated[
         list[str] | None, typer.Option(help="Runtime option KEY=VALUE (JSON values allowed).")
     ] = None,
+    description: Annotated[str | None, typer.Option(help="Free text shown with the model.")] = None,
     load: Annotated[bool, typer.Option("--load", help="Mark it to be loaded.")] = False,
+    no_copy: Annotated[
+        bool,
+        typer.Option(
+            "--no-copy",
+            help="Serve the files where they are instead of from the registry's copy "
+            "(their sha256 is still recorded and checked at every load).",
+        ),
+    ] = False,
+    replace: Annotated[
+        bool,
+        typer.Option("--replace", help="Replace an existing version's files and settings."),
+    ] = False,
 ) -> None:
-    """Register a model version."""
+    """Register a model version: checked, trial-loaded and copied into the registry first."""
+    import asyncio
+
     from aimass.cli.access import run_audited
+    from aimass.provision.registration import register
     from aimass.registry import models as registry
     from aimass.spec import ModelSpec
 
-    url = _url()
-    version = version or registry.next_version(url, name)
+    settings = _settings()
+    version = version or registry.next_version(settings.resolved_database_url, name)
 
-    def register() -> Any:
+    def add() -> Any:
         data: dict[str, Any] = {
             "name": name,
             "runtime": runtime,
@@ -161,12 +205,15 @@ def models_add(
             "limits": _drop_none(max_queue=max_queue, timeout_s=timeout_s),
             "trust_pickle": trust_pickle,
             "options": _parse_options(option or []),
-            **_drop_none(task=task, replicas=replicas, threads=threads),
+            **_drop_none(task=task, replicas=replicas, threads=threads, description=description),
         }
-        return registry.add_model(url, ModelSpec.parse(data), load=load)
+        spec = ModelSpec.parse(data)
+        return asyncio.run(register(settings, spec, load=load, replace=replace, copy=not no_copy))
 
-    entry = run_audited("model.register", f"{name}:{version}", register)
-    typer.echo(f"registered {entry.spec.name} version {entry.spec.version} ({entry.desired})")
+    done = run_audited("model.register", f"{name}:{version}", add)
+    spec = done.entry.spec
+    typer.echo(f"registered {spec.name} version {spec.version} ({done.entry.desired})")
+    typer.echo(f"files {done.how}: {spec.source}")
 
 
 def _target(name: str, version: int | None) -> str:

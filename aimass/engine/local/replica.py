@@ -59,6 +59,7 @@ class Replica:
     async def start(self, load_timeout_s: float) -> None:
         """Start the worker and wait until its model is loaded; raise Unavailable if not."""
         self._loop = asyncio.get_running_loop()
+        await asyncio.to_thread(self.spec.verify_files)  # only the files the registry recorded
         ctx = mp.get_context("spawn")
         parent, child = ctx.Pipe(duplex=True)
         args = (self.spec.model_dump_json(), child, self.in_process)

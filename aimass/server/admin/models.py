@@ -49,7 +49,7 @@ async def repository_load(request: Request, name: str) -> dict:
         config = params.get("config")
         if config is not None:
             spec = ModelSpec.parse({**_config_spec(config), "name": name})
-            await control.register(spec, load=False, replace=True)
+            await control.register(spec, load=False, update=True)
         version = _version_param(params)
         entry = await control.entry(name, version)
         dep = await control.load(entry.spec)
@@ -127,8 +127,11 @@ async def admin_list(request: Request) -> dict:
 
 
 @router.post("/v1/admin/models")
-async def admin_register(request: Request, load: bool = False, replace: bool = False) -> dict:
-    """Register a model spec (JSON body); ``?load=true`` loads it at once."""
+async def admin_register(
+    request: Request, load: bool = False, replace: bool = False, copy: bool = True
+) -> dict:
+    """Register a model spec (JSON body), validated first; ``?load=true`` loads it at once,
+    ``?copy=false`` serves the files where they are (see ``provision.registration``)."""
     control = request.app.state.control
     raw = await request.body()
 
@@ -136,7 +139,8 @@ async def admin_register(request: Request, load: bool = False, replace: bool = F
         data = bodies.loads(raw)
         if not isinstance(data, dict):
             raise InvalidInput("body must be a model spec object")
-        entry = await control.register(ModelSpec.parse(data), load=load, replace=replace)
+        spec = ModelSpec.parse(data)
+        entry = await control.register(spec, load=load, replace=replace, copy=copy)
         return entry.as_dict()
 
     return await admin_action(request, "model.register", _spec_target(raw), work())
