@@ -341,27 +341,78 @@ def models_remove(name: str, version: Annotated[int | None, typer.Option()] = No
 def infer(
     model: str,
     data: Annotated[str, typer.Option(help="JSON: {input_name: nested list} or a v2 request.")],
-    url: Annotated[str, typer.Option(help="Server base URL.")] = "http://127.0.0.1:8000",
+    url: Annotated[
+        str | None,
+        typer.Option(
+            help="Server base URL; by default http://AIMASS_HOST:AIMASS_PORT, the address "
+            "`aimass serve` uses (http://127.0.0.1:8000 unless those are set).",
+        ),
+    ] = None,
     version: Annotated[int | None, typer.Option()] = None,
-    api_key: Annotated[str | None, typer.Option(envvar="AIMASS_API_KEY")] = None,
+    api_key: Annotated[
+        str | None,
+        typer.Option(envvar="AIMASS_API_KEY", help="API key, sent as a Bearer token."),
+    ] = None,
+    timeout_s: Annotated[float, typer.Option(help="Seconds to wait for the answer.")] = 60.0,
 ) -> None:
     """Send one Open Inference Protocol request to a running server and print the outputs."""
-    import httpx
-
     try:
         body = json.loads(data)
     except ValueError as exc:
         _fail(f"--data is not JSON: {exc}")
-    base = url.rstrip("/") + f"/v2/models/{model}" + (f"/versions/{version}" if version else "")
+    base = (url or _server_url()).rstrip("/")
+    path = f"/v2/models/{model}" + (f"/versions/{version}" if version else "")
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
     if "inputs" not in body:
-        meta = httpx.get(base, headers=headers, timeout=30)
-        declared = {i["name"]: i["datatype"] for i in meta.json().get("inputs", [])}
+        meta = _call("GET", base, path, headers=headers, timeout_s=timeout_s)
+        declared = {i["name"]: i["datatype"] for i in meta.get("inputs", [])}
         body = {"inputs": [_tensor(k, v, declared.get(k)) for k, v in body.items()]}
-    resp = httpx.post(base + "/infer", json=body, headers=headers, timeout=60)
-    typer.echo(json.dumps(resp.json(), indent=2))
-    if resp.status_code >= 400:
-        raise typer.Exit(1)
+    answer = _call("POST", base, path + "/infer", headers=headers, timeout_s=timeout_s, json=body)
+    typer.echo(json.dumps(answer, indent=2))
+
+
+def _server_url() -> str:
+    """The server ``aimass serve`` would start with the same environment (AIMASS_HOST,
+    AIMASS_PORT); an any-address bind is reached on loopback."""
+    settings = _settings()
+    host = {"0.0.0.0": "127.0.0.1", "": "127.0.0.1", "::": "::1"}.get(settings.host, settings.host)
+    if ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{settings.port}"
+
+
+def _call(method: str, base: str, path: str, *, timeout_s: float, **kw: Any) -> Any:
+    """One request to the server, its JSON answer; anything else ends the command with one
+    line naming the URL (no server there, a timeout, an error status)."""
+    import httpx
+
+    target = base + path
+    try:
+        resp = httpx.request(method, target, timeout=timeout_s, **kw)
+    except httpx.ConnectError:
+        _fail(
+            f"no AI Mass server answered at {base} (tried {method} {target}); start one with "
+            "`aimass serve`, or point --url (or AIMASS_HOST / AIMASS_PORT) at it"
+        )
+    except httpx.TimeoutException:
+        _fail(f"{method} {target}: no answer within {timeout_s:g} s (--timeout-s)")
+    except httpx.HTTPError as exc:
+        _fail(f"{method} {target} failed: {exc}")
+    try:
+        answer = resp.json()
+    except ValueError:
+        answer = None
+    if resp.status_code >= 400 or answer is None:
+        _fail(f"{method} {target}: {resp.status_code} {_error_text(answer, resp.text)}")
+    return answer
+
+
+def _error_text(answer: Any, text: str) -> str:
+    """The message of an error answer in either protocol's shape, else the body's start."""
+    error = answer.get("error") if isinstance(answer, dict) else None
+    if isinstance(error, dict):
+        error = error.get("message")
+    return str(error) if error else text[:200]
 
 
 def _tensor(name: str, value: Any, datatype: str | None) -> dict[str, Any]:
