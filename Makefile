@@ -19,8 +19,8 @@ $(BIN)/aimass: pyproject.toml
 
 install: $(BIN)/aimass ## Create .venv and install AI Mass with test tools
 
-serve: install ## Run the server on 127.0.0.1:8000 with the built-in models
-	$(BIN)/aimass serve --host 127.0.0.1 --port 8000
+serve: install ## Run the server with the built-in models (AIMASS_HOST:AIMASS_PORT, default 127.0.0.1:8000)
+	$(BIN)/aimass serve
 
 test: install ## Run the whole test suite (ruff, the layer contracts, pytest)
 	$(BIN)/ruff check aimass tests benchmarks

@@ -64,6 +64,11 @@ class Settings(BaseSettings):
     load_timeout_s: float = 300.0
     """Longest time a replica may take to load its model."""
 
+    strict_readiness: bool = False
+    """Server readiness (``/health``, ``/v2/health/ready``) needs every model meant to be
+    loaded to be ready; by default a model that failed to load does not hold it back (it stays
+    failed in its own ready endpoint, ``aimass models list`` and metrics), only loading does."""
+
     trial_load_timeout_s: float = Field(default=120.0, ge=0)
     """Longest a registration's trial load (the model loaded once in a throwaway worker) may
     take; 0 skips trial loads (the files are still checked)."""

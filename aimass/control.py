@@ -205,10 +205,14 @@ class ControlPlane:
         return out
 
     def ready(self) -> bool:
-        """Every version meant to be loaded is loaded and serving."""
+        """Whether a load balancer should send this server traffic: no version meant to be
+        loaded is still loading, and, with ``strict_readiness``, every one of them serves.
+        Without it a failed version does not count: the others still serve, and its own
+        ready endpoint, ``models list`` and ``aimass_replicas_up`` say it failed."""
+        done = (READY,) if self.settings.strict_readiness else (READY, FAILED)
         for key in self.wanted:
             dep = self.manager.find(*key)
-            if dep is None or dep.state != "ready":
+            if dep is None or dep.state not in done:
                 return False
         return True
 

@@ -41,6 +41,12 @@ class AdminRequired(Forbidden):
     code = "admin_required"
 
 
+class UsageNotAllowed(Forbidden):
+    """A key that is not an admin key asked for another key's usage."""
+
+    code = "usage_not_allowed"
+
+
 class NotFound(AimassError):
     status, code, type = 404, "not_found", "not_found_error"
 

@@ -1,9 +1,13 @@
-"""Prometheus metrics of the serving core, labelled by model and version.
+"""Prometheus metrics of the serving core, labelled by model and version, and each
+deployment's ``InferenceStats`` (Triton's statistics extension).
 
 Defined once here (not in the transport layer) because the scheduler records most of them.
 """
 
 from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
 
 from prometheus_client import Counter, Gauge, Histogram
 
@@ -41,3 +45,58 @@ def forget(name: str, version: int) -> None:
             gauge.remove(name, str(version))
         except KeyError:
             pass
+
+
+@dataclass
+class Duration:
+    """A count and the nanoseconds it took in all, as Triton reports each statistic."""
+
+    count: int = 0
+    ns: int = 0
+
+    def add(self, seconds: float, count: int = 1) -> None:
+        self.count += count
+        self.ns += round(seconds * 1e9)
+
+    def as_dict(self) -> dict[str, int]:
+        return {"count": self.count, "ns": self.ns}
+
+
+@dataclass
+class InferenceStats:
+    """Cumulative figures of one loaded model version for Triton's statistics extension
+    (``GET /v2/models/stats``), measured at the same points as the Prometheus metrics above.
+
+    Unlike Prometheus counters, these belong to the deployment: a version loaded again starts
+    from zero, as in Triton. ``queue`` and ``compute_infer`` count batch entries (a request
+    split across batches counts once per batch); a batch's whole time on its replica (the
+    pipe both ways and the runtime) is ``compute_infer``.
+    """
+
+    success: Duration = field(default_factory=Duration)
+    fail: Duration = field(default_factory=Duration)
+    queue: Duration = field(default_factory=Duration)
+    compute_infer: Duration = field(default_factory=Duration)
+    inference_count: int = 0
+    """Rows computed in batches that succeeded (one per successful generation for LLMs)."""
+    execution_count: int = 0
+    """Batches a replica computed (LLM replicas batch continuously: none are counted)."""
+    last_inference_ms: int = 0
+    batches: dict[int, Duration] = field(default_factory=dict)
+    """Successful batches by their number of rows, with their compute time."""
+
+    def request(self, ok: bool, seconds: float, inferences: int = 0) -> None:
+        """One finished request (answered, refused by the deployment or cancelled)."""
+        (self.success if ok else self.fail).add(seconds)
+        self.inference_count += inferences if ok else 0
+        self.last_inference_ms = int(time.time() * 1000)
+
+    def batch(self, rows: int, waits: list[float], seconds: float, ok: bool) -> None:
+        """One batch of ``rows`` on a replica, whose entries waited ``waits`` in the queue."""
+        for wait in waits:
+            self.queue.add(wait)
+        self.compute_infer.add(seconds * len(waits), len(waits))
+        if ok:
+            self.execution_count += 1
+            self.inference_count += rows
+            self.batches.setdefault(rows, Duration()).add(seconds)

@@ -43,9 +43,12 @@ class _Item:
 class Batcher:
     """Queue, batch and dispatch requests for one model version."""
 
-    def __init__(self, spec: ModelSpec, pool: ReplicaPool):
+    def __init__(
+        self, spec: ModelSpec, pool: ReplicaPool, stats: metrics.InferenceStats | None = None
+    ):
         self.spec = spec
         self._pool = pool
+        self.stats = stats or metrics.InferenceStats()
         self._queue: deque[_Item] = deque()
         self._arrived = asyncio.Event()
         self._tasks: set[asyncio.Task] = set()
@@ -164,18 +167,23 @@ class Batcher:
     async def _execute(self, replica, items: list[_Item]) -> None:
         started = time.monotonic()
         queue_hist = metrics.LATENCY.labels(**self._labels, stage="queue")
-        for item in items:
-            queue_hist.observe(started - item.enqueued)
+        waits = [started - item.enqueued for item in items]
+        for wait in waits:
+            queue_hist.observe(wait)
         batch, rows = _merge(items)
         metrics.BATCH_SIZE.labels(**self._labels).observe(rows)
+        computed = False
         try:
             outputs = await replica.submit(batch)
+            computed = True
             parts = _split(outputs, items, rows, self.spec.name)
         except AimassError as exc:
             parts = [exc] * len(items)
         finally:
             self._pool.release(replica)
-        metrics.LATENCY.labels(**self._labels, stage="compute").observe(time.monotonic() - started)
+        took = time.monotonic() - started
+        metrics.LATENCY.labels(**self._labels, stage="compute").observe(took)
+        self.stats.batch(rows, waits, took, ok=computed)
         for item, part in zip(items, parts, strict=True):
             if item.future.done():
                 continue

@@ -61,6 +61,7 @@ class Deployment:
         self._restart_tasks: set[asyncio.Task] = set()
         self._streams = 0
         self._labels = metrics.labels(spec.name, spec.version)
+        self.stats = metrics.InferenceStats()
 
     @property
     def replicas(self) -> list[Replica]:
@@ -88,7 +89,7 @@ class Deployment:
         """Start every replica; the model is ready when at least one serves."""
         self._set_state(LOADING)
         if not self.spec.generative:
-            self._batcher = Batcher(self.spec, self._pool)
+            self._batcher = Batcher(self.spec, self._pool, self.stats)
         results = await asyncio.gather(
             *(self._start_replica(i) for i in range(self.spec.replicas)), return_exceptions=True
         )
@@ -232,10 +233,10 @@ class Deployment:
             status = "499"
             raise
         finally:
+            took = time.monotonic() - started
             metrics.REQUESTS.labels(**self._labels, status=status).inc()
-            metrics.LATENCY.labels(**self._labels, stage="total").observe(
-                time.monotonic() - started
-            )
+            metrics.LATENCY.labels(**self._labels, stage="total").observe(took)
+            self.stats.request(status == "200", took)
 
     async def _infer_split(self, payload: Payload, rows: int, deadline: float) -> Payload:
         """Queue a request larger than ``max_batch_size`` as several chunks; when one chunk
@@ -264,6 +265,7 @@ class Deployment:
         capacity = self._stream_capacity() + self.spec.limits.max_queue
         if self._streams >= capacity:
             metrics.REQUESTS.labels(**self._labels, status="429").inc()
+            self.stats.request(False, 0.0)
             raise QueueFull(
                 f"model {self.spec.name!r} has {self._streams} sequences running or waiting; "
                 f"the limit is {capacity} (limits.max_concurrent × replicas + limits.max_queue)",
@@ -273,7 +275,7 @@ class Deployment:
         if replica is None:
             raise Unavailable(f"model {self.spec.name!r} has no replica running")
         self._streams += 1
-        status = "200"
+        status, started = "200", time.monotonic()
         try:
             async for data in replica.stream(request, self.deadline(timeout_s)):
                 yield data
@@ -286,6 +288,7 @@ class Deployment:
         finally:
             self._streams -= 1
             metrics.REQUESTS.labels(**self._labels, status=status).inc()
+            self.stats.request(status == "200", time.monotonic() - started, inferences=1)
 
 
 def _rows(payload: Payload) -> int:

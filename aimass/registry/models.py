@@ -30,6 +30,8 @@ class ModelEntry:
     last_error: str | None
     notes: dict[str, Any] = field(default_factory=dict)
     updated_at: datetime | None = None
+    created_at: datetime | None = None
+    """When the version was registered (naive UTC, as every column)."""
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -51,6 +53,7 @@ def _entry(row: ModelRow) -> ModelEntry:
         last_error=row.last_error,
         notes=json.loads(row.notes_json or "{}"),
         updated_at=row.updated_at,
+        created_at=row.created_at,
     )
 
 

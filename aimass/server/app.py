@@ -24,6 +24,7 @@ from aimass import __version__
 from aimass.access.gate import Gate
 from aimass.config import Settings
 from aimass.control import ControlPlane
+from aimass.server import health
 from aimass.server.admin import access as admin_access
 from aimass.server.admin import models as admin_models
 from aimass.server.auth import AccessMiddleware
@@ -32,6 +33,7 @@ from aimass.server.fastpath import FastPath
 from aimass.server.limits import BodyLimitMiddleware
 from aimass.server.openai import completions, embeddings
 from aimass.server.v2 import routes as v2_routes
+from aimass.server.v2 import statistics as v2_statistics
 from aimass.serving.embeddings import EmbeddingsService
 from aimass.serving.llm import LLMService
 from aimass.serving.pipeline import Pipeline
@@ -39,7 +41,8 @@ from aimass.serving.tensors import TensorService
 
 log = logging.getLogger("aimass.server")
 
-ROUTERS = [v2_routes, admin_models, completions, embeddings, admin_access]
+# v2_statistics before v2_routes: /v2/models/stats is matched before /v2/models/{name}
+ROUTERS = [health, v2_statistics, v2_routes, admin_models, completions, embeddings, admin_access]
 
 Middleware = Callable[[ASGIApp, FastAPI], ASGIApp]
 

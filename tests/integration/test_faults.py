@@ -125,7 +125,7 @@ def test_repeated_crashes_mark_the_model_failed_with_its_error(tmp_path, models)
         listed = {m["name"]: m for m in httpx.get(f"{server}/v1/admin/models").json()["data"]}
         assert listed["slow"]["state"] == "failed"
         assert "signal 9" in listed["slow"]["last_error"]
-        assert httpx.get(f"{server}/v2/health/ready").status_code == 503
+        assert httpx.get(f"{server}/v2/health/ready").status_code == 200  # strict_readiness off
         assert httpx.post(f"{server}/v2/models/add/infer", json=ADD_BODY).status_code == 200
         # Loading it again is the way back.
         r = httpx.post(f"{server}/v2/repository/models/slow/load")

@@ -103,6 +103,8 @@ MODEL_ROUTES = [
     ("GET", "/v2/models/other/versions/1", None),
     ("GET", "/v2/models/other/ready", None),
     ("GET", "/v2/models/other/versions/1/ready", None),
+    ("GET", "/v2/models/other/stats", None),
+    ("GET", "/v2/models/other/versions/1/stats", None),
     ("POST", "/v2/models/other/infer", {"inputs": []}),
     ("POST", "/v2/models/other/versions/1/infer", {"inputs": []}),
     ("POST", "/v1/embeddings", {"model": "other", "input": "x"}),

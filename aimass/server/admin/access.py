@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
 from aimass.access.gate import Gate
-from aimass.errors import Forbidden, InvalidInput
+from aimass.errors import InvalidInput, UsageNotAllowed
 from aimass.registry import keys as keystore
 from aimass.registry.usage import query_usage
 from aimass.server import body as bodies
@@ -52,7 +52,7 @@ async def get_usage(
     if not gate.is_admin(caller):
         own = caller.key.name if caller.key else None
         if key is not None and key != own:
-            raise Forbidden("only an admin key may read another key's usage", param="key")
+            raise UsageNotAllowed("only an admin key may read another key's usage", param="key")
         key = own
     await gate.sync()
     rows = await run_in_threadpool(

@@ -1,25 +1,47 @@
 """Model repository control (Open Inference Protocol extension), registration and listing.
 
 Changing what is served needs an admin key when access control is on, and every such action
-is written to the audit log.
+is written to the audit log with its target as ``name:version`` once the version is known
+(``_Target``: a body may name it, or the registry picks it), else the bare name.
 """
 
 from __future__ import annotations
 
-import time
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 from fastapi import APIRouter, Request
 
-from aimass.errors import AimassError, InvalidInput, Unavailable
+from aimass.engine.deployment import READY, Deployment
+from aimass.errors import InvalidInput, NotFound, Unavailable
 from aimass.protocols.v2 import LoadRequest
-from aimass.refs import parse_version
+from aimass.refs import parse_version, split_model
+from aimass.registry.models import ModelEntry
 from aimass.server import body as bodies
-from aimass.server.context import admin_action, require_admin, visible
+from aimass.server.context import admin_action, audited, require_admin, visible
 from aimass.spec import ModelSpec
 
 router = APIRouter()
+
+
+class _Target:
+    """The audit target of an action on a model, filled in as the action learns it and read
+    when the action is recorded: ``name:version`` once a version is known, else ``name``."""
+
+    def __init__(self, name: str = "", version: int | None = None):
+        self.name = name
+        self.version = version
+
+    def __call__(self) -> str:
+        return self.name if self.version is None else f"{self.name}:{self.version}"
+
+    def read(self, data: dict) -> None:
+        """As much as a spec body tells before it is validated."""
+        name, version = data.get("name"), data.get("version")
+        self.name = name if isinstance(name, str) else ""
+        valid = isinstance(version, int) and not isinstance(version, bool) and version > 0
+        self.version = version if valid else None
 
 
 def _parameters(raw: Any) -> dict:
@@ -41,23 +63,40 @@ def _version_param(params: dict) -> int | None:
 @router.post("/v2/repository/models/{name}/load", openapi_extra=bodies.openapi_body(LoadRequest))
 async def repository_load(request: Request, name: str) -> dict:
     """Load the newest (or ``parameters.version``) registered version; ``parameters.config``
-    may carry a whole model spec to register first, as Triton's load API allows."""
+    may carry a whole model spec to register first (and then load), as Triton's load API
+    allows. Audited as ``model.load``, and a registration as ``model.register`` too."""
     control = request.app.state.control
+    target = _Target(name)
 
     async def work() -> dict:
         params = _parameters(bodies.loads(await request.body(), empty={}))
+        target.version = _version_param(params)
         config = params.get("config")
         if config is not None:
-            spec = ModelSpec.parse({**_config_spec(config), "name": name})
-            await control.register(spec, load=False, update=True)
-        version = _version_param(params)
-        entry = await control.entry(name, version)
+            registered = await _register_config(request, name, config)
+            target.version = target.version or registered
+        entry = await control.entry(name, target.version)
+        target.version = entry.spec.version
         dep = await control.load(entry.spec)
-        if dep.state != "ready":
+        if dep.state != READY:
             raise Unavailable(f"model {name!r} failed to load: {dep.last_error}")
         return {"name": name, "version": str(entry.spec.version), "state": dep.state}
 
-    return await admin_action(request, "model.load", name, work())
+    return await admin_action(request, "model.load", target, work())
+
+
+async def _register_config(request: Request, name: str, config: Any) -> int:
+    """Register the spec of a load's ``parameters.config``, audited as ``model.register``;
+    returns its version."""
+    target = _Target(name)
+    async with audited(request, "model.register", target):
+        data = {**_config_spec(config), "name": name}
+        target.read(data)
+        spec = ModelSpec.parse(data)
+        target.version = spec.version
+        entry = await request.app.state.control.register(spec, load=False, update=True)
+        target.version = entry.spec.version
+    return entry.spec.version
 
 
 def _config_spec(config: Any) -> dict:
@@ -73,36 +112,73 @@ def _config_spec(config: Any) -> dict:
 @router.post("/v2/repository/models/{name}/unload", openapi_extra=bodies.openapi_body(LoadRequest))
 async def repository_unload(request: Request, name: str) -> dict:
     control = request.app.state.control
+    target = _Target(name)
 
     async def work() -> list[int]:
         raw = bodies.loads(await request.body(), empty={})
         params = raw.get("parameters") if isinstance(raw, dict) else None
-        version = _version_param(params) if isinstance(params, dict) else None
-        return await control.unload(name, version)
+        target.version = _version_param(params) if isinstance(params, dict) else None
+        return await control.unload(name, target.version)
 
-    versions = await admin_action(request, "model.unload", name, work())
+    versions = await admin_action(request, "model.unload", target, work())
     return {"name": name, "unloaded_versions": [str(v) for v in versions]}
 
 
 @router.get("/v1/models")
 async def openai_models(request: Request) -> dict:
-    """Loaded models in OpenAI's list shape (one entry per name, as OpenAI clients expect)."""
-    control = request.app.state.control
-    seen: dict[str, dict] = {}
-    for dep in control.manager.deployments():
-        name = dep.spec.name
-        if name in seen or not visible(request, name):
-            continue
-        seen[name] = {
-            "id": name,
-            "object": "model",
-            "created": int(time.time()),
-            "owned_by": "aimass",
-            "task": dep.spec.task,
-            "version": dep.spec.version,
-            "state": dep.state,
-        }
-    return {"object": "list", "data": list(seen.values())}
+    """Loaded models in OpenAI's list shape, one entry per name, as OpenAI clients expect:
+    ``version`` is the one a plain name is served by, ``versions`` every loaded version (each
+    usable as ``name:version``), ``created`` when the served version was registered."""
+    loaded: dict[str, list[Deployment]] = {}
+    for dep in request.app.state.manager.deployments():
+        if visible(request, dep.spec.name):
+            loaded.setdefault(dep.spec.name, []).append(dep)
+    registered = await _registered(request) if loaded else {}
+    data = [_openai_model(name, deps, registered) for name, deps in loaded.items()]
+    return {"object": "list", "data": data}
+
+
+@router.get("/v1/models/{model}")
+async def openai_model(request: Request, model: str) -> dict:
+    """One model as ``/v1/models`` lists it; ``name:version`` describes that loaded version.
+    A model the key may not use is not found, as in OpenAI's API."""
+    name, version = split_model(model)
+    deps = [
+        d
+        for d in request.app.state.manager.deployments()
+        if d.spec.name == name and version in (None, d.spec.version)
+    ]
+    if not deps or not visible(request, name):
+        raise NotFound(f"model {model!r} is not loaded", param="model")
+    return _openai_model(model, deps, await _registered(request))
+
+
+async def _registered(request: Request) -> dict[tuple[str, int], ModelEntry]:
+    return {e.spec.key: e for e in await request.app.state.control.entries()}
+
+
+def _openai_model(
+    model_id: str, versions: list[Deployment], registered: dict[tuple[str, int], ModelEntry]
+) -> dict:
+    """``versions`` of one model (oldest first) as an OpenAI model object."""
+    ready = [d for d in versions if d.state == READY]
+    served = (ready or versions)[-1]  # as ModelManager.get picks for a plain name
+    entry = registered.get(served.spec.key)
+    return {
+        "id": model_id,
+        "object": "model",
+        "created": _unix(entry.created_at) if entry and entry.created_at else 0,
+        "owned_by": "aimass",
+        "task": served.spec.task,
+        "version": served.spec.version,
+        "versions": [d.spec.version for d in versions],
+        "state": served.state,
+        "description": served.spec.description,
+    }
+
+
+def _unix(naive_utc: datetime) -> int:
+    return int(naive_utc.replace(tzinfo=UTC).timestamp())
 
 
 @router.get("/v1/admin/models")
@@ -133,37 +209,25 @@ async def admin_register(
     """Register a model spec (JSON body), validated first; ``?load=true`` loads it at once,
     ``?copy=false`` serves the files where they are (see ``provision.registration``)."""
     control = request.app.state.control
-    raw = await request.body()
+    target = _Target()
 
     async def work() -> dict:
-        data = bodies.loads(raw)
+        data = bodies.loads(await request.body())
         if not isinstance(data, dict):
             raise InvalidInput("body must be a model spec object")
+        target.read(data)
         spec = ModelSpec.parse(data)
+        target.version = spec.version
         entry = await control.register(spec, load=load, replace=replace, copy=copy)
+        target.version = entry.spec.version
         return entry.as_dict()
 
-    return await admin_action(request, "model.register", _spec_target(raw), work())
-
-
-def _spec_target(raw: bytes) -> str:
-    """``name:version`` of a spec body for the audit log; as much as a bad body tells."""
-    try:
-        data = orjson.loads(raw)
-    except ValueError:
-        return ""
-    if not isinstance(data, dict):
-        return ""
-    try:
-        spec = ModelSpec.parse(data)
-    except AimassError:
-        name, version = data.get("name"), data.get("version")
-        return f"{name if isinstance(name, str) else ''}:{version if version is not None else ''}"
-    return f"{spec.name}:{spec.version}"
+    return await admin_action(request, "model.register", target, work())
 
 
 @router.delete("/v1/admin/models/{name}")
 async def admin_remove(request: Request, name: str, version: int | None = None) -> dict:
     control = request.app.state.control
-    versions = await admin_action(request, "model.remove", name, control.remove(name, version))
+    target = _Target(name, version)
+    versions = await admin_action(request, "model.remove", target, control.remove(name, version))
     return {"name": name, "removed_versions": versions}

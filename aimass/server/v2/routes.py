@@ -1,7 +1,8 @@
 """Open Inference Protocol v2 over REST, as Triton, KServe and MLServer serve it.
 
-Thin: health and metadata answer from the engine's state; ``infer`` hands the body to
-``serving.tensors.TensorService`` and writes its answer (JSON, or JSON + binary tensors).
+Thin: metadata and model readiness answer from the engine's state; ``infer`` hands the body
+to ``serving.tensors.TensorService`` and writes its answer (JSON, or JSON + binary tensors).
+The server's health probes are in ``server/health.py``, statistics in ``statistics.py``.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from fastapi.responses import JSONResponse
 
 from aimass import __version__
 from aimass.engine.deployment import READY, Deployment
+from aimass.errors import Unavailable
 from aimass.protocols import v2
 from aimass.protocols.v2 import codec
 from aimass.refs import parse_version
@@ -27,17 +29,6 @@ EXTENSIONS = ["model_repository", "binary_tensor_data", "parameters", "statistic
 @router.get("/v2", response_model=v2.ServerMetadata)
 async def server_metadata() -> dict:
     return {"name": "aimass", "version": __version__, "extensions": EXTENSIONS}
-
-
-@router.get("/v2/health/live")
-async def live() -> dict:
-    return {"live": True}
-
-
-@router.get("/v2/health/ready")
-async def ready(request: Request) -> Response:
-    ok = request.app.state.control.ready()
-    return JSONResponse({"ready": ok}, status_code=200 if ok else 503)
 
 
 async def _deployment(request: Request, name: str, version: str | None) -> Deployment:
@@ -74,15 +65,29 @@ async def model_version_metadata(request: Request, name: str, version: str) -> d
 
 @router.get("/v2/models/{name}/ready")
 async def model_ready(request: Request, name: str) -> Response:
-    return _readiness(name, await _deployment(request, name, None))
+    return _readiness(name, await _observed(request, name, None))
 
 
 @router.get("/v2/models/{name}/versions/{version}/ready")
 async def model_version_ready(request: Request, name: str, version: str) -> Response:
-    return _readiness(name, await _deployment(request, name, version))
+    return _readiness(name, await _observed(request, name, version))
+
+
+async def _observed(request: Request, name: str, version: str | None) -> Deployment:
+    """The deployment a readiness request asks about, in whatever state it is: the version
+    named, or the one a plain name is served by (the newest ready one, else the newest)."""
+    try:
+        return await _deployment(request, name, version)
+    except Unavailable:  # loaded, but no version is ready: say how the newest one is
+        versions = [d for d in request.app.state.manager.deployments() if d.spec.name == name]
+        if not versions:
+            raise
+        return versions[-1]
 
 
 def _readiness(name: str, dep: Deployment) -> Response:
+    """200 when ready; otherwise 400 with the reason, as Triton answers (the protocol only
+    says "a 4xx status code indicating false")."""
     body = {"name": name, "ready": dep.state == READY}
     if dep.state != READY:
         body["error"] = f"model {name!r} is {dep.state}" + (
