@@ -17,7 +17,7 @@ import logging
 import time
 
 from aimass.config import Settings
-from aimass.engine.deployment import FAILED, READY, Deployment, Supervision
+from aimass.engine.deployment import FAILED, LOADING, READY, Deployment, Supervision
 from aimass.engine.manager import ModelManager
 from aimass.provision import registration
 from aimass.registry import models as registry
@@ -192,7 +192,7 @@ class ControlPlane:
             if dep is None:
                 state, reason = "UNAVAILABLE", entry.last_error or "unloaded"
             else:
-                state = {"ready": "READY", "loading": "LOADING"}.get(dep.state, "UNAVAILABLE")
+                state = {READY: "READY", LOADING: "LOADING"}.get(dep.state, "UNAVAILABLE")
                 reason = dep.last_error or ""
             out.append(
                 {
@@ -223,7 +223,7 @@ class ControlPlane:
                 self.url,
                 dep.spec.name,
                 dep.spec.version,
-                dep.state,
+                dep.state.value,
                 dep.last_error,
             )
         )

@@ -1,12 +1,18 @@
 """The dynamic batcher: one bounded queue per model, merged into batches for free replicas.
 
-A request waits as an ``_Item`` holding a future. When a replica is free, the batcher takes
-queued items in arrival order while they fit (``max_batch_size`` rows, and when requests
-carry per-row token counts under ``__cost__``, ``max_batch_tokens`` with padding counted:
-longest row × rows). If the batch is not full it waits up to ``max_delay_ms`` from the
-oldest item's arrival for more. Items whose deadline passed are answered 504 and never reach
-the model; items whose client went away are removed from the queue at once. A full queue is
-an immediate 429. Batches run as tasks, so several replicas compute at the same time.
+A request waits as an ``_Item`` holding a future; a request of more than ``max_batch_size``
+rows waits as several items (chunks of at most that many rows) answered together. When a
+replica is free, the batcher takes queued items in arrival order while they fit
+(``max_batch_size`` rows, and when requests carry per-row token counts under ``__cost__``,
+``max_batch_tokens`` with padding counted: longest row × rows). If the batch is not full it
+waits up to ``max_delay_ms`` from the oldest item's arrival for more. Items whose deadline
+passed are answered 504 and never reach the model; items whose client went away are removed
+from the queue at once. Batches run as tasks, so several replicas compute at the same time.
+
+``limits.max_queue`` counts requests, not items: a request waits while any of its chunks is
+queued, and it is admitted whole or refused whole (an immediate 429). So any request an idle
+queue can take is admitted, however many chunks it needs; what bounds its size is the
+deployment's ``max_request_rows`` (413).
 """
 
 from __future__ import annotations
@@ -27,6 +33,17 @@ from aimass.spec import ModelSpec
 COST_KEY = "__cost__"
 
 
+class _Request:
+    """The chunks of one split request: it counts as waiting while any of them is queued, and
+    once one of them failed the others are dropped before they reach a replica."""
+
+    __slots__ = ("failed", "queued")
+
+    def __init__(self, chunks: int):
+        self.queued = chunks
+        self.failed = False
+
+
 @dataclass(eq=False)
 class _Item:
     payload: Payload
@@ -34,6 +51,8 @@ class _Item:
     cost: int
     signature: tuple
     deadline: float
+    request: _Request | None = None  # None: the item is a whole request
+    queued: bool = True
     enqueued: float = field(default_factory=time.monotonic)
     future: asyncio.Future = field(
         default_factory=lambda: asyncio.get_running_loop().create_future()
@@ -50,6 +69,7 @@ class Batcher:
         self._pool = pool
         self.stats = stats or metrics.InferenceStats()
         self._queue: deque[_Item] = deque()
+        self._waiting = 0  # requests with an item in the queue
         self._arrived = asyncio.Event()
         self._tasks: set[asyncio.Task] = set()
         self._labels = metrics.labels(spec.name, spec.version)
@@ -57,46 +77,87 @@ class Batcher:
 
     @property
     def depth(self) -> int:
-        return len(self._queue)
+        """Requests waiting (a split request counts once, until its last chunk is taken)."""
+        return self._waiting
 
     def check_room(self) -> None:
         """Raise QueueFull (429) when the queue cannot take another request now."""
         limit = self.spec.limits.max_queue
-        if len(self._queue) >= limit:
+        if self._waiting >= limit:
             raise QueueFull(
-                f"model {self.spec.name!r} queue is full ({limit} waiting, limits.max_queue)",
+                f"model {self.spec.name!r} queue is full: {self._waiting} requests are waiting "
+                f"and limits.max_queue is {limit}",
                 retry_after=1,
             )
 
     async def submit(self, payload: Payload, rows: int, deadline: float) -> Payload:
-        """Queue one request (at most ``max_batch_size`` rows) and await its outputs."""
+        """Queue one request and await its outputs; more rows than ``max_batch_size`` are
+        queued as chunks and their outputs joined in order."""
         self.check_room()
+        step = self.spec.batching.max_batch_size
+        if rows > step:
+            return await self._submit_chunks(payload, rows, step, deadline)
         item = _Item(payload, rows, _max_cost(payload), _signature(payload), deadline)
-        self._queue.append(item)
-        self._changed()
+        self._enqueue([item])
         try:
-            return await asyncio.wait_for(asyncio.shield(item.future), deadline - time.monotonic())
+            return await self._within(asyncio.shield(item.future), deadline)
+        finally:
+            self._abandon(item)
+
+    async def _submit_chunks(
+        self, payload: Payload, rows: int, step: int, deadline: float
+    ) -> Payload:
+        """When one chunk fails (its deadline, a row error), the others leave the queue too:
+        the client already has its error, so their rows must not be computed."""
+        request = _Request(-(-rows // step))
+        items = []
+        for start in range(0, rows, step):
+            chunk = {k: v[start : start + step] for k, v in payload.items()}
+            n = min(step, rows - start)
+            items.append(_Item(chunk, n, _max_cost(chunk), _signature(chunk), deadline, request))
+        self._enqueue(items)
+        try:
+            parts = await self._within(asyncio.gather(*(i.future for i in items)), deadline)
+        finally:
+            for item in items:
+                self._abandon(item)
+        return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+
+    async def _within(self, outputs: asyncio.Future, deadline: float):
+        try:
+            return await asyncio.wait_for(outputs, deadline - time.monotonic())
         except TimeoutError:
             raise DeadlineExceeded(
                 f"model {self.spec.name!r}: request exceeded its deadline before completing "
                 f"(limits.timeout_s={self.spec.limits.timeout_s})"
             ) from None
-        finally:
-            if not item.future.done():
-                item.future.cancel()
-            self._discard(item)
 
-    def _discard(self, item: _Item) -> None:
-        # Usually the batch took the item already. Test membership (by identity) first:
-        # a failed ``deque.remove`` formats ``repr(item)``, payload arrays included, which
-        # cost ~0.3 ms per request (measured by benchmarks/bench_overhead.py).
-        if item not in self._queue:
-            return
-        self._queue.remove(item)
+    def _enqueue(self, items: list[_Item]) -> None:
+        self._queue.extend(items)
+        self._waiting += 1
         self._changed()
 
+    def _dequeued(self, item: _Item) -> None:
+        """Account for an item that left the queue (the caller removed it)."""
+        item.queued = False
+        request = item.request
+        if request is not None:
+            request.queued -= 1
+            if request.queued:
+                return
+        self._waiting -= 1
+
+    def _abandon(self, item: _Item) -> None:
+        """The request is answered or gone: its item must not run any more."""
+        if not item.future.done():
+            item.future.cancel()
+        if item.queued:
+            self._queue.remove(item)
+            self._dequeued(item)
+            self._changed()
+
     def _changed(self) -> None:
-        metrics.QUEUE_DEPTH.labels(**self._labels).set(len(self._queue))
+        metrics.QUEUE_DEPTH.labels(**self._labels).set(self._waiting)
         self._arrived.set()
 
     async def _run(self) -> None:
@@ -132,6 +193,7 @@ class Batcher:
                 pass
         for item in items:
             self._queue.remove(item)
+            self._dequeued(item)
         self._changed()
         return items
 
@@ -153,16 +215,26 @@ class Batcher:
         return items, rows >= max_rows
 
     def _expire(self) -> None:
+        """Drop what must not run: items past their deadline (504), items whose client left,
+        chunks of a request that already failed."""
         now = time.monotonic()
-        for item in [i for i in self._queue if i.deadline <= now or i.future.done()]:
+        gone = [i for i in self._queue if i.future.done() or i.deadline <= now or _orphan(i)]
+        for item in gone:
             self._queue.remove(item)
-            if not item.future.done():
+            self._dequeued(item)
+            if item.future.done():
+                continue
+            if item.deadline <= now:
                 item.future.set_exception(
                     DeadlineExceeded(
                         f"model {self.spec.name!r}: request expired in the queue "
                         f"(limits.timeout_s={self.spec.limits.timeout_s})"
                     )
                 )
+            else:
+                item.future.cancel()
+        if gone:
+            self._changed()
 
     async def _execute(self, replica, items: list[_Item]) -> None:
         started = time.monotonic()
@@ -189,6 +261,8 @@ class Batcher:
                 continue
             if isinstance(part, BaseException):
                 item.future.set_exception(part)
+                if item.request is not None:
+                    item.request.failed = True
             else:
                 item.future.set_result(part)
 
@@ -196,11 +270,17 @@ class Batcher:
         """Stop batching and fail everything still queued with ``error``."""
         self._runner.cancel()
         for item in self._queue:
+            item.queued = False
             if not item.future.done():
                 item.future.set_exception(error)
         self._queue.clear()
+        self._waiting = 0
         self._changed()
         await asyncio.gather(self._runner, return_exceptions=True)
+
+
+def _orphan(item: _Item) -> bool:
+    return item.request is not None and item.request.failed
 
 
 def _max_cost(payload: Payload) -> int:

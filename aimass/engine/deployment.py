@@ -2,9 +2,9 @@
 
 Tensor and text models go through the ``Batcher``; generative models stream from a replica
 whose runtime batches continuously, behind an admission limit. When a replica dies, its
-requests fail at once (see ``workers``), the supervisor restarts it with exponential backoff,
-and after ``max_restarts`` crashes within ``restart_window_s`` the model is marked failed with
-the last error kept for the API.
+requests fail at once (see ``local/replica``), the supervisor restarts it with exponential
+backoff, and after ``max_restarts`` crashes within ``restart_window_s`` the model is marked
+failed with the last error kept for the API. A model's ``state`` is a ``DeploymentState``.
 """
 
 from __future__ import annotations
@@ -13,19 +13,35 @@ import asyncio
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any
-
-import numpy as np
 
 from aimass import metrics, metrics_llm
 from aimass.engine.batcher import COST_KEY, Batcher
+from aimass.engine.local.messages import GenerationEvent, check_payload
 from aimass.engine.local.replica import Replica
 from aimass.engine.pool import ReplicaPool
 from aimass.errors import AimassError, InvalidInput, PayloadTooLarge, QueueFull, Unavailable
 from aimass.runtimes.base import Payload
 from aimass.spec import ModelSpec
 
-LOADING, READY, FAILED, UNLOADED = "loading", "ready", "failed", "unloaded"
+
+class DeploymentState(StrEnum):
+    """Where a model version is; the API shows the value ("ready", ...)."""
+
+    LOADING = "loading"
+    READY = "ready"
+    FAILED = "failed"
+    UNLOADED = "unloaded"
+
+
+# The states by their short names, as the engine, the server and the control plane use them.
+LOADING, READY, FAILED, UNLOADED = (
+    DeploymentState.LOADING,
+    DeploymentState.READY,
+    DeploymentState.FAILED,
+    DeploymentState.UNLOADED,
+)
 
 
 @dataclass
@@ -49,7 +65,7 @@ class Deployment:
         on_state: Callable[[Deployment], None] | None = None,
     ):
         self.spec = spec
-        self.state = LOADING
+        self.state: DeploymentState = LOADING
         self.last_error: str | None = None
         self.info: dict[str, Any] = {}
         self.restarts = 0
@@ -174,7 +190,7 @@ class Deployment:
         await asyncio.gather(*(r.stop() for r in replicas), return_exceptions=True)
         self._update_up()
 
-    def _set_state(self, state: str) -> None:
+    def _set_state(self, state: DeploymentState) -> None:
         self.state = state
         if state == READY:
             self.last_error = None
@@ -210,7 +226,8 @@ class Deployment:
         return time.monotonic() + chosen
 
     async def infer(self, payload: Payload, *, timeout_s: float | None = None) -> Payload:
-        """Batch and run one request; rows beyond ``max_batch_size`` are split across batches."""
+        """Batch and run one request; rows beyond ``max_batch_size`` are split across batches
+        (the batcher admits them as one request)."""
         started = time.monotonic()
         status = "200"
         try:
@@ -221,11 +238,8 @@ class Deployment:
                     f"request has {rows} rows; the limit is {self._sup.max_request_rows} "
                     "(setting max_request_rows)"
                 )
-            deadline = self.deadline(timeout_s)
-            step = self.spec.batching.max_batch_size
-            if rows <= step:
-                return await self._batcher.submit(payload, rows, deadline)
-            return await self._infer_split(payload, rows, deadline)
+            check_payload(payload)
+            return await self._batcher.submit(payload, rows, self.deadline(timeout_s))
         except AimassError as exc:
             status = str(exc.status)
             raise
@@ -238,28 +252,13 @@ class Deployment:
             metrics.LATENCY.labels(**self._labels, stage="total").observe(took)
             self.stats.request(status == "200", took)
 
-    async def _infer_split(self, payload: Payload, rows: int, deadline: float) -> Payload:
-        """Queue a request larger than ``max_batch_size`` as several chunks; when one chunk
-        fails (full queue, deadline), the others leave the queue too: the client already has
-        its error, so their rows must not be computed."""
-        step = self.spec.batching.max_batch_size
-        chunks = [_slice(payload, i, min(i + step, rows)) for i in range(0, rows, step)]
-        tasks = [asyncio.ensure_future(self._batcher.submit(c, _rows(c), deadline)) for c in chunks]
-        try:
-            parts = await asyncio.gather(*tasks)
-        finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-        return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
-
     def _stream_capacity(self) -> int:
         per_replica = self.spec.limits.max_concurrent or int(self.info.get("max_concurrent", 1))
         return per_replica * max(1, len(self._pool.alive))
 
     async def generate(
         self, request: dict[str, Any], *, timeout_s: float | None = None
-    ) -> AsyncIterator[dict[str, Any]]:
+    ) -> AsyncIterator[GenerationEvent]:
         """Stream one generation; admission is bounded by running slots + ``max_queue``."""
         self._check_serving()
         capacity = self._stream_capacity() + self.spec.limits.max_queue
@@ -277,8 +276,8 @@ class Deployment:
         self._streams += 1
         status, started = "200", time.monotonic()
         try:
-            async for data in replica.stream(request, self.deadline(timeout_s)):
-                yield data
+            async for event in replica.stream(request, self.deadline(timeout_s)):
+                yield event
         except AimassError as exc:
             status = str(exc.status)
             raise
@@ -298,7 +297,3 @@ def _rows(payload: Payload) -> int:
             f"all inputs must have the same number of rows (first dimension), got {sorted(sizes)}"
         )
     return sizes.pop()
-
-
-def _slice(payload: Payload, start: int, end: int) -> Payload:
-    return {k: v[start:end] for k, v in payload.items()}

@@ -17,9 +17,9 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from aimass import errors, metrics_llm
+from aimass import metrics_llm
 from aimass.config import Settings
-from aimass.engine.deployment import Deployment
+from aimass.engine.deployment import Deployment, GenerationEvent
 from aimass.errors import AimassError, InvalidInput, ModelFailed
 from aimass.protocols import openai as oa
 from aimass.refs import split_model
@@ -51,14 +51,14 @@ class Generation:
     def dep(self) -> Deployment:
         return self.call.deployment
 
-    def take(self, data: dict[str, Any]) -> str:
+    def take(self, event: GenerationEvent) -> str:
         """Account one event (metrics, usage); return its text; raise its error if any."""
         spec = self.dep.spec
-        if "stats" in data:
-            metrics_llm.record_stats(spec.name, spec.version, data["stats"])
-        if "error" in data:
-            raise _error_from(data["error"])
-        text = data.get("text", "")
+        if event.stats is not None:
+            metrics_llm.record_stats(spec.name, spec.version, event.stats)
+        if event.error is not None:
+            raise event.error.exception()
+        text = event.text
         if text:
             now = time.monotonic()
             if self.last_text_at is None:
@@ -66,23 +66,16 @@ class Generation:
             else:
                 metrics_llm.record_gap(spec.name, spec.version, now - self.last_text_at)
             self.last_text_at = now
-        if "finish_reason" in data:
-            self.finish_reason = data["finish_reason"]
-            usage = data.get("usage", {})
-            self.prompt_tokens = usage.get("prompt_tokens", 0)
-            self.completion_tokens = usage.get("completion_tokens", 0)
+        if event.finish_reason is not None:
+            self.finish_reason = event.finish_reason
+            if event.usage is not None:
+                self.prompt_tokens = event.usage.prompt_tokens
+                self.completion_tokens = event.usage.completion_tokens
             self.call.tokens(self.prompt_tokens, self.completion_tokens)
             metrics_llm.record_usage(
                 spec.name, spec.version, self.prompt_tokens, self.completion_tokens
             )
         return text
-
-
-def _error_from(err: dict[str, Any]) -> AimassError:
-    cls = getattr(errors, str(err.get("type")), None)
-    if not (isinstance(cls, type) and issubclass(cls, AimassError)):
-        cls = ModelFailed
-    return cls(str(err.get("message", "generation failed")))
 
 
 class LLMService:
@@ -153,13 +146,13 @@ def _check_generative(dep: Deployment, model: str) -> None:
 
 
 async def _whole(
-    gen: Generation, first: dict, events: AsyncIterator, shape: _Shape
+    gen: Generation, first: GenerationEvent, events: AsyncIterator, shape: _Shape
 ) -> dict[str, Any]:
     call = gen.call
     try:
         gen.parts.append(gen.take(first))
-        async for data in events:
-            gen.parts.append(gen.take(data))
+        async for event in events:
+            gen.parts.append(gen.take(event))
     except BaseException as exc:
         raise call.finish(exc) from None
     finally:
@@ -170,7 +163,7 @@ async def _whole(
 
 
 async def _sse_stream(
-    gen: Generation, first: dict, events: AsyncIterator, shape: _Shape, usage: bool
+    gen: Generation, first: GenerationEvent, events: AsyncIterator, shape: _Shape, usage: bool
 ) -> AsyncIterator[str]:
     """The SSE lines of one stream; an error after the first token becomes an error chunk
     (the status line is long gone), and the stream always ends with ``[DONE]``."""
@@ -178,12 +171,12 @@ async def _sse_stream(
     try:
         if shape.chat:
             yield _sse(shape.chunk({"role": "assistant", "content": ""}, None))
-        data: dict | None = first
-        while data is not None:
-            text = gen.take(data)
+        event: GenerationEvent | None = first
+        while event is not None:
+            text = gen.take(event)
             if text:
                 yield _sse(shape.chunk(text, None))
-            data = await anext(events, None)
+            event = await anext(events, None)
         yield _sse(shape.chunk("" if not shape.chat else {}, gen.finish_reason))
         if usage:
             yield _sse(shape.usage_chunk(gen))
@@ -201,14 +194,14 @@ async def _sse_stream(
     yield "data: [DONE]\n\n"
 
 
-async def _first_event(gen: Generation, events: AsyncIterator[dict]) -> dict[str, Any]:
+async def _first_event(gen: Generation, events: AsyncIterator[GenerationEvent]) -> GenerationEvent:
     """The first event that says something (text, an end, an error); gauge-only events before
     it are recorded and skipped, so a stream's status and headers wait for the first token."""
     try:
-        async for data in events:
-            if data.keys() - {"stats"}:
-                return data
-            gen.take(data)
+        async for event in events:
+            if not event.only_stats:
+                return event
+            gen.take(event)
     except BaseException:
         await events.aclose()
         raise

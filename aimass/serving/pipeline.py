@@ -24,7 +24,7 @@ from typing import Any
 
 from aimass import metrics
 from aimass.access.gate import Caller, Gate
-from aimass.engine.deployment import READY, Deployment, Payload
+from aimass.engine.deployment import READY, Deployment, GenerationEvent, Payload
 from aimass.engine.manager import ModelManager
 from aimass.errors import AimassError, DeadlineExceeded
 
@@ -146,7 +146,7 @@ class ModelCall:
         except DeadlineExceeded as exc:
             raise self.deadline.explain(exc) from None
 
-    def generate(self, request: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+    def generate(self, request: dict[str, Any]) -> AsyncIterator[GenerationEvent]:
         """Stream one generation from the deployment, under the caller's deadline."""
         self._reached = True
         return self.deployment.generate(request, timeout_s=self.ctx.timeout_s)

@@ -59,7 +59,7 @@ async def test_full_queue_answers_429_at_once(server):
         r = await c.post(url, json=BODY)
         elapsed = time.monotonic() - started
         assert r.status_code == 429, r.text
-        assert "max_queue" in r.json()["error"]
+        assert "2 requests are waiting and limits.max_queue is 2" in r.json()["error"]
         assert int(r.headers["retry-after"]) >= 1
         assert elapsed < 0.5
         done = await asyncio.gather(running, *queued)

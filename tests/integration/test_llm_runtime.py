@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from aimass.errors import InvalidInput, QueueFull
+from aimass.errors import DeadlineExceeded, InvalidInput, QueueFull
 from aimass.runtimes.llamacpp.runtime import LlamaCppRuntime
 from tests.integration.conftest_llm import gemma_file, llm_spec
 
@@ -178,7 +178,7 @@ def test_chat_needs_a_template_when_the_model_has_none(gguf):
 def test_deadline_ends_the_sequence_with_504(runtime):
     runtime.add("late", {**greedy(PROMPTS[0], 100), "deadline": 0.0})
     (event,) = runtime.step()
-    assert event.done and event.data["error"]["type"] == "DeadlineExceeded"
+    assert event.done and isinstance(event.data["error"], DeadlineExceeded)
     assert not runtime.has_work()
 
 

@@ -1,4 +1,5 @@
-"""Deployment policies without worker processes: split requests and the restart schedule."""
+"""Deployment policies without worker processes: split requests, admission and the restart
+schedule."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import pytest
 
 from aimass.engine.batcher import Batcher
 from aimass.engine.deployment import FAILED, READY, Deployment, Supervision
-from aimass.errors import QueueFull
+from aimass.errors import DeadlineExceeded, InvalidInput, QueueFull
 from aimass.spec import ModelSpec
 from tests.unit.test_batcher import HeldReplica
 
@@ -29,19 +30,65 @@ def serving(model: ModelSpec) -> tuple[Deployment, HeldReplica]:
     return dep, replica
 
 
-async def test_a_split_request_leaves_the_queue_when_one_chunk_is_refused():
-    model = spec(batching={"max_batch_size": 1}, limits={"max_queue": 2})
+async def test_a_split_request_counts_once_against_the_queue():
+    """Five chunks on a queue of one: an idle model admits the request whole, and while its
+    chunks wait the next request is refused, naming how many wait (issue 16)."""
+    model = spec(batching={"max_batch_size": 1}, limits={"max_queue": 1})
     dep, replica = serving(model)
     x = {"x": np.arange(5, dtype=np.float32).reshape(-1, 1)}
-    with pytest.raises(QueueFull):
-        await dep.infer(x)
-    # One chunk reached the replica, two filled the queue, the rest were refused: the
-    # queued siblings must go too, since the client already has its 429.
+    call = asyncio.ensure_future(dep.infer(x))
     await replica.started.wait()
+    assert dep.queue_depth == 1
+    with pytest.raises(QueueFull, match=r"1 requests are waiting and limits\.max_queue is 1"):
+        dep.admit()
+    replica.release.set()
+    assert (await call)["y"].ravel().tolist() == [0, 2, 4, 6, 8]
+    assert [len(b["x"]) for b in replica.batches] == [1] * 5
+    assert dep.queue_depth == 0
+    await dep._batcher.close(QueueFull("closed"))
+
+
+async def test_a_split_request_stops_at_its_first_failed_chunk():
+    """The client has its 400 after the first chunk: the chunks still queued never run."""
+    model = spec(batching={"max_batch_size": 2}, limits={"max_queue": 8})
+    dep, replica = serving(model)
+    replica.row_errors = {1: "input[1] is too long"}
+    x = {"x": np.arange(6, dtype=np.float32).reshape(-1, 1)}
+    call = asyncio.ensure_future(dep.infer(x))
+    await replica.started.wait()
+    replica.release.set()
+    with pytest.raises(InvalidInput, match="too long"):
+        await call
+    await asyncio.sleep(0.01)
+    assert len(replica.batches) == 1
+    assert dep.queue_depth == 0
+    await dep._batcher.close(QueueFull("closed"))
+
+
+async def test_a_split_request_past_its_deadline_leaves_the_queue():
+    model = spec(batching={"max_batch_size": 1}, limits={"max_queue": 8})
+    dep, replica = serving(model)
+    running = asyncio.ensure_future(dep.infer({"x": np.ones((1, 1), np.float32)}))
+    await replica.started.wait()
+    with pytest.raises(DeadlineExceeded):
+        await dep.infer({"x": np.ones((3, 1), np.float32)}, timeout_s=0.05)
     assert dep.queue_depth == 0
     replica.release.set()
-    await asyncio.sleep(0)
+    await running
+    await asyncio.sleep(0.01)
     assert len(replica.batches) == 1
+    await dep._batcher.close(QueueFull("closed"))
+
+
+async def test_a_payload_that_cannot_reach_a_replica_is_refused_alone():
+    """Token ids beyond 64 bits cannot be carried to the worker: this request's 400, found
+    before batching, so the requests it would have shared a batch with are unaffected."""
+    dep, replica = serving(spec(limits={"max_queue": 8}))
+    ids = np.empty(1, dtype=object)
+    ids[0] = [1, 2**70]
+    with pytest.raises(InvalidInput, match=r"input 'text'.*<= 9223372036854775807"):
+        await dep.infer({"text": ids})
+    assert dep.queue_depth == 0 and not replica.batches
     await dep._batcher.close(QueueFull("closed"))
 
 

@@ -1,30 +1,48 @@
 """Replicas as the scheduler sees them: a worker process (or thread) behind a pipe.
 
 ``submit`` sends a whole batch and awaits its result; ``stream`` admits a sequence to a
-generative runtime and yields its events. The pipe is read on the event loop itself
-(``add_reader``), so a result reaches its request without a thread hand-off. When the
-process dies, the pipe reports EOF at once and
-every request in flight fails with 503 naming the model — no waiting for a timeout.
+generative runtime and yields its events. What crosses the pipe are the declared messages of
+``messages`` as MessagePack bytes. The pipe is read on the event loop itself (``add_reader``),
+so a result reaches its request without a thread hand-off. When the process dies, the pipe
+reports EOF at once and every request in flight fails with 503 naming the model — no waiting
+for a timeout.
+
+A replica's ``state`` goes ``starting`` → ``ready``, and ends ``stopped`` (the server stopped
+it, or it never loaded) or ``exited`` (it went away by itself; its deployment restarts it).
 """
 
 from __future__ import annotations
 
 import asyncio
 import itertools
+import logging
 import multiprocessing as mp
 import os
 import threading
 import time
 from collections.abc import AsyncIterator, Callable
+from enum import StrEnum
 from typing import Any
 
+import msgspec
+
+from aimass.engine.local import messages as m
 from aimass.engine.local.worker import run_worker
-from aimass.errors import AimassError, DeadlineExceeded, Unavailable
-from aimass.runtimes.base import Payload
+from aimass.errors import DeadlineExceeded, InvalidInput, Unavailable
+from aimass.runtimes.base import ROW_ERRORS, Payload
 from aimass.spec import ModelSpec
 
+log = logging.getLogger("aimass.replica")
 _ids = itertools.count(1)
 _PIPE_CLOSED = "worker closed its pipe"
+
+
+class ReplicaState(StrEnum):
+    STARTING = "starting"
+    READY = "ready"
+    STOPPING = "stopping"
+    STOPPED = "stopped"
+    EXITED = "exited"
 
 
 class Replica:
@@ -35,18 +53,21 @@ class Replica:
         self.index = index
         self.in_process = in_process
         self.info: dict[str, Any] = {}
-        self.alive = False
+        self.state = ReplicaState.STARTING
         self.on_exit: Callable[[Replica, str], None] | None = None
         self._conn = None
         self._proc: Any = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._pending: dict[int, asyncio.Future] = {}
         self._streams: dict[int, asyncio.Queue] = {}
-        self._stopping = False
 
     @property
     def label(self) -> str:
         return f"model {self.spec.name!r} version {self.spec.version} replica {self.index}"
+
+    @property
+    def alive(self) -> bool:
+        return self.state is ReplicaState.READY
 
     @property
     def busy(self) -> int:
@@ -72,28 +93,33 @@ class Replica:
             child.close()
         self._conn = parent
         msg = await self._first_message(load_timeout_s)
-        if msg[0] != "ready":
+        if not isinstance(msg, m.Ready):
             self._kill()
-            raise Unavailable(f"{self.label} failed to load: {msg[1]}")
-        self.info = msg[1]
-        self.alive = True
+            raise Unavailable(f"{self.label} failed to load: {msg.message}")
+        self.info = msg.info
+        self.state = ReplicaState.READY
         self._loop.add_reader(parent.fileno(), self._on_readable)
         # uvloop's add_reader makes the fd non-blocking; Connection.recv/send
         # then raise BlockingIOError on any message bigger than the socket buffer (e.g. an
         # embeddings batch of 64 x 384 floats), which read as a crashed replica. Keep it blocking.
         os.set_blocking(parent.fileno(), True)
 
-    async def _first_message(self, timeout_s: float) -> tuple:
+    async def _first_message(self, timeout_s: float) -> m.Ready | m.LoadError:
         conn = self._conn
         ready = await asyncio.to_thread(_poll_until, conn, self._proc, timeout_s)
         if not ready:
             code = getattr(self._proc, "exitcode", None)
             why = f"worker exited with code {code}" if code is not None else "load timed out"
-            return ("load_error", why)
+            return m.LoadError(why)
         try:
-            return conn.recv()
+            msg = m.decode_to_server(conn.recv_bytes())
         except (EOFError, OSError):
-            return ("load_error", f"worker exited with code {getattr(self._proc, 'exitcode', '?')}")
+            return m.LoadError(f"worker exited with code {getattr(self._proc, 'exitcode', '?')}")
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            return m.LoadError(f"its first message could not be read: {exc}")
+        if not isinstance(msg, m.Ready | m.LoadError):
+            return m.LoadError(f"it sent {type(msg).__name__} before it was ready")
+        return msg
 
     async def submit(self, batch: Payload, deadline: float | None = None) -> Payload:
         """Run one batch on this replica."""
@@ -102,34 +128,36 @@ class Replica:
         fut = self._loop.create_future()
         self._pending[req_id] = fut
         try:
-            self._send(("infer", req_id, batch))
+            self._send(m.encode(m.Infer(req_id, m.encode_payload(batch))))
             return await fut
         finally:
             self._pending.pop(req_id, None)
 
-    async def stream(self, request: dict, deadline: float | None = None) -> AsyncIterator[dict]:
+    async def stream(
+        self, request: dict[str, Any], deadline: float | None = None
+    ) -> AsyncIterator[m.GenerationEvent]:
         """Admit a sequence and yield its events; leaving early cancels it in the replica."""
         self._require_alive()
         req_id = next(_ids)
+        add = _encode_add(req_id, request)
         inbox: asyncio.Queue = asyncio.Queue()
         self._streams[req_id] = inbox
         finished = False
         try:
-            self._send(("add", req_id, request))
+            self._send(add)
             while True:
                 item = await self._next(inbox, deadline)
                 if isinstance(item, BaseException):
                     finished = True
                     raise item
-                data, done = item
-                finished = done
-                yield data
-                if done:
+                finished = item.done
+                yield item.event
+                if item.done:
                     return
         finally:
             self._streams.pop(req_id, None)
             if not finished and self.alive:
-                self._send(("cancel", req_id))
+                self._send(m.encode(m.Cancel(req_id)))
 
     async def _next(self, inbox: asyncio.Queue, deadline: float | None):
         if deadline is None:
@@ -146,9 +174,9 @@ class Replica:
         if not self.alive:
             raise Unavailable(f"{self.label} is not running")
 
-    def _send(self, msg: tuple) -> None:
+    def _send(self, raw: bytes) -> None:
         try:
-            self._conn.send(msg)
+            self._conn.send_bytes(raw)
         except (OSError, ValueError) as exc:
             raise Unavailable(f"{self.label} is not reachable: {exc}") from None
 
@@ -157,9 +185,22 @@ class Replica:
         conn = self._conn
         try:
             while conn.poll(0):
-                self._dispatch(conn.recv())
+                self._dispatch(m.decode_to_server(conn.recv_bytes()))
         except (EOFError, OSError):
             self._on_pipe_closed()
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            self._on_unreadable(exc)
+
+    def _on_unreadable(self, exc: Exception) -> None:
+        """A message the server cannot read means the worker is broken (a bug, never a
+        client's input): fail what is in flight and end it, so its deployment restarts it."""
+        reason = f"sent a message the server cannot read ({exc})"
+        log.error("%s %s", self.label, reason)
+        self._loop.remove_reader(self._conn.fileno())
+        self.state = ReplicaState.EXITED
+        self._fail_all(Unavailable(f"{self.label} {reason}; the request was not completed"))
+        self._proc_kill()
+        self._on_eof(reason)
 
     def _on_pipe_closed(self) -> None:
         """Fail the requests in flight now; name the cause once the process is reaped.
@@ -168,7 +209,8 @@ class Replica:
         once; a process that closed the pipe but lingers gets a short wait off the loop.
         """
         self._loop.remove_reader(self._conn.fileno())
-        self.alive = False
+        if self.state is ReplicaState.READY:
+            self.state = ReplicaState.EXITED
         reason = self._exit_reason(wait_s=0)
         self._fail_all(
             Unavailable(f"{self.label} crashed ({reason}); the request was not completed")
@@ -191,36 +233,38 @@ class Replica:
             return f"worker killed by signal {-code}"
         return f"worker exited with code {code}"
 
-    def _dispatch(self, msg: tuple) -> None:
-        kind, req_id = msg[0], msg[1]
-        if kind == "event":
-            inbox = self._streams.get(req_id)
+    def _dispatch(self, msg: m.ToServer) -> None:
+        if isinstance(msg, m.Event):
+            inbox = self._streams.get(msg.id)
             if inbox is not None:
-                inbox.put_nowait((msg[2], msg[3]))
+                inbox.put_nowait(msg)
             return
-        if kind == "error" and req_id in self._streams:
-            self._streams[req_id].put_nowait(msg[2])
+        if not isinstance(msg, m.Result | m.Failed):
+            return  # Ready or LoadError come only first, and were read by ``start``
+        if isinstance(msg, m.Failed) and msg.id in self._streams:
+            self._streams[msg.id].put_nowait(msg.error.exception())
             return
-        fut = self._pending.get(req_id)
+        fut = self._pending.get(msg.id)
         if fut is None or fut.done():
             return
-        if kind == "result":
-            fut.set_result(msg[2])
-        else:
-            err = msg[2]
-            fut.set_exception(err if isinstance(err, AimassError) else Unavailable(str(err)))
+        if isinstance(msg, m.Failed):
+            fut.set_exception(msg.error.exception())
+            return
+        outputs = m.decode_payload(msg.outputs)
+        if msg.row_errors is not None:
+            outputs[ROW_ERRORS] = msg.row_errors
+        fut.set_result(outputs)
 
     def _on_eof(self, reason: str) -> None:
-        if not self._stopping and self.on_exit is not None:
+        if self.state is ReplicaState.EXITED and self.on_exit is not None:
             self.on_exit(self, reason)
 
     async def stop(self, grace_s: float = 5.0) -> None:
         """Ask the worker to finish, then make sure the process is gone (memory freed)."""
-        self._stopping = True
-        self.alive = False
+        self.state = ReplicaState.STOPPING
         if self._conn is not None:
             try:
-                self._conn.send(("stop",))
+                self._conn.send_bytes(m.encode(m.Stop()))
             except (OSError, ValueError):
                 pass
         if self._proc is not None:
@@ -239,15 +283,27 @@ class Replica:
             inbox.put_nowait(err)
 
     def _kill(self) -> None:
-        self._stopping = True
+        self.state = ReplicaState.STOPPED
         self._stop_reading()
+        self._proc_kill()
+        self._fail_all(Unavailable(f"{self.label} was stopped"))
+        if self._conn is not None:
+            self._conn.close()
+
+    def _proc_kill(self) -> None:
         proc = self._proc
         if proc is not None and not self.in_process and proc.is_alive():
             proc.kill()
             proc.join(timeout=5)
-        self._fail_all(Unavailable(f"{self.label} was stopped"))
-        if self._conn is not None:
-            self._conn.close()
+
+
+def _encode_add(req_id: int, request: dict[str, Any]) -> bytes:
+    """The ``Add`` message; a request it cannot carry (an integer beyond 64 bits deep in a
+    JSON schema, say) is this client's 400, found before anything is sent."""
+    try:
+        return m.encode(m.Add(req_id, m.GenerationRequest.of(request)))
+    except (OverflowError, TypeError) as exc:
+        raise InvalidInput(f"the generation request cannot be sent to the model: {exc}") from None
 
 
 def _poll_until(conn, proc, timeout_s: float) -> bool:

@@ -6,11 +6,11 @@ into an inbox at all times, so the server can always send; the main thread steps
 whenever it has work and picks up new messages between steps — that is what lets a new
 sequence join the running batch at the next step.
 
-Messages in:  ("infer", id, payload) | ("add", id, request) | ("cancel", id) | ("stop",)
-Messages out: ("ready", info) | ("load_error", text) | ("result", id, outputs)
-              | ("error", id, AimassError) | ("event", id, data, done)
-
-A generative event's ``data`` may be ``{"stats": ...}`` alone: see ``_Gauges``.
+The messages are the declared types of ``messages``: in ``Infer | Add | Cancel | Stop``;
+out ``Ready | LoadError`` once, then ``Result | Failed | Event``. A generative ``Event`` may
+carry the replica's gauges alone: see ``_Gauges``. A message that cannot be read, a runtime
+error, an output that cannot be sent: each becomes a ``Failed`` answer to its request, and
+the worker goes on serving.
 """
 
 from __future__ import annotations
@@ -22,7 +22,11 @@ import traceback
 from multiprocessing.connection import Connection
 from typing import Any
 
+import msgspec
+
+from aimass.engine.local import messages as m
 from aimass.errors import AimassError, ModelFailed
+from aimass.runtimes.base import ROW_ERRORS
 
 
 def run_worker(spec_json: str, conn: Connection, in_process: bool = False) -> None:
@@ -34,10 +38,11 @@ def run_worker(spec_json: str, conn: Connection, in_process: bool = False) -> No
         _limit_threads(spec.threads)
     try:
         runtime = _load(spec)
+        ready = m.encode(m.Ready(_info(runtime)))
     except Exception as exc:  # any load failure is reported, not raised
-        conn.send(("load_error", f"{type(exc).__name__}: {exc}"))
+        conn.send_bytes(m.encode(m.LoadError(f"{type(exc).__name__}: {exc}")))
         return
-    conn.send(("ready", _info(runtime)))
+    conn.send_bytes(ready)
     try:
         if runtime.generative:
             inbox: queue.Queue = queue.Queue()
@@ -71,13 +76,31 @@ def _info(runtime) -> dict[str, Any]:
     }
 
 
+def _receive(conn: Connection) -> m.Infer | m.Add | m.Cancel | m.Stop | None:
+    """The next message; None when it could not be read (its request has been answered).
+
+    The server does not send what it has not checked, so this is a bug's safety net: the
+    request gets its error now instead of waiting out its deadline.
+    """
+    raw = conn.recv_bytes()
+    try:
+        return m.decode_to_worker(raw)
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        req_id = m.message_id(raw)
+        if req_id is not None:
+            _fail(conn, req_id, ModelFailed(f"the replica could not read the request: {exc}"))
+        return None
+
+
 def _read_into(conn: Connection, inbox: queue.Queue) -> None:
     while True:
         try:
-            inbox.put(conn.recv())
+            msg = _receive(conn)
         except (EOFError, OSError):
-            inbox.put(("stop",))
+            inbox.put(m.Stop())
             return
+        if msg is not None:
+            inbox.put(msg)
 
 
 def _serve_batches(runtime, conn: Connection) -> None:
@@ -85,12 +108,13 @@ def _serve_batches(runtime, conn: Connection) -> None:
     idle replica, so nothing large waits in the pipe while this one computes."""
     while True:
         try:
-            msg = conn.recv()
+            msg = _receive(conn)
         except (EOFError, OSError):
             return
-        if msg[0] == "stop":
+        if isinstance(msg, m.Stop):
             return
-        _handle(runtime, conn, msg)
+        if msg is not None:
+            _handle(runtime, conn, msg)
 
 
 def _serve_generative(runtime, conn: Connection, inbox: queue.Queue) -> None:
@@ -104,15 +128,26 @@ def _serve_generative(runtime, conn: Connection, inbox: queue.Queue) -> None:
             except queue.Empty:
                 break
         for msg in messages:
-            if msg[0] == "stop":
+            if isinstance(msg, m.Stop):
                 return
             if _handle(runtime, conn, msg):
                 gauges.handled(msg)
         events = runtime.step() if runtime.has_work() else []
         gauges.attach(events)
         for ev in events:
-            conn.send(("event", ev.req_id, ev.data, ev.done))
+            _send_event(runtime, conn, ev.req_id, ev.data, ev.done)
         gauges.flush()
+
+
+def _send_event(runtime, conn: Connection, req_id: int, data: dict, done: bool) -> None:
+    """One step's event; an event the runtime shaped wrongly ends its sequence with 500."""
+    try:
+        raw = m.encode(m.Event(req_id, m.GenerationEvent.of(data), done))
+    except Exception as exc:  # a runtime bug must not kill the replica
+        runtime.cancel(req_id)
+        _fail(conn, req_id, ModelFailed(f"model {runtime.spec.name!r} sent a bad event: {exc}"))
+        return
+    conn.send_bytes(raw)
 
 
 class _Gauges:
@@ -128,14 +163,14 @@ class _Gauges:
     def __init__(self, runtime, conn: Connection):
         self.runtime = runtime
         self.conn = conn
-        self.live: dict[Any, None] = {}  # insertion-ordered set of sequences in the runtime
+        self.live: dict[int, None] = {}  # insertion-ordered set of sequences in the runtime
         self.changed = False
 
-    def handled(self, msg: tuple) -> None:
-        if msg[0] == "add":
-            self.live[msg[1]] = None
-        elif msg[0] == "cancel":
-            self.live.pop(msg[1], None)
+    def handled(self, msg: m.Infer | m.Add | m.Cancel) -> None:
+        if isinstance(msg, m.Add):
+            self.live[msg.id] = None
+        elif isinstance(msg, m.Cancel):
+            self.live.pop(msg.id, None)
         else:
             return
         self.changed = True
@@ -151,25 +186,36 @@ class _Gauges:
     def flush(self) -> None:
         if self.changed and self.live:
             carrier = next(iter(self.live))
-            self.conn.send(("event", carrier, {"stats": self.runtime.stats()}, False))
+            _send_event(self.runtime, self.conn, carrier, {"stats": self.runtime.stats()}, False)
         self.changed = False
 
 
-def _handle(runtime, conn: Connection, msg: tuple) -> bool:
+def _handle(runtime, conn: Connection, msg: m.Infer | m.Add | m.Cancel) -> bool:
     """Carry out one message; False when it failed (the error is sent to its request)."""
-    kind, req_id = msg[0], msg[1]
     try:
-        if kind == "infer":
-            conn.send(("result", req_id, runtime.infer(msg[2])))
-        elif kind == "add":
-            runtime.add(req_id, msg[2])
-        elif kind == "cancel":
-            runtime.cancel(req_id)
+        if isinstance(msg, m.Infer):
+            conn.send_bytes(_result(runtime, msg))
+        elif isinstance(msg, m.Add):
+            runtime.add(msg.id, msg.request.as_dict())
+        else:
+            runtime.cancel(msg.id)
     except AimassError as exc:
-        conn.send(("error", req_id, exc))
+        _fail(conn, msg.id, exc)
     except Exception as exc:  # a runtime bug must not kill the replica
         detail = traceback.format_exception_only(type(exc), exc)[-1].strip()
-        conn.send(("error", req_id, ModelFailed(f"model {runtime.spec.name!r} failed: {detail}")))
+        _fail(conn, msg.id, ModelFailed(f"model {runtime.spec.name!r} failed: {detail}"))
     else:
         return True
     return False
+
+
+def _result(runtime, msg: m.Infer) -> bytes:
+    outputs = runtime.infer(m.decode_payload(msg.inputs))
+    row_errors = outputs.pop(ROW_ERRORS, None)
+    if row_errors is not None:
+        row_errors = [None if e is None else str(e) for e in row_errors]
+    return m.encode(m.Result(msg.id, m.encode_payload(outputs, check=True), row_errors))
+
+
+def _fail(conn: Connection, req_id: int, error: AimassError) -> None:
+    conn.send_bytes(m.encode(m.Failed(req_id, m.ErrorEnvelope.of(error))))

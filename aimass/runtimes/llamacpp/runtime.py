@@ -19,8 +19,8 @@ Request dict (built by the OpenAI serving layer, plain data so it pickles)::
     deadline: float | None     (``time.time()`` after which the sequence ends with 504)
 
 Events: ``{"text": delta}`` while generating; the last one (``done=True``) adds
-``finish_reason`` ("stop" | "length"), ``usage`` and ``stats``, or ``error`` (class name +
-message) when the sequence could not finish.
+``finish_reason`` ("stop" | "length"), ``usage`` and ``stats``, or ``error`` (an
+``AimassError``) when the sequence could not finish.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from typing import Any
 
 import llama_cpp as lc
 
-from aimass.errors import InvalidInput, QueueFull
+from aimass.errors import AimassError, DeadlineExceeded, InvalidInput, ModelFailed, QueueFull
 from aimass.runtimes.base import GenerativeRuntime, StepEvent
 from aimass.runtimes.llamacpp.batch import TokenBatch
 from aimass.runtimes.llamacpp.chat import pick_template, render_chat
@@ -310,8 +310,8 @@ class LlamaCppRuntime(GenerativeRuntime):
         for slot, pos in dummies:
             llm.drop_from(slot, pos)
         if status != 0:
-            message = f"llama_decode failed with status {status}"
-            return [self._error(seq, "ModelFailed", message) for seq, _ in rows_of]
+            error = ModelFailed(f"llama_decode failed with status {status}")
+            return [self._error(seq, error) for seq, _ in rows_of]
         now = time.time()
         events = []
         for seq, index in rows_of:
@@ -348,7 +348,7 @@ class LlamaCppRuntime(GenerativeRuntime):
         index = self.prefill_batch.add(seq.prompt[seq.n_past : end], seq.n_past, seq.slot, last)
         status = self.prefill_batch.decode(llm.ctx)
         if status != 0:
-            return self._error(seq, "ModelFailed", f"llama_decode failed with status {status}")
+            return self._error(seq, ModelFailed(f"llama_decode failed with status {status}"))
         seq.n_past = end
         if not last:
             return None
@@ -395,10 +395,9 @@ class LlamaCppRuntime(GenerativeRuntime):
 
     def _expire(self, now: float) -> list[StepEvent]:
         late = [s for s in self.by_id.values() if s.deadline is not None and now > s.deadline]
-        message = "the request ran past its deadline (limits.timeout_s)"
-        return [self._error(s, "DeadlineExceeded", message) for s in late]
+        error = DeadlineExceeded("the request ran past its deadline (limits.timeout_s)")
+        return [self._error(s, error) for s in late]
 
-    def _error(self, seq: Sequence, kind: str, message: str) -> StepEvent:
+    def _error(self, seq: Sequence, error: AimassError) -> StepEvent:
         self._release(seq)
-        data = {"error": {"type": kind, "message": message}, "stats": self.stats()}
-        return StepEvent(seq.req_id, data, done=True)
+        return StepEvent(seq.req_id, {"error": error, "stats": self.stats()}, done=True)
