@@ -155,12 +155,15 @@ def test_json_schema_output_parses_and_validates(runtime):
 
 
 def test_waiting_queue_is_bounded(gguf):
+    """One slot and one queue place hold two sequences, even added before a step gives the
+    first its slot (as two requests arriving together are); the third is refused."""
     rt = LlamaCppRuntime(llm_spec(gguf, limits={"max_concurrent": 1, "max_queue": 1}))
     rt.load()
     try:
         rt.add(1, greedy(PROMPTS[0], 4))
+        rt.add(2, greedy(PROMPTS[0], 4))
         with pytest.raises(QueueFull, match=r"limits\.max_queue=1"):
-            rt.add(2, greedy(PROMPTS[0], 4))
+            rt.add(3, greedy(PROMPTS[0], 4))
     finally:
         rt.unload()
 

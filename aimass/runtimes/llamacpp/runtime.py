@@ -21,6 +21,10 @@ Request dict (built by the OpenAI serving layer, plain data so it pickles)::
 Events: ``{"text": delta}`` while generating; the last one (``done=True``) adds
 ``finish_reason`` ("stop" | "length"), ``usage`` and ``stats``, or ``error`` (an
 ``AimassError``) when the sequence could not finish.
+
+Admission: a replica holds at most ``max_seqs`` running plus ``limits.max_queue`` waiting
+sequences. Sequences added since the last step count as waiting until the step gives them
+their slots, so several arriving together are all admitted when slots are free.
 """
 
 from __future__ import annotations
@@ -150,10 +154,12 @@ class LlamaCppRuntime(GenerativeRuntime):
     # admission
 
     def add(self, req_id: str, request: dict[str, Any]) -> None:
-        if len(self.waiting) >= self.max_waiting:
+        held = len(self.by_id)
+        if held >= self.max_seqs + self.max_waiting:
             raise QueueFull(
-                f"{len(self.waiting)} sequences already wait for a slot "
-                f"(limits.max_queue={self.max_waiting})"
+                f"{held} sequences are running or waiting for a slot; the replica holds "
+                f"{self.max_seqs} running (limits.max_concurrent) and "
+                f"limits.max_queue={self.max_waiting} waiting"
             )
         prompt = self._prompt_tokens(request)
         params = SamplingParams.from_request(
