@@ -232,4 +232,4 @@ def test_cli_infer_against_the_running_server(server):
         text=True,
         timeout=60,
     )
-    assert bad.returncode == 1 and "shape" in bad.stdout
+    assert bad.returncode == 1 and "shape" in bad.stderr  # errors go to stderr, one line
