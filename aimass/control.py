@@ -137,12 +137,13 @@ class ControlPlane:
         return await asyncio.to_thread(registry.get_model, self.url, name, version)
 
     async def remove(self, name: str, version: int | None) -> list[int]:
-        """Unload and forget a model (or one version of it)."""
+        """Forget a model (or one version of it), then unload it: in that order, or the
+        reconcile loop may load it again from the registry while it is being unloaded."""
+        versions = await asyncio.to_thread(registry.remove_model, self.url, name, version)
+        self.wanted -= {(name, v) for v in versions}
         for dep in self.manager.deployments():
             if dep.spec.name == name and version in (None, dep.spec.version):
                 await self.manager.unload(name, dep.spec.version)
-        versions = await asyncio.to_thread(registry.remove_model, self.url, name, version)
-        self.wanted -= {(name, v) for v in versions}
         return versions
 
     async def load(self, spec: ModelSpec) -> Deployment:

@@ -10,12 +10,16 @@ from typing import Any
 
 from aimass.errors import InvalidInput
 
+MAX_VERSION = 2**31 - 1
+"""The largest model version: the registry keeps versions in 32-bit integer columns
+(PostgreSQL's INTEGER), so a larger one could never be registered or looked up."""
+
 
 def parse_version(value: Any, what: str = "model version") -> int | None:
     """A version from a path segment, a ``name:version`` suffix or a JSON parameter.
 
     None (or an empty string) means "the newest ready version"; anything else must be a
-    positive integer, or an ``InvalidInput`` that names ``what``."""
+    positive integer up to ``MAX_VERSION``, or an ``InvalidInput`` that names ``what``."""
     if value is None or value == "":
         return None
     if isinstance(value, int) and not isinstance(value, bool):
@@ -24,8 +28,11 @@ def parse_version(value: Any, what: str = "model version") -> int | None:
         number = int(value)
     else:
         raise InvalidInput(f"{what} must be a positive integer, got {value!r}", param=_param(what))
-    if number < 1:
-        raise InvalidInput(f"{what} must be a positive integer, got {value!r}", param=_param(what))
+    if not 1 <= number <= MAX_VERSION:
+        raise InvalidInput(
+            f"{what} must be a positive integer up to {MAX_VERSION}, got {value!r}",
+            param=_param(what),
+        )
     return number
 
 

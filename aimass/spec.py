@@ -14,6 +14,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from aimass.errors import InvalidInput, Unavailable
+from aimass.refs import MAX_VERSION
 
 Runtime = Literal["onnx", "tabular", "llamacpp", "transformers"]
 Task = Literal[
@@ -66,7 +67,7 @@ class ModelSpec(BaseModel):
     model_config = ConfigDict(extra="forbid", protected_namespaces=())
 
     name: str = Field(pattern=NAME_PATTERN)
-    version: int = Field(default=1, ge=1)
+    version: int = Field(default=1, ge=1, le=MAX_VERSION)
     task: Task = "tensor"
     runtime: Runtime
     source: str = Field(min_length=1)

@@ -4,7 +4,8 @@ Embeddings take ``input`` as a string, a list of strings, a list of token ids or
 such lists, as OpenAI does. ``truncate`` is our extension: by default an input longer than
 the model's limit is refused (400 naming the limit); with ``truncate: true`` it is cut.
 Rerank documents may be strings or ``{"text": ...}`` objects; documents are always cut to the
-model's limit (query and document together), as Cohere and Jina do.
+model's limit (query and document together), as Cohere and Jina do. Types are strict: ``0``
+is not a boolean, ``"8"`` is not a number.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ TokenIds = list[StrictInt]
 
 
 class EmbeddingRequest(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", strict=True)
 
     model: str = Field(min_length=1)
     input: StrictStr | list[StrictStr] | TokenIds | list[TokenIds]
@@ -70,13 +71,13 @@ class EmbeddingResponse(BaseModel):
 
 
 class RerankDocument(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", strict=True)
 
     text: StrictStr
 
 
 class RerankRequest(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", strict=True)
 
     model: str = Field(min_length=1)
     query: StrictStr = Field(min_length=1)

@@ -1,20 +1,23 @@
-"""OpenAI wire types for text generation: /v1/completions and /v1/chat/completions.
+"""OpenAI wire types: /v1/completions, /v1/chat/completions, /v1/models and the error shape.
 
 Requests accept the fields the official SDK sends plus llama.cpp-style sampling extras
 (``top_k``, ``min_p``, ``repetition_penalty``); unknown fields are ignored as OpenAI does.
 Fields we cannot honour (``n`` > 1, ``logprobs``, ``tools``) are refused by name rather than
-silently dropped. ``to_runtime`` turns a request into the plain dict the runtime reads.
+silently dropped. Types are strict, as OpenAI's are: ``"16"`` is not a number, ``0`` is not a
+boolean. ``to_runtime`` turns a request into the plain dict the runtime reads.
 """
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_serializer, model_validator
 
+StopString = Annotated[str, Field(min_length=1)]
+
 
 class StreamOptions(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", strict=True)
 
     include_usage: bool = False
 
@@ -22,7 +25,7 @@ class StreamOptions(BaseModel):
 class ResponseFormat(BaseModel):
     """``text``, ``json_object``, or ``json_schema`` with ``{"name", "schema", "strict"}``."""
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", strict=True)
 
     type: Literal["text", "json_object", "json_schema"] = "text"
     json_schema: dict[str, Any] | None = None
@@ -37,7 +40,7 @@ class ResponseFormat(BaseModel):
 class _SamplingFields(BaseModel):
     """Fields shared by both endpoints."""
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", strict=True)
 
     model: str = Field(min_length=1)
     max_tokens: int | None = Field(default=None, ge=1)
@@ -48,8 +51,9 @@ class _SamplingFields(BaseModel):
     seed: int | None = None
     presence_penalty: float | None = Field(default=None, ge=-2.0, le=2.0)
     frequency_penalty: float | None = Field(default=None, ge=-2.0, le=2.0)
-    repetition_penalty: float | None = Field(default=None, gt=0.0, le=10.0)
-    stop: str | list[str] | None = None
+    repetition_penalty: float | None = Field(default=None, ge=0.01, le=10.0)
+    stop: StopString | Annotated[list[StopString], Field(max_length=4)] | None = None
+    """Up to four non-empty strings that end the generation."""
     n: int = Field(default=1, ge=1, le=1)
     stream: bool = False
     stream_options: StreamOptions | None = None
@@ -103,7 +107,7 @@ class CompletionRequest(_SamplingFields):
 class ChatMessage(BaseModel):
     """One message; content is a string or a list of ``{"type": "text", "text": ...}`` parts."""
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", strict=True)
 
     role: Literal["system", "developer", "user", "assistant", "tool"]
     content: str | list[dict[str, Any]] | None = None
@@ -212,3 +216,42 @@ class ChatCompletionChunk(BaseModel):
     choices: list[ChatChunkChoice]
     usage: Usage | None = None
     system_fingerprint: str | None = None
+
+
+class Model(BaseModel):
+    """One served model in ``GET /v1/models``: OpenAI's fields, then ours for clients that
+    want them."""
+
+    id: str
+    object: Literal["model"] = "model"
+    created: int
+    """When the served version was registered (Unix seconds)."""
+    owned_by: str
+    task: str
+    version: int
+    """The version a plain name is served by."""
+    versions: list[int]
+    """Every loaded version, each usable as ``name:version``."""
+    state: str
+    description: str
+
+
+class ModelList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[Model]
+
+
+class ErrorDetail(BaseModel):
+    message: str
+    type: str
+    """OpenAI's error class: ``invalid_request_error``, ``authentication_error``..."""
+    param: str | None
+    """The request field at fault, when one is."""
+    code: str | None
+    """A stable machine-readable name (``invalid_input``, ``queue_full``...)."""
+
+
+class ErrorResponse(BaseModel):
+    """Every error outside ``/v2``, in OpenAI's shape."""
+
+    error: ErrorDetail

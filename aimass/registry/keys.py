@@ -24,8 +24,11 @@ from aimass.spec import NAME_PATTERN
 
 PREFIX = "am"
 PERIODS = ("day", "month")
-_DURATION = re.compile(r"^\s*(\d+)\s*([smhdw])\s*$")
+_DURATION = re.compile(r"^\s*(\d{1,10})\s*([smhdw])\s*$")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+MAX_LIMIT = 2**31 - 1
+"""Largest ``rpm``, ``tpm`` and ``budget_tokens``: they are kept in 32-bit integer columns
+(PostgreSQL's INTEGER)."""
 
 
 @dataclass(frozen=True)
@@ -99,11 +102,18 @@ def new_key() -> tuple[str, str]:
 
 
 def parse_duration(text: str) -> timedelta:
-    """``30d``, ``12h``, ``90m``, ``2w``, ``45s`` → timedelta."""
+    """``30d``, ``12h``, ``90m``, ``2w``, ``45s`` → timedelta; refused if it would end after
+    the last date a datetime holds (year 9999)."""
     m = _DURATION.match(text)
     if not m or int(m.group(1)) <= 0:
         raise InvalidInput(f"expires must look like 30d, 12h, 90m, 2w or 45s, got {text!r}")
-    return timedelta(**{_UNITS[m.group(2)]: int(m.group(1))})
+    try:
+        delta = timedelta(**{_UNITS[m.group(2)]: int(m.group(1))})
+    except OverflowError:
+        delta = timedelta.max
+    if delta >= datetime.max - utcnow():
+        raise InvalidInput(f"expires is too far in the future: {text!r}", param="expires")
+    return delta
 
 
 def parse_models(text: str | None) -> frozenset[str] | None:
@@ -226,8 +236,8 @@ def _get(s, name: str) -> ApiKey:
 
 def _check_limits(rpm: int | None, tpm: int | None, budget: int | None, period: str | None) -> None:
     for field, value in (("rpm", rpm), ("tpm", tpm), ("budget_tokens", budget)):
-        if value is not None and value <= 0:
-            raise InvalidInput(f"{field} must be a positive integer", param=field)
+        if value is not None and not 0 < value <= MAX_LIMIT:
+            raise InvalidInput(f"{field} must be a positive integer up to {MAX_LIMIT}", param=field)
     if budget is not None and period not in PERIODS:
         raise InvalidInput("budget_tokens needs --period day or month", param="budget_period")
 

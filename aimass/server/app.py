@@ -32,6 +32,7 @@ from aimass.server.errors import install_error_handlers
 from aimass.server.fastpath import FastPath
 from aimass.server.limits import BodyLimitMiddleware
 from aimass.server.openai import completions, embeddings
+from aimass.server.openapi import install as install_openapi
 from aimass.server.v2 import routes as v2_routes
 from aimass.server.v2 import statistics as v2_statistics
 from aimass.serving.embeddings import EmbeddingsService
@@ -95,6 +96,7 @@ def fastapi_app(settings: Settings) -> FastAPI:
     install_error_handlers(app)
     for routes in ROUTERS:
         app.include_router(routes.router)
+    install_openapi(app)
 
     @app.get("/metrics", include_in_schema=False)
     async def metrics() -> Response:

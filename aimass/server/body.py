@@ -56,16 +56,22 @@ def describe_validation(errors: list[dict]) -> tuple[str, str | None]:
     return "invalid request: " + "; ".join(parts), first
 
 
-def openapi_body(model: type[BaseModel]) -> dict:
-    """``openapi_extra`` documenting a JSON body that the handler parses itself."""
-    schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
-    defs = schema.pop("$defs", {})
+def openapi_body(model: type[BaseModel], *, required: bool = True) -> dict:
+    """``openapi_extra`` documenting a JSON body that the handler parses itself; one that is
+    not ``required`` may be left out (the handler reads it as ``{}``)."""
     return {
         "requestBody": {
-            "required": True,
-            "content": {"application/json": {"schema": _inline(schema, defs)}},
+            "required": required,
+            "content": {"application/json": {"schema": standalone_schema(model)}},
         }
     }
+
+
+def standalone_schema(model: type[BaseModel]) -> dict:
+    """``model``'s JSON schema with its definitions in place: it refers to nothing else."""
+    schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+    defs = schema.pop("$defs", {})
+    return _inline(schema, defs)
 
 
 def _inline(node: Any, defs: dict) -> Any:

@@ -21,6 +21,7 @@ from starlette.types import Scope, Send
 
 from aimass.errors import AimassError, InvalidInput
 from aimass.server.body import describe_validation
+from aimass.server.routing import allowed_methods
 
 log = logging.getLogger("aimass.server")
 
@@ -60,6 +61,8 @@ def as_aimass_error(exc: Exception, path: str) -> AimassError:
 def render_exception(request: Request, exc: Exception) -> Response:
     """The answer to any exception a route raises, in the client's protocol's shape."""
     err = as_aimass_error(exc, request.url.path)
+    if err.status == 405:  # every method served at the path, not only the first route's
+        err.headers["Allow"] = ", ".join(allowed_methods(request.app, request.scope))
     return Response(
         orjson.dumps(error_body(request.url.path, err)),
         status_code=err.status,

@@ -14,14 +14,14 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from fastapi import APIRouter, FastAPI
+from fastapi import FastAPI
 from fastapi.routing import APIRoute
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import BaseRoute
 from starlette.types import Receive, Scope, Send
 
 from aimass.server.errors import render_exception
+from aimass.server.routing import all_routes
 
 Endpoint = Callable[..., Awaitable[Response]]
 _FAST = "__aimass_fast__"
@@ -34,16 +34,6 @@ def fast(endpoint: Endpoint) -> Endpoint:
     itself and returns a ``Response``: nothing FastAPI would resolve per request."""
     setattr(endpoint, _FAST, True)
     return endpoint
-
-
-def all_routes(app: FastAPI | APIRouter) -> list[BaseRoute]:
-    """Every route ``app`` serves, its included routers' routes in place (recent FastAPI keeps
-    an included router whole, as one route object holding ``original_router``)."""
-    out: list[BaseRoute] = []
-    for route in app.routes:
-        included = getattr(route, "original_router", None)
-        out += all_routes(included) if included is not None else [route]
-    return out
 
 
 def fast_routes(app: FastAPI) -> list[APIRoute]:

@@ -12,17 +12,21 @@ from __future__ import annotations
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
+from aimass.protocols import v2
+
 router = APIRouter()
 
+_NOT_READY = {503: {"model": v2.ReadyResponse, "description": "A model meant to be loaded is not"}}
 
-@router.get("/healthz")
-@router.get("/v2/health/live")
+
+@router.get("/healthz", response_model=v2.LiveResponse)
+@router.get("/v2/health/live", response_model=v2.LiveResponse)
 async def live() -> dict:
     return {"live": True}
 
 
-@router.get("/health")
-@router.get("/v2/health/ready")
+@router.get("/health", response_model=v2.ReadyResponse, responses=_NOT_READY)
+@router.get("/v2/health/ready", response_model=v2.ReadyResponse, responses=_NOT_READY)
 async def ready(request: Request) -> Response:
     ok = request.app.state.control.ready()
     return JSONResponse({"ready": ok}, status_code=200 if ok else 503)

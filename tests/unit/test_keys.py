@@ -81,6 +81,21 @@ def test_update_changes_limits(url):
     assert (info.rpm, info.tpm, info.models) == (None, 100, frozenset({"x"}))
 
 
+def test_limits_and_lifetimes_fit_what_the_database_holds(url):
+    """Past 2**31 - 1 (PostgreSQL's INTEGER) or the year 9999, a 400 naming the field instead
+    of an overflow deep in the database driver."""
+    for field in ("rpm", "tpm", "budget_tokens"):
+        with pytest.raises(InvalidInput, match=f"{field} must be a positive integer up to"):
+            keys.create_key(url, "e", **{field: keys.MAX_LIMIT + 1}, budget_period="day")
+    info, _ = keys.create_key(url, "e", rpm=keys.MAX_LIMIT)
+    assert info.rpm == keys.MAX_LIMIT
+    with pytest.raises(InvalidInput, match="rpm"):
+        keys.update_key(url, "e", rpm=2**63)
+    for text in ("99999999999d", "3000000w", "1" * 5000 + "d"):
+        with pytest.raises(InvalidInput, match="expires"):
+            keys.parse_duration(text)
+
+
 def test_parsers():
     assert keys.parse_duration("30d") == timedelta(days=30)
     assert keys.parse_duration("12h") == timedelta(hours=12)

@@ -3,6 +3,7 @@ from __future__ import annotations
 import pytest
 
 from aimass.errors import InvalidInput
+from aimass.refs import MAX_VERSION, parse_version
 from aimass.spec import ModelSpec
 
 
@@ -41,3 +42,15 @@ def test_invalid_specs_name_the_field(data, field):
     with pytest.raises(InvalidInput) as err:
         ModelSpec.parse(data)
     assert field in err.value.message
+
+
+def test_a_version_fits_the_registry_and_every_api_reads_it_alike():
+    """Versions are 32-bit integers in the registry: the largest one is accepted by the spec and
+    by every API's parser, one more is a 400 naming the field, not an overflow."""
+    assert ModelSpec.parse({"name": "a", "runtime": "onnx", "source": "a", "version": MAX_VERSION})
+    with pytest.raises(InvalidInput, match="version"):
+        ModelSpec.parse({"name": "a", "runtime": "onnx", "source": "a", "version": MAX_VERSION + 1})
+    assert parse_version(str(MAX_VERSION)) == MAX_VERSION
+    for value in (str(MAX_VERSION + 1), MAX_VERSION + 1, 2**70):
+        with pytest.raises(InvalidInput, match="up to 2147483647"):
+            parse_version(value)

@@ -11,16 +11,17 @@ from datetime import date
 
 import orjson
 from fastapi import APIRouter, Request
-from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
 from aimass.access.gate import Gate
 from aimass.errors import InvalidInput, UsageNotAllowed
+from aimass.protocols.admin import Key, KeyCreate, KeyList, NewKey, UsageList
 from aimass.registry import keys as keystore
 from aimass.registry.usage import query_usage
 from aimass.server import body as bodies
 from aimass.server.auth import caller_of
 from aimass.server.context import audited, require_admin
+from aimass.server.openapi import errors
 
 router = APIRouter()
 
@@ -38,7 +39,7 @@ def _day(value: str | None, param: str) -> str | None:
         raise InvalidInput(f"{param} must be a date like 2025-01-31", param=param) from None
 
 
-@router.get("/v1/usage")
+@router.get("/v1/usage", response_model=UsageList, responses=errors("v1", 400, 403))
 async def get_usage(
     request: Request,
     key: str | None = None,
@@ -66,24 +67,12 @@ async def get_usage(
     return {"object": "list", "data": rows}
 
 
-class KeyCreate(BaseModel):
-    """Body of ``POST /v1/keys``; same meaning as the ``aimass keys create`` flags."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    name: str
-    models: list[str] | None = None
-    """Model names the key may use; null or absent: all."""
-    admin: bool = False
-    rpm: int | None = Field(default=None, gt=0)
-    tpm: int | None = Field(default=None, gt=0)
-    budget_tokens: int | None = Field(default=None, gt=0)
-    budget_period: str | None = None
-    expires: str | None = None
-    """Lifetime such as ``30d``; absent: never expires."""
-
-
-@router.post("/v1/keys", openapi_extra=bodies.openapi_body(KeyCreate))
+@router.post(
+    "/v1/keys",
+    response_model=NewKey,
+    responses=errors("v1", 400, 403, 409),
+    openapi_extra=bodies.openapi_body(KeyCreate),
+)
 async def create_key(request: Request) -> dict:
     """Create a key; the answer is the only time the key itself is shown.
 
@@ -120,14 +109,14 @@ def _name_of(raw: bytes) -> str:
     return name if isinstance(name, str) else ""
 
 
-@router.get("/v1/keys")
+@router.get("/v1/keys", response_model=KeyList, responses=errors("v1", 403))
 async def list_keys(request: Request) -> dict:
     await require_admin(request)
     infos = await run_in_threadpool(keystore.list_keys, _gate(request).url)
     return {"object": "list", "data": [k.public_dict() for k in infos]}
 
 
-@router.post("/v1/keys/{name}/rotate")
+@router.post("/v1/keys/{name}/rotate", response_model=NewKey, responses=errors("v1", 403, 404, 409))
 async def rotate_key(request: Request, name: str) -> dict:
     """New secret for ``name``; the old key stops working within seconds."""
     await require_admin(request)
@@ -136,7 +125,7 @@ async def rotate_key(request: Request, name: str) -> dict:
     return {**info.public_dict(), "key": key}
 
 
-@router.delete("/v1/keys/{name}")
+@router.delete("/v1/keys/{name}", response_model=Key, responses=errors("v1", 403, 404))
 async def revoke_key(request: Request, name: str) -> dict:
     await require_admin(request)
     async with audited(request, "key.revoke", name):

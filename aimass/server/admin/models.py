@@ -8,21 +8,27 @@ is written to the audit log with its target as ``name:version`` once the version
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any
 
 import orjson
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 
 from aimass.engine.deployment import READY, Deployment
 from aimass.errors import InvalidInput, NotFound, Unavailable
-from aimass.protocols.v2 import LoadRequest
-from aimass.refs import parse_version, split_model
+from aimass.protocols import admin as wire
+from aimass.protocols import openai as oa
+from aimass.protocols.v2 import LoadRequest, LoadResponse, UnloadResponse
+from aimass.refs import MAX_VERSION, parse_version, split_model
 from aimass.registry.models import ModelEntry
 from aimass.server import body as bodies
 from aimass.server.context import admin_action, audited, require_admin, visible
+from aimass.server.openapi import errors
 from aimass.spec import ModelSpec
 
 router = APIRouter()
+
+_LOAD_BODY = bodies.openapi_body(LoadRequest, required=False)
+"""Load and unload take an optional body: an absent one is ``{}``."""
 
 
 class _Target:
@@ -45,10 +51,8 @@ class _Target:
 
 
 def _parameters(raw: Any) -> dict:
-    params = raw.get("parameters") or {} if isinstance(raw, dict) else {}
-    if not isinstance(params, dict):
-        raise InvalidInput("parameters must be an object", param="parameters")
-    return params
+    """The ``parameters`` of a load or unload body (a ``LoadRequest``); none when absent."""
+    return bodies.validate(LoadRequest, raw).parameters or {}
 
 
 def _version_param(params: dict) -> int | None:
@@ -60,7 +64,9 @@ def _version_param(params: dict) -> int | None:
     return parse_version(version, "parameters.version")
 
 
-@router.post("/v2/repository/models/{name}/load", openapi_extra=bodies.openapi_body(LoadRequest))
+@router.post("/v2/repository/models/{name}/load", response_model=LoadResponse,
+             responses=errors("v2", 400, 403, 404, 409, 422, 503),
+             openapi_extra=_LOAD_BODY)  # fmt: skip
 async def repository_load(request: Request, name: str) -> dict:
     """Load the newest (or ``parameters.version``) registered version; ``parameters.config``
     may carry a whole model spec to register first (and then load), as Triton's load API
@@ -109,22 +115,23 @@ def _config_spec(config: Any) -> dict:
     return data
 
 
-@router.post("/v2/repository/models/{name}/unload", openapi_extra=bodies.openapi_body(LoadRequest))
+@router.post("/v2/repository/models/{name}/unload", response_model=UnloadResponse,
+             responses=errors("v2", 400, 403, 404),
+             openapi_extra=_LOAD_BODY)  # fmt: skip
 async def repository_unload(request: Request, name: str) -> dict:
     control = request.app.state.control
     target = _Target(name)
 
     async def work() -> list[int]:
-        raw = bodies.loads(await request.body(), empty={})
-        params = raw.get("parameters") if isinstance(raw, dict) else None
-        target.version = _version_param(params) if isinstance(params, dict) else None
+        params = _parameters(bodies.loads(await request.body(), empty={}))
+        target.version = _version_param(params)
         return await control.unload(name, target.version)
 
     versions = await admin_action(request, "model.unload", target, work())
     return {"name": name, "unloaded_versions": [str(v) for v in versions]}
 
 
-@router.get("/v1/models")
+@router.get("/v1/models", response_model=oa.ModelList)
 async def openai_models(request: Request) -> dict:
     """Loaded models in OpenAI's list shape, one entry per name, as OpenAI clients expect:
     ``version`` is the one a plain name is served by, ``versions`` every loaded version (each
@@ -138,7 +145,7 @@ async def openai_models(request: Request) -> dict:
     return {"object": "list", "data": data}
 
 
-@router.get("/v1/models/{model}")
+@router.get("/v1/models/{model}", response_model=oa.Model, responses=errors("v1", 400, 404))
 async def openai_model(request: Request, model: str) -> dict:
     """One model as ``/v1/models`` lists it; ``name:version`` describes that loaded version.
     A model the key may not use is not found, as in OpenAI's API."""
@@ -181,7 +188,8 @@ def _unix(naive_utc: datetime) -> int:
     return int(naive_utc.replace(tzinfo=UTC).timestamp())
 
 
-@router.get("/v1/admin/models")
+@router.get("/v1/admin/models", response_model=wire.RegisteredModelList,
+            response_model_exclude_unset=True, responses=errors("v1", 403))  # fmt: skip
 async def admin_list(request: Request) -> dict:
     """Every registered version with desired and observed state and the last error."""
     await require_admin(request)
@@ -202,7 +210,10 @@ async def admin_list(request: Request) -> dict:
     return {"object": "list", "data": out}
 
 
-@router.post("/v1/admin/models")
+@router.post("/v1/admin/models", response_model=wire.RegisteredModel,
+             response_model_exclude_unset=True,
+             responses=errors("v1", 400, 403, 409, 422, 503),
+             openapi_extra=bodies.openapi_body(ModelSpec))  # fmt: skip
 async def admin_register(
     request: Request, load: bool = False, replace: bool = False, copy: bool = True
 ) -> dict:
@@ -225,8 +236,13 @@ async def admin_register(
     return await admin_action(request, "model.register", target, work())
 
 
-@router.delete("/v1/admin/models/{name}")
-async def admin_remove(request: Request, name: str, version: int | None = None) -> dict:
+@router.delete("/v1/admin/models/{name}", response_model=wire.RemovedModel,
+               responses=errors("v1", 400, 403, 404))  # fmt: skip
+async def admin_remove(
+    request: Request,
+    name: str,
+    version: Annotated[int | None, Query(ge=1, le=MAX_VERSION)] = None,
+) -> dict:
     control = request.app.state.control
     target = _Target(name, version)
     versions = await admin_action(request, "model.remove", target, control.remove(name, version))

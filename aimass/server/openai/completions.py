@@ -12,17 +12,18 @@ from typing import Any
 import orjson
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import StreamingResponse
+from pydantic import BaseModel
 
 from aimass.protocols import openai as oa
 from aimass.server import body as bodies
 from aimass.server.context import call_context, watched
 from aimass.server.fastpath import fast
+from aimass.server.openapi import errors, event_stream
 from aimass.serving.llm import LLMService
 
 router = APIRouter()
 
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
-_STREAM = {"text/event-stream": {"schema": {"type": "string"}}}
 
 
 def _service(request: Request) -> LLMService:
@@ -35,16 +36,17 @@ def _respond(answer: dict[str, Any] | AsyncIterator[str]) -> Response:
     return StreamingResponse(answer, media_type="text/event-stream", headers=SSE_HEADERS)
 
 
-def _doc(model: type) -> dict:
-    return {
-        **bodies.openapi_body(model),
-        "responses": {"200": {"description": "The answer, or an SSE stream", "content": _STREAM}},
-    }
+_ERRORS = errors("v1", 400, 403, 404, 429, 503, 504)
+
+
+def _doc(request: type[BaseModel], chunk: type[BaseModel]) -> dict:
+    answer = {"description": "The answer, or (stream) its chunks", "content": event_stream(chunk)}
+    return {**bodies.openapi_body(request), "responses": {"200": answer}}
 
 
 @fast
-@router.post("/v1/completions", response_model=oa.CompletionResponse,
-             openapi_extra=_doc(oa.CompletionRequest))  # fmt: skip
+@router.post("/v1/completions", response_model=oa.CompletionResponse, responses=_ERRORS,
+             openapi_extra=_doc(oa.CompletionRequest, oa.CompletionResponse))  # fmt: skip
 async def completions(request: Request) -> Response:
     body = await bodies.parse(request, oa.CompletionRequest)
     ctx = call_context(request)
@@ -53,7 +55,8 @@ async def completions(request: Request) -> Response:
 
 @fast
 @router.post("/v1/chat/completions", response_model=oa.ChatCompletionResponse,
-             openapi_extra=_doc(oa.ChatCompletionRequest))  # fmt: skip
+             responses=_ERRORS,
+             openapi_extra=_doc(oa.ChatCompletionRequest, oa.ChatCompletionChunk))  # fmt: skip
 async def chat_completions(request: Request) -> Response:
     body = await bodies.parse(request, oa.ChatCompletionRequest)
     ctx = call_context(request)

@@ -17,9 +17,12 @@ from aimass.protocols.embeddings import (
 from aimass.server import body as bodies
 from aimass.server.context import call_context, watched
 from aimass.server.fastpath import fast
+from aimass.server.openapi import errors
 from aimass.serving.embeddings import EmbeddingsService, render
 
 router = APIRouter()
+
+_ERRORS = errors("v1", 400, 403, 404, 429, 503, 504)
 
 
 def _service(request: Request) -> EmbeddingsService:
@@ -31,7 +34,7 @@ async def _json(work) -> Response:
 
 
 @fast
-@router.post("/v1/embeddings", response_model=EmbeddingResponse,
+@router.post("/v1/embeddings", response_model=EmbeddingResponse, responses=_ERRORS,
              openapi_extra=bodies.openapi_body(EmbeddingRequest))  # fmt: skip
 async def embeddings(request: Request) -> Response:
     body = await bodies.parse(request, EmbeddingRequest)
@@ -40,7 +43,7 @@ async def embeddings(request: Request) -> Response:
 
 
 @fast
-@router.post("/v1/rerank", response_model=RerankResponse,
+@router.post("/v1/rerank", response_model=RerankResponse, responses=_ERRORS,
              openapi_extra=bodies.openapi_body(RerankRequest))  # fmt: skip
 async def rerank(request: Request) -> Response:
     body = await bodies.parse(request, RerankRequest)

@@ -19,11 +19,23 @@ from aimass.refs import parse_version
 from aimass.server import body as bodies
 from aimass.server.context import call_context, pipeline, visible, watched
 from aimass.server.fastpath import fast
+from aimass.server.openapi import errors
 from aimass.serving.tensors import TensorService
 
 router = APIRouter()
 
 EXTENSIONS = ["model_repository", "binary_tensor_data", "parameters", "statistics"]
+
+_LOOKUP = errors("v2", 400, 403, 404, 429, 503)
+"""What asking about a model can answer besides 200: authorized like a call (scope, rate)."""
+
+_READINESS = {
+    **_LOOKUP,
+    400: {
+        "model": v2.ModelReadyResponse | v2.InferenceErrorResponse,
+        "description": "The model is not ready (`error` says why), or the version is invalid",
+    },
+}
 
 
 @router.get("/v2", response_model=v2.ServerMetadata)
@@ -53,22 +65,25 @@ def _runtime_details(info: dict) -> dict:
     return {k: v for k, v in info.items() if k not in ("inputs", "outputs", "pid")}
 
 
-@router.get("/v2/models/{name}", response_model=v2.ModelMetadata)
+@router.get("/v2/models/{name}", response_model=v2.ModelMetadata, responses=_LOOKUP)
 async def model_metadata(request: Request, name: str) -> dict:
     return _metadata(await _deployment(request, name, None))
 
 
-@router.get("/v2/models/{name}/versions/{version}", response_model=v2.ModelMetadata)
+@router.get("/v2/models/{name}/versions/{version}", response_model=v2.ModelMetadata,
+            responses=_LOOKUP)  # fmt: skip
 async def model_version_metadata(request: Request, name: str, version: str) -> dict:
     return _metadata(await _deployment(request, name, version))
 
 
-@router.get("/v2/models/{name}/ready")
+@router.get("/v2/models/{name}/ready", response_model=v2.ModelReadyResponse,
+            responses=_READINESS)  # fmt: skip
 async def model_ready(request: Request, name: str) -> Response:
     return _readiness(name, await _observed(request, name, None))
 
 
-@router.get("/v2/models/{name}/versions/{version}/ready")
+@router.get("/v2/models/{name}/versions/{version}/ready",
+            response_model=v2.ModelReadyResponse, responses=_READINESS)  # fmt: skip
 async def model_version_ready(request: Request, name: str, version: str) -> Response:
     return _readiness(name, await _observed(request, name, version))
 
@@ -102,20 +117,29 @@ def _tensors(request: Request) -> TensorService:
 
 _INFER_DOC = {
     **bodies.openapi_body(v2.InferenceRequest),
-    "responses": {"200": {"description": "The output tensors (JSON, or JSON + binary data)"}},
+    "responses": {
+        "200": {
+            "description": "The output tensors: JSON, or (binary_data_output) the JSON header "
+            "of Inference-Header-Content-Length bytes followed by the binary tensor data",
+            "content": {"application/octet-stream": {"schema": {"type": "string"}}},
+        }
+    },
 }
+
+_INFER_ERRORS = errors("v2", 400, 403, 404, 429, 503, 504)
 
 
 @fast
 @router.post("/v2/models/{name}/infer", response_model=v2.InferenceResponse,
-             openapi_extra=_INFER_DOC)  # fmt: skip
+             openapi_extra=_INFER_DOC, responses=_INFER_ERRORS)  # fmt: skip
 async def infer(request: Request, name: str) -> Response:
     return await _infer(request, name, None)
 
 
 @fast
 @router.post("/v2/models/{name}/versions/{version}/infer",
-             response_model=v2.InferenceResponse, openapi_extra=_INFER_DOC)  # fmt: skip
+             response_model=v2.InferenceResponse, openapi_extra=_INFER_DOC,
+             responses=_INFER_ERRORS)  # fmt: skip
 async def infer_version(request: Request, name: str, version: str) -> Response:
     return await _infer(request, name, version)
 
@@ -142,11 +166,14 @@ async def _respond(work) -> Response:
     )
 
 
+_INDEX_BODY = bodies.openapi_body(v2.RepositoryIndexRequest, required=False)
+
+
 @router.post("/v2/repository/index", response_model=list[v2.RepositoryModel],
-             openapi_extra=bodies.openapi_body(v2.RepositoryIndexRequest))  # fmt: skip
+             responses=errors("v2", 400), openapi_extra=_INDEX_BODY)  # fmt: skip
 async def repository_index(request: Request) -> list[dict]:
-    raw = bodies.loads(await request.body(), empty={})
-    only_ready = bool(raw.get("ready", False)) if isinstance(raw, dict) else False
+    body = bodies.validate(v2.RepositoryIndexRequest, bodies.loads(await request.body(), empty={}))
+    only_ready = bool(body.ready)
     entries = await request.app.state.control.index()
     return [
         e

@@ -17,8 +17,10 @@ from fastapi import APIRouter, Request
 from aimass.engine.deployment import Deployment
 from aimass.errors import Unavailable
 from aimass.metrics import Duration, InferenceStats
+from aimass.protocols.v2 import ModelStatisticsResponse
 from aimass.refs import parse_version
 from aimass.server.context import call_context, pipeline, visible
+from aimass.server.openapi import errors
 
 router = APIRouter()
 
@@ -27,18 +29,21 @@ _NOT_MEASURED = Duration().as_dict()
 ``compute_infer``) and ``cache_hit`` / ``cache_miss`` (there is no response cache)."""
 
 
-@router.get("/v2/models/stats")
+@router.get("/v2/models/stats", response_model=ModelStatisticsResponse)
 async def all_stats(request: Request) -> dict:
     deployments = request.app.state.manager.deployments()
     return _answer([d for d in deployments if visible(request, d.spec.name)])
 
 
-@router.get("/v2/models/{name}/stats")
+@router.get("/v2/models/{name}/stats", response_model=ModelStatisticsResponse,
+            responses=errors("v2", 400, 403, 404, 429))  # fmt: skip
 async def model_stats(request: Request, name: str) -> dict:
     return _answer(await _versions(request, name, None))
 
 
-@router.get("/v2/models/{name}/versions/{version}/stats")
+@router.get("/v2/models/{name}/versions/{version}/stats",
+            response_model=ModelStatisticsResponse,
+            responses=errors("v2", 400, 403, 404, 429))  # fmt: skip
 async def model_version_stats(request: Request, name: str, version: str) -> dict:
     return _answer(await _versions(request, name, version))
 
