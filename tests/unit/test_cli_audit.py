@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import logging
 
 import pytest
 from typer.testing import CliRunner
@@ -16,6 +17,12 @@ from tests.conftest import make_add_model
 @pytest.fixture
 def runner(tmp_path, monkeypatch) -> CliRunner:
     monkeypatch.setenv("AIMASS_HOME", str(tmp_path))
+    # ``serve`` gives the "aimass" logger a handler on the stderr CliRunner swaps in for one
+    # invocation; left in place, later tests in this process would log to a closed stream.
+    logger = logging.getLogger("aimass")
+    monkeypatch.setattr(logger, "handlers", list(logger.handlers))
+    monkeypatch.setattr(logger, "propagate", logger.propagate)
+    monkeypatch.setattr(logger, "level", logger.level)
     return CliRunner()
 
 
