@@ -122,7 +122,7 @@ def parse_models(text: str | None) -> frozenset[str] | None:
         return None
     names = frozenset(n.strip() for n in text.split(",") if n.strip())
     for n in names:
-        if not re.match(NAME_PATTERN, n):
+        if not re.fullmatch(NAME_PATTERN, n):
             raise InvalidInput(f"models: {n!r} is not a valid model name")
     return names
 
@@ -140,7 +140,7 @@ def create_key(
     expires_in: timedelta | None = None,
 ) -> tuple[KeyInfo, str]:
     """Store a new key and return it; the clear key exists only in this return value."""
-    if not re.match(NAME_PATTERN, name):
+    if not re.fullmatch(NAME_PATTERN, name):
         raise InvalidInput(f"name: {name!r} must match {NAME_PATTERN}", param="name")
     _check_limits(rpm, tpm, budget_tokens, budget_period)
     public_id, key = new_key()

@@ -59,6 +59,8 @@ def test_revoke_rotate_and_expiry(url):
 def test_names_limits_and_admin_detection(url):
     with pytest.raises(InvalidInput):
         keys.create_key(url, "bad name")
+    with pytest.raises(InvalidInput):  # "$" alone would let a trailing newline through
+        keys.create_key(url, "ops\n")
     with pytest.raises(InvalidInput, match="period"):
         keys.create_key(url, "c", budget_tokens=100)
     with pytest.raises(InvalidInput, match="rpm"):
