@@ -59,6 +59,11 @@ class Limits(BaseModel):
     """Deadline of a request from arrival; expired requests never reach the model (504)."""
     max_concurrent: int = Field(default=0, ge=0)
     """LLMs: sequences decoded together per replica (0: runtime default)."""
+    max_image_bytes: int = Field(default=20 * 1024 * 1024, ge=1, le=1 << 30)
+    """Image models: most bytes of one encoded image file (larger → 413 naming this limit)."""
+    max_image_pixels: int = Field(default=40_000_000, ge=1, le=1 << 32)
+    """Image models: most pixels (width × height) of one image, read from the file's header
+    before decoding, so a decompression bomb is refused (413) without being decoded."""
 
 
 class ModelSpec(BaseModel):
