@@ -315,7 +315,8 @@ def _split(outputs: Payload, items: list[_Item], rows: int, name: str) -> list:
         end = start + item.rows
         row_errors = [e for e in errors[start:end] if e] if errors is not None else []
         if row_errors:
-            parts.append(InvalidInput(str(row_errors[0])))
+            first = row_errors[0]
+            parts.append(first if isinstance(first, AimassError) else InvalidInput(str(first)))
         else:
             parts.append({k: v[start:end] for k, v in outputs.items()})
         start = end

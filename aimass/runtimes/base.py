@@ -5,8 +5,9 @@ concatenates requests along that axis before ``infer`` and splits the outputs af
 runtime never sees requests, only rows. Text goes in as numpy object arrays of ``str``.
 
 A runtime may report a problem with single rows (an over-long text, say) without failing the
-whole batch: it returns ``ROW_ERRORS`` as a list with ``None`` or a message per row, and only
-the requests owning those rows fail (400).
+whole batch: it returns ``ROW_ERRORS`` as a list with ``None``, a message (a 400) or an
+``AimassError`` (its own status: an image over a size limit is a 413) per row, and only the
+requests owning those rows fail.
 
 Generative runtimes (LLMs) add a step API used by the worker loop for continuous batching:
 ``add`` a sequence, ``step`` all active sequences once, ``cancel`` one.

@@ -56,7 +56,9 @@ class TensorService:
         dep = call.deployment
         try:
             req, tail = codec.parse_body(body, header_length)
-            payload = codec.decode_inputs(req, tail, dep.info.get("inputs", []))
+            payload = codec.decode_inputs(
+                req, tail, dep.info.get("inputs", []), raw_bytes=dep.info.get("modality") == "image"
+            )
             timeout_s = timeout_parameter(req.parameters)
             if timeout_s is not None:
                 call.ctx.timeout_s, call.ctx.timeout_source = timeout_s, "parameter 'timeout'"

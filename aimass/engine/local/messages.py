@@ -9,7 +9,9 @@ neither side runs code the other sent.
     worker → server   Ready | LoadError | Result | Failed | Event
 
 Tensors travel as ``Tensor``: numeric arrays as their dtype, shape and C-order bytes; object
-arrays (text, or lists of token ids) as their elements. ``check_payload`` is the contract a
+arrays (text, or lists of token ids) as their elements; object arrays whose elements are all
+``bytes`` (encoded image files) as ``blobs``, since MessagePack keeps text and bytes apart but a
+msgspec union may hold only one of them. ``check_payload`` is the contract a
 request's payload must meet before it may be batched: anything else is the client's 400 there,
 not a failure of a whole batch at the pipe. Errors travel as one ``ErrorEnvelope`` for batch
 results and generation streams alike, turned back into ``aimass.errors`` classes through the
@@ -45,18 +47,22 @@ Item = str | list[Int64]
 
 _ITEMS = list[Item]
 _FIXED_KINDS = "biufcmMUS"  # dtypes whose bytes are the whole value
+BLOBS = "blobs"
+"""``Tensor.dtype`` of an object array of ``bytes`` (its elements are in ``Tensor.blobs``)."""
 
 
 # tensors
 
 
 class Tensor(msgspec.Struct, array_like=True):
-    """One array: ``data`` for fixed-size dtypes, ``items`` for object arrays."""
+    """One array: ``data`` for fixed-size dtypes, ``items`` for object arrays of text or
+    token ids, ``blobs`` for object arrays of bytes."""
 
     dtype: str
     shape: tuple[int, ...]
     data: bytearray = bytearray()
     items: _ITEMS = []
+    blobs: list[bytes] = []
 
     @classmethod
     def of(cls, array: np.ndarray, *, check: bool = False) -> Tensor:
@@ -65,13 +71,17 @@ class Tensor(msgspec.Struct, array_like=True):
         if check:
             _check(array)
         if array.dtype.kind == "O":
-            return cls("|O", array.shape, items=array.ravel().tolist())
+            flat = array.ravel().tolist()
+            if flat and all(isinstance(x, bytes) for x in flat):
+                return cls(BLOBS, array.shape, blobs=flat)
+            return cls("|O", array.shape, items=flat)
         flat = np.ascontiguousarray(array).reshape(-1)
         return cls(flat.dtype.str, array.shape, data=memoryview(flat.view(np.uint8)))
 
     def array(self) -> np.ndarray:
-        if self.dtype == "|O":
-            flat = np.fromiter(self.items, dtype=object, count=len(self.items))
+        if self.dtype in ("|O", BLOBS):
+            elements = self.blobs if self.dtype == BLOBS else self.items
+            flat = np.fromiter(elements, dtype=object, count=len(elements))
             return flat.reshape(self.shape)
         return np.frombuffer(self.data, dtype=np.dtype(self.dtype)).reshape(self.shape)
 
@@ -89,7 +99,8 @@ def decode_payload(tensors: Tensors) -> dict[str, np.ndarray]:
 
 def check_payload(payload: dict[str, np.ndarray]) -> None:
     """Refuse (400) a payload that cannot cross to a replica: a dtype with no byte form, an
-    object element that is neither a text nor a list of int64 token ids."""
+    object element that is neither a text nor a list of int64 token ids (an array of bytes
+    elements only is fine too)."""
     for name, array in payload.items():
         try:
             _check(array)
@@ -99,7 +110,9 @@ def check_payload(payload: dict[str, np.ndarray]) -> None:
 
 def _check(array: np.ndarray) -> None:
     if array.dtype.kind == "O":
-        msgspec.convert(array.ravel().tolist(), _ITEMS)
+        flat = array.ravel().tolist()
+        if not (flat and all(isinstance(x, bytes) for x in flat)):
+            msgspec.convert(flat, _ITEMS)
     elif array.dtype.kind not in _FIXED_KINDS or array.dtype.fields is not None:
         raise TypeError(f"arrays of dtype {array.dtype} cannot be sent to a replica")
 
@@ -270,11 +283,11 @@ class LoadError(msgspec.Struct, tag="load_error", array_like=True):
 
 
 class Result(msgspec.Struct, tag="result", array_like=True):
-    """A batch's outputs; ``row_errors`` (one message or None per row) when some rows failed."""
+    """A batch's outputs; ``row_errors`` (one error or None per row) when some rows failed."""
 
     id: int
     outputs: Tensors
-    row_errors: list[str | None] | None = None
+    row_errors: list[ErrorEnvelope | None] | None = None
 
 
 class Failed(msgspec.Struct, tag="error", array_like=True):

@@ -252,7 +252,7 @@ class Replica:
             return
         outputs = m.decode_payload(msg.outputs)
         if msg.row_errors is not None:
-            outputs[ROW_ERRORS] = msg.row_errors
+            outputs[ROW_ERRORS] = [e and e.exception() for e in msg.row_errors]
         fut.set_result(outputs)
 
     def _on_eof(self, reason: str) -> None:

@@ -25,7 +25,7 @@ from typing import Any
 import msgspec
 
 from aimass.engine.local import messages as m
-from aimass.errors import AimassError, ModelFailed
+from aimass.errors import AimassError, InvalidInput, ModelFailed
 from aimass.runtimes.base import ROW_ERRORS
 
 
@@ -213,8 +213,14 @@ def _result(runtime, msg: m.Infer) -> bytes:
     outputs = runtime.infer(m.decode_payload(msg.inputs))
     row_errors = outputs.pop(ROW_ERRORS, None)
     if row_errors is not None:
-        row_errors = [None if e is None else str(e) for e in row_errors]
+        row_errors = [None if e is None else m.ErrorEnvelope.of(_row_error(e)) for e in row_errors]
     return m.encode(m.Result(msg.id, m.encode_payload(outputs, check=True), row_errors))
+
+
+def _row_error(error: AimassError | str) -> AimassError:
+    """A runtime reports a row's problem as a message (a 400) or as an error with its status
+    (an image over a size limit is a 413)."""
+    return error if isinstance(error, AimassError) else InvalidInput(str(error))
 
 
 def _fail(conn: Connection, req_id: int, error: AimassError) -> None:

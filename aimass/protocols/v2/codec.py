@@ -41,8 +41,13 @@ def parse_body(body: bytes, header_length: str | None) -> tuple[InferenceRequest
 
 
 def decode_inputs(
-    request: InferenceRequest, tail: bytes, declared: list[dict]
+    request: InferenceRequest, tail: bytes, declared: list[dict], *, raw_bytes: bool = False
 ) -> dict[str, np.ndarray]:
+    """The request's tensors as numpy arrays, checked against the model's ``declared`` inputs.
+
+    Binary ``BYTES`` elements are decoded as UTF-8 text, except with ``raw_bytes`` (models
+    whose ``BYTES`` inputs are encoded files, such as images), which keep them as ``bytes``.
+    """
     by_name = {d["name"]: d for d in declared}
     arrays: dict[str, np.ndarray] = {}
     offset = 0
@@ -55,7 +60,7 @@ def decode_inputs(
         _check_header(inp, spec)
         size = (inp.parameters or {}).get("binary_data_size")
         if size is not None:
-            arrays[inp.name], offset = _from_binary(inp, tail, offset, size)
+            arrays[inp.name], offset = _from_binary(inp, tail, offset, size, raw_bytes)
         else:
             arrays[inp.name] = _from_json(inp)
     missing = set(by_name) - arrays.keys()
@@ -155,13 +160,15 @@ def _flatten(data: Any) -> list:
     return out
 
 
-def _from_binary(inp: RequestInput, tail: bytes, offset: int, size: Any) -> tuple[np.ndarray, int]:
+def _from_binary(
+    inp: RequestInput, tail: bytes, offset: int, size: Any, raw_bytes: bool
+) -> tuple[np.ndarray, int]:
     if not isinstance(size, int) or size < 0 or offset + size > len(tail):
         raise InvalidInput(f"input {inp.name!r}: binary_data_size {size} is beyond the body")
     chunk = tail[offset : offset + size]
     count = math.prod(inp.shape)
     if inp.datatype == "BYTES":
-        items = _unpack_bytes(chunk, inp.name)
+        items = _unpack_bytes(chunk, inp.name, raw_bytes)
         if len(items) != count:
             raise InvalidInput(
                 f"input {inp.name!r}: {len(items)} elements given, shape needs {count}"
@@ -179,7 +186,7 @@ def _from_binary(inp: RequestInput, tail: bytes, offset: int, size: Any) -> tupl
     return arr.reshape(inp.shape), offset + size
 
 
-def _unpack_bytes(chunk: bytes, name: str) -> list[str]:
+def _unpack_bytes(chunk: bytes, name: str, raw: bool) -> list[str] | list[bytes]:
     items, pos = [], 0
     while pos < len(chunk):
         if pos + 4 > len(chunk):
@@ -188,7 +195,8 @@ def _unpack_bytes(chunk: bytes, name: str) -> list[str]:
         pos += 4
         if pos + n > len(chunk):
             raise InvalidInput(f"input {name!r}: truncated BYTES element")
-        items.append(chunk[pos : pos + n].decode("utf-8", errors="replace"))
+        element = chunk[pos : pos + n]
+        items.append(element if raw else element.decode("utf-8", errors="replace"))
         pos += n
     return items
 
