@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from aimass.errors import InvalidInput, Unavailable
 from aimass.refs import MAX_VERSION
 
-Runtime = Literal["onnx", "tabular", "llamacpp", "transformers"]
+Runtime = Literal["onnx", "tabular", "llamacpp", "transformers", "vision"]
 Task = Literal[
     "tensor",
     "classification",
@@ -28,6 +28,7 @@ Task = Literal[
 ]
 
 GENERATIVE_TASKS = frozenset({"text-generation"})
+VISION_TASKS = ("classification", "embedding")
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
 SOURCE_KEY, ONNX_KEY = "source", "options.onnx"
 """Names of the files in ``ModelSpec.sha256``: ``source``, ``source/<path in the folder>`` and
@@ -97,6 +98,8 @@ class ModelSpec(BaseModel):
     def _check(self) -> ModelSpec:
         if self.runtime == "llamacpp" and self.task != "text-generation":
             raise ValueError("runtime 'llamacpp' serves task 'text-generation' only")
+        if self.runtime == "vision" and self.task not in VISION_TASKS:
+            raise ValueError("runtime 'vision' serves tasks 'classification' and 'embedding'")
         return self
 
     @property

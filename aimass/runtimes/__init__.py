@@ -12,6 +12,7 @@ _MODULES = {
     "tabular": "aimass.runtimes.tabular:TabularRuntime",
     "llamacpp": "aimass.runtimes.llamacpp.runtime:LlamaCppRuntime",
     "transformers": "aimass.runtimes.text.runtime:create_transformers_runtime",
+    "vision": "aimass.runtimes.vision.runtime:VisionRuntime",
 }
 
 

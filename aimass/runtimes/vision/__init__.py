@@ -1,0 +1,1 @@
+"""Image models over onnxruntime: classification and embeddings, preprocessing from the spec."""
