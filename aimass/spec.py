@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from aimass.errors import InvalidInput, Unavailable
 from aimass.refs import MAX_VERSION
 
-Runtime = Literal["onnx", "tabular", "llamacpp", "transformers", "vision"]
+Runtime = Literal["onnx", "tabular", "llamacpp", "transformers", "ocr", "asr", "vision"]
 Task = Literal[
     "tensor",
     "classification",
@@ -25,10 +25,15 @@ Task = Literal[
     "embedding",
     "rerank",
     "text-classification",
+    "ocr",
+    "transcription",
 ]
 
 GENERATIVE_TASKS = frozenset({"text-generation"})
 VISION_TASKS = ("classification", "embedding")
+RUNTIME_TASKS = {"ocr": "ocr", "asr": "transcription"}
+"""Runtimes that serve one task only, one file per request: a spec naming no task gets that
+one, and their requests are not batched (``max_batch_size`` 1)."""
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
 SOURCE_KEY, ONNX_KEY = "source", "options.onnx"
 """Names of the files in ``ModelSpec.sha256``: ``source``, ``source/<path in the folder>`` and
@@ -65,6 +70,12 @@ class Limits(BaseModel):
     max_image_pixels: int = Field(default=40_000_000, ge=1, le=1 << 32)
     """Image models: most pixels (width × height) of one image, read from the file's header
     before decoding, so a decompression bomb is refused (413) without being decoded."""
+    max_audio_bytes: int = Field(default=25 * 1024 * 1024, ge=1, le=1 << 30)
+    """Speech models: most bytes of one audio file (larger → 413 naming this limit); 25 MiB
+    is OpenAI's own limit for transcriptions."""
+    max_audio_seconds: float = Field(default=600.0, gt=0, le=86_400)
+    """Speech models: longest audio one request may send; decoding stops and answers 413
+    naming this limit as soon as the decoded sound passes it."""
 
 
 class ModelSpec(BaseModel):
@@ -100,6 +111,18 @@ class ModelSpec(BaseModel):
             raise ValueError("runtime 'llamacpp' serves task 'text-generation' only")
         if self.runtime == "vision" and self.task not in VISION_TASKS:
             raise ValueError("runtime 'vision' serves tasks 'classification' and 'embedding'")
+        only = RUNTIME_TASKS.get(self.runtime)
+        if only is not None and "task" not in self.model_fields_set:
+            self.task = only
+        if only is not None and self.task != only:
+            raise ValueError(f"runtime {self.runtime!r} serves task {only!r} only")
+        if only is not None and "batching" not in self.model_fields_set:
+            self.batching = Batching(max_batch_size=1)
+        if only is not None and self.batching.max_batch_size != 1:
+            raise ValueError(
+                f"runtime {self.runtime!r} reads one file at a time: batching.max_batch_size "
+                "must be 1 (replicas set how many run at once)"
+            )
         return self
 
     @property

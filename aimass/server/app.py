@@ -31,19 +31,31 @@ from aimass.server.auth import AccessMiddleware
 from aimass.server.errors import install_error_handlers
 from aimass.server.fastpath import FastPath
 from aimass.server.limits import BodyLimitMiddleware
-from aimass.server.openai import completions, embeddings
+from aimass.server.openai import audio, completions, embeddings, ocr
 from aimass.server.openapi import install as install_openapi
 from aimass.server.v2 import routes as v2_routes
 from aimass.server.v2 import statistics as v2_statistics
+from aimass.serving.audio import AudioService
 from aimass.serving.embeddings import EmbeddingsService
 from aimass.serving.llm import LLMService
+from aimass.serving.ocr import OcrService
 from aimass.serving.pipeline import Pipeline
 from aimass.serving.tensors import TensorService
 
 log = logging.getLogger("aimass.server")
 
 # v2_statistics before v2_routes: /v2/models/stats is matched before /v2/models/{name}
-ROUTERS = [health, v2_statistics, v2_routes, admin_models, completions, embeddings, admin_access]
+ROUTERS = [
+    health,
+    v2_statistics,
+    v2_routes,
+    admin_models,
+    completions,
+    embeddings,
+    ocr,
+    audio,
+    admin_access,
+]
 
 Middleware = Callable[[ASGIApp, FastAPI], ASGIApp]
 
@@ -93,6 +105,8 @@ def fastapi_app(settings: Settings) -> FastAPI:
     state.tensors = TensorService(pipeline)
     state.embeddings = EmbeddingsService(pipeline, settings)
     state.llm = LLMService(pipeline, settings)
+    state.ocr = OcrService(pipeline)
+    state.audio = AudioService(pipeline)
     install_error_handlers(app)
     for routes in ROUTERS:
         app.include_router(routes.router)

@@ -1,0 +1,1 @@
+"""Speech to text with faster-whisper (Whisper on CTranslate2), Silero VAD included."""

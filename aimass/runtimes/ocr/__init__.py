@@ -1,0 +1,1 @@
+"""OCR with RapidOCR (PP-OCR detection, direction classifier and recognition on onnxruntime)."""
