@@ -31,7 +31,7 @@ from aimass.server.auth import AccessMiddleware
 from aimass.server.errors import install_error_handlers
 from aimass.server.fastpath import FastPath
 from aimass.server.limits import BodyLimitMiddleware
-from aimass.server.openai import audio, completions, embeddings, ocr
+from aimass.server.openai import audio, completions, embeddings, images, ocr
 from aimass.server.openapi import install as install_openapi
 from aimass.server.v2 import routes as v2_routes
 from aimass.server.v2 import statistics as v2_statistics
@@ -41,6 +41,7 @@ from aimass.serving.llm import LLMService
 from aimass.serving.ocr import OcrService
 from aimass.serving.pipeline import Pipeline
 from aimass.serving.tensors import TensorService
+from aimass.serving.vision import VisionService
 
 log = logging.getLogger("aimass.server")
 
@@ -52,6 +53,7 @@ ROUTERS = [
     admin_models,
     completions,
     embeddings,
+    images,
     ocr,
     audio,
     admin_access,
@@ -105,6 +107,7 @@ def fastapi_app(settings: Settings) -> FastAPI:
     state.tensors = TensorService(pipeline)
     state.embeddings = EmbeddingsService(pipeline, settings)
     state.llm = LLMService(pipeline, settings)
+    state.vision = VisionService(pipeline, settings)
     state.ocr = OcrService(pipeline)
     state.audio = AudioService(pipeline)
     install_error_handlers(app)

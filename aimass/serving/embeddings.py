@@ -20,6 +20,7 @@ from aimass.errors import InvalidInput, PayloadTooLarge
 from aimass.protocols.embeddings import EmbeddingRequest, RerankRequest
 from aimass.refs import split_model
 from aimass.serving.pipeline import CallContext, Pipeline
+from aimass.serving.vision import VisionService, refuse_images
 
 DIMENSIONS_OPTION = "supports_dimensions"
 
@@ -35,12 +36,18 @@ class EmbeddingsService:
     def __init__(self, pipeline: Pipeline, settings: Settings):
         self.pipeline = pipeline
         self.settings = settings
+        self.vision = VisionService(pipeline, settings)
 
     async def embeddings(self, ctx: CallContext, req: EmbeddingRequest) -> dict[str, Any]:
+        images = req.images()
+        if images is not None:
+            vectors = await self.vision.embeddings(ctx, req.model, images, req.dimensions)
+            return _embedding_list(req, vectors, len(images))
         name, version = split_model(req.model)
         items = req.items()
         async with self.pipeline.call(ctx, name, version, estimate=estimate_tokens(items)) as call:
             dep = call.deployment
+            refuse_images(dep, req.model)
             _check_task(dep, req.model, "embedding", "/v1/embeddings")
             self._check_count(len(items), "input")
             dimensions = self._check_dimensions(dep, req.dimensions)
@@ -51,15 +58,7 @@ class EmbeddingsService:
         vectors = out["embedding"]
         if dimensions is not None:
             vectors = _shorten(vectors, dimensions, bool(dep.info.get("normalize", True)))
-        return {
-            "object": "list",
-            "data": [
-                {"object": "embedding", "index": i, "embedding": _encode(v, req.encoding_format)}
-                for i, v in enumerate(vectors)
-            ],
-            "model": req.model,
-            "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
-        }
+        return _embedding_list(req, vectors, tokens)
 
     async def rerank(self, ctx: CallContext, req: RerankRequest) -> dict[str, Any]:
         name, version = split_model(req.model)
@@ -111,6 +110,19 @@ class EmbeddingsService:
                 f"dimensions {dimensions} is larger than the model's {full}", param="dimensions"
             )
         return dimensions
+
+
+def _embedding_list(req: EmbeddingRequest, vectors: np.ndarray, tokens: int) -> dict[str, Any]:
+    """OpenAI's answer; ``tokens`` are the inputs' tokens (for images: one per image)."""
+    return {
+        "object": "list",
+        "data": [
+            {"object": "embedding", "index": i, "embedding": _encode(v, req.encoding_format)}
+            for i, v in enumerate(vectors)
+        ],
+        "model": req.model,
+        "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+    }
 
 
 def _check_task(dep: Deployment, ref: str, task: str, path: str) -> None:

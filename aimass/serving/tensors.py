@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from aimass.errors import InvalidInput
 from aimass.protocols.v2 import codec
 from aimass.serving.pipeline import CallContext, ModelCall, Pipeline
+from aimass.serving.vision import bytes_inputs, is_image_model
 
 
 @dataclass
@@ -56,9 +57,11 @@ class TensorService:
         dep = call.deployment
         try:
             req, tail = codec.parse_body(body, header_length)
-            payload = codec.decode_inputs(
-                req, tail, dep.info.get("inputs", []), raw_bytes=dep.info.get("modality") == "image"
-            )
+            images = is_image_model(dep)
+            payload = codec.decode_inputs(req, tail, dep.info.get("inputs", []), raw_bytes=images)
+            if images:  # encoded files, one per row; one usage unit per image
+                payload = bytes_inputs(payload, dep)
+                call.tokens(prompt=sum(len(a) for a in payload.values()))
             timeout_s = timeout_parameter(req.parameters)
             if timeout_s is not None:
                 call.ctx.timeout_s, call.ctx.timeout_source = timeout_s, "parameter 'timeout'"

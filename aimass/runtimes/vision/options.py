@@ -38,9 +38,11 @@ class VisionOptions(BaseModel):
     std: float | Triple = 1.0
     layout: Literal["NCHW", "NHWC"] = "NCHW"
     channel_order: Literal["RGB", "BGR"] = "RGB"
-    labels: str | None = None
-    """A text file with one class name per line, in the order of the model's outputs
-    (relative to the model file's folder); without it, classes are named by their index."""
+    labels: str | list[str] | None = None
+    """The class names in the order of the model's outputs: a list, or a text file with one
+    name per line, read where it is (an absolute path, or relative to the model file's folder;
+    ``aimass models add`` copies the model file only, so give it an absolute path there).
+    Without labels, classes are named by their index."""
     input: str | None = None
     """The ONNX input that takes the image (default: the model's only input)."""
     output: str | None = None
@@ -70,7 +72,7 @@ class VisionOptions(BaseModel):
         return (self.size, self.size) if isinstance(self.size, int) else self.size
 
     def labels_path(self, spec: ModelSpec) -> Path | None:
-        if self.labels is None:
+        if not isinstance(self.labels, str):
             return None
         path = Path(self.labels)
         return path if path.is_absolute() else Path(spec.source).parent / path
@@ -88,7 +90,9 @@ def read_options(spec: ModelSpec) -> VisionOptions:
 
 
 def read_labels(spec: ModelSpec, options: VisionOptions) -> list[str] | None:
-    """The class names, one per line (blank lines at the end ignored)."""
+    """The class names: the list given, or the file's lines (blank lines at the end ignored)."""
+    if isinstance(options.labels, list):
+        return options.labels
     path = options.labels_path(spec)
     if path is None:
         return None
