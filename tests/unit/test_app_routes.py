@@ -109,6 +109,7 @@ MODEL_ROUTES = [
     ("POST", "/v2/models/other/versions/1/infer", {"inputs": []}),
     ("POST", "/v1/embeddings", {"model": "other", "input": "x"}),
     ("POST", "/v1/rerank", {"model": "other", "query": "q", "documents": ["d"]}),
+    ("POST", "/v1/images/classifications", {"model": "other", "images": [{"image": "eA=="}]}),
     ("POST", "/v1/completions", {"model": "other", "prompt": "x"}),
     ("POST", "/v1/chat/completions",
      {"model": "other", "messages": [{"role": "user", "content": "x"}]}),
