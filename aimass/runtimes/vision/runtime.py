@@ -111,7 +111,7 @@ class VisionRuntime(Runtime):
     def _check_labels(self) -> None:
         if self.width > 0 and len(self.labels) != self.width:
             raise InvalidInput(
-                f"the labels file has {len(self.labels)} lines; the model has {self.width} classes",
+                f"options.labels has {len(self.labels)} names; the model has {self.width} classes",
                 param="options.labels",
             )
 
