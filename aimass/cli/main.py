@@ -155,7 +155,9 @@ def _message(exc: Exception) -> str:
 @models_app.command("add")
 def models_add(
     name: str,
-    runtime: Annotated[str, typer.Option(help="onnx | tabular | llamacpp | transformers | vision | ocr | asr")],
+    runtime: Annotated[
+        str, typer.Option(help="onnx | tabular | llamacpp | transformers | vision | ocr | asr")
+    ],
     source: Annotated[Path, typer.Option(help="Local model file or directory.")],
     task: Annotated[str | None, typer.Option(help="Task, e.g. classification, embedding.")] = None,
     version: Annotated[int | None, typer.Option(help="Version (default: next free).")] = None,
