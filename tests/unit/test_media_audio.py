@@ -94,7 +94,8 @@ def test_a_length_the_header_does_not_declare_is_caught_while_decoding() -> None
     data = bytearray(encode("flac", "flac", 16000, tone))
     data[21] &= 0xF0  # STREAMINFO's 36-bit total sample count, at byte 8 + 13
     data[22:26] = bytes(4)
-    assert av.open(io.BytesIO(bytes(data)), format="flac").duration is None
+    with av.open(io.BytesIO(bytes(data)), format="flac") as container:
+        assert container.duration is None
     assert decode_audio(bytes(data), LIMITS).size == tone.size
     with pytest.raises(PayloadTooLarge, match=r"more than 1 seconds.*max_audio_seconds=1"):
         decode_audio(bytes(data), AudioLimits(max_seconds=1.0))
@@ -129,7 +130,7 @@ def test_the_container_is_chosen_from_the_magic_bytes_only() -> None:
     assert sniff(b"#EXTM3U\n") is None  # FFmpeg's HLS demuxer would open the files it names
 
 
-FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 @FUZZ
