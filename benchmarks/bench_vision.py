@@ -22,6 +22,7 @@ import argparse
 import asyncio
 import base64
 import io
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -46,8 +47,8 @@ from PIL import Image
 from aimass.provision import builtin
 from aimass.runtimes import create_runtime
 
-PHOTOS = ("coffee", "chelsea", "astronaut", "rocket", "cat", "hubble_deep_field",
-          "immunohistochemistry", "motorcycle_left")  # fmt: skip
+PHOTOS = ("coffee", "chelsea", "astronaut", "rocket", "hubble_deep_field",
+          "immunohistochemistry", "colorwheel", "camera")  # fmt: skip
 MODEL = builtin.EFFICIENTNET
 
 
@@ -56,6 +57,7 @@ class Tally:
         self.images = 0
         self.seconds = 0.0
         self.errors = 0
+        self.failures: dict[int, bytes] = {}
         self.latencies: list[float] = []
 
     @property
@@ -76,9 +78,8 @@ def photos() -> list[bytes]:
 
 def spec(home: Path, threads: int, clients: int):
     (classifier,) = builtin.efficientnet_classifier(home)
-    return classifier.spec.model_copy(
-        update={"threads": threads, "batching": {"max_batch_size": clients, "max_delay_ms": 2.0}}
-    )
+    batching = classifier.spec.batching.model_copy(update={"max_batch_size": clients})
+    return classifier.spec.model_copy(update={"threads": threads, "batching": batching})
 
 
 def in_process_phase(runtime, images: list[bytes], batch: int, seconds: float, t: Tally):
@@ -103,13 +104,14 @@ async def http_phase(clients: list[RawClient], requests: list[bytes], seconds: f
         i = n
         while time.monotonic() < end:
             start = time.perf_counter()
-            status, _ = await client.send(requests[i % len(requests)])
+            status, body = await client.send(requests[i % len(requests)])
             i += 1
             if status == 200:
                 t.images += 1
                 t.latencies.append((time.perf_counter() - start) * 1e3)
             else:
                 t.errors += 1
+                t.failures.setdefault(status, body[:200])
 
     started = time.monotonic()
     await asyncio.gather(*(loop(n, c) for n, c in enumerate(clients)))
@@ -194,6 +196,8 @@ def main() -> None:
         with serve(tmp, [model.model_dump(mode="json")]) as server:
             tallies = run_async(measure(server, runtime, images, args))
             stats = server_stats(server, MODEL)
+    for status, body in tallies["aimass"].failures.items():
+        print(f"HTTP {status}: {body.decode(errors='replace')}", file=sys.stderr)
     text = report(tallies, stats, images, args)
     print(text)
     if not args.no_append:

@@ -238,12 +238,12 @@ crop TensorFlow's reference evaluation takes (224 of 256)."""
 def efficientnet_classifier(home: Path) -> list[Builtin]:
     """The 1,000 ImageNet classes; ``/v1/images/classifications`` and v2 ``probabilities``."""
     folder = _efficientnet_files(home, EFFICIENTNET)
-    _labels_file(folder)
+    labels = _labels_file(folder)
     spec = _efficientnet_spec(
         folder,
         name=EFFICIENTNET,
         task="classification",
-        options={**EFFICIENTNET_OPTIONS, "output": "logits", "labels": IMAGENET_LABELS},
+        options={**EFFICIENTNET_OPTIONS, "output": "logits", "labels": str(labels)},
         description="EfficientNet-Lite0 ImageNet classifier (1,000 classes), Apache-2.0",
     )
     return [Builtin(spec)]
@@ -289,11 +289,14 @@ def _efficientnet_files(home: Path, name: str) -> Path:
     return folder
 
 
-def _labels_file(folder: Path) -> None:
-    """The 1,000 ImageNet class names (shipped with the package) next to the classifier."""
+def _labels_file(folder: Path) -> Path:
+    """The 1,000 ImageNet class names (shipped with the package) next to the classifier, named
+    by absolute path in the spec so that a copy of the spec (``serve --config`` into another
+    home copies the model file only) still finds them."""
     labels = folder / IMAGENET_LABELS
     if not labels.exists():
         _link_or_copy(Path(__file__).with_name("imagenet_labels.txt"), labels)
+    return labels
 
 
 def _export_efficientnet(target: Path) -> None:
