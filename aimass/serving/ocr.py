@@ -11,12 +11,11 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
 import orjson
 
-from aimass.errors import InvalidInput, PayloadTooLarge
 from aimass.refs import split_model
-from aimass.serving.pipeline import CallContext, ModelCall, Pipeline
+from aimass.serving.files import blobs, check_upload
+from aimass.serving.pipeline import CallContext, Pipeline
 
 TASK = "ocr"
 
@@ -42,30 +41,3 @@ class OcrService:
             "lines": lines,
             "usage": {"images": 1},
         }
-
-
-def check_upload(
-    call: ModelCall, ref: str, task: str, path: str, size: int, limit: str, param: str
-) -> None:
-    """Refuse a model of another task (400), an empty file (400) or one over the model's
-    byte limit ``limit`` (413), before the file is sent to a replica."""
-    spec = call.deployment.spec
-    if spec.task != task:
-        raise InvalidInput(
-            f"model {ref!r} has task {spec.task!r}; {path} needs a {task!r} model", param="model"
-        )
-    if size == 0:
-        raise InvalidInput(f"{param} is empty (0 bytes)", param=param)
-    most = getattr(spec.limits, limit)
-    if size > most:
-        raise PayloadTooLarge(
-            f"{param} is {size} bytes, over the model's limit {limit}={most}", param=param
-        )
-
-
-def blobs(*items: bytes) -> np.ndarray:
-    """A 1-d object array of encoded files (one row each), as a replica receives them."""
-    array = np.empty(len(items), dtype=object)
-    for i, item in enumerate(items):
-        array[i] = item
-    return array
