@@ -39,8 +39,9 @@ _drawn: Counter[str] = Counter()
 
 def pick(value: Any, choices: list[str], where: str) -> Any:
     """In turn, each name of ``choices``, then ``value`` itself (a made-up name), counted per
-    ``where``: deterministic, since one worker generates the cases in a fixed order."""
-    if not choices or not isinstance(value, str):
+    ``where``: deterministic, since one worker generates the cases in a fixed order. An empty
+    name stays: it is the coverage phase's invalid value (below ``minLength``), to be refused."""
+    if not choices or not isinstance(value, str) or not value:
         return value
     turn = _drawn[where] % (len(choices) + 1)
     _drawn[where] += 1

@@ -18,17 +18,23 @@ aimed at a scratch model and key (the hooks), and the written calls remove what 
 
 from __future__ import annotations
 
+import base64
+import io
 import os
 import re
 import subprocess
 import sys
+import wave
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import schemathesis
+from PIL import Image, ImageDraw
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
+from aimass.provision.builtin import asr_builtins, ocr_builtins
 from aimass.registry import keys
 from tests.conftest import ROOT, make_add_model, make_identity_text_model, onnx_spec, run_server
 from tests.factories_text import tiny_classifier, tiny_encoder
@@ -36,9 +42,11 @@ from tests.integration.conftest_llm import gemma_file, llm_spec
 from tests.integration.schemathesis_names import (
     ADD,
     ADMIN,
+    ASR,
     ECHO,
     EMBED,
     LLM,
+    OCR,
     REMOVABLE,
     RERANK,
     SCRATCH,
@@ -55,6 +63,32 @@ ADD_BODY = {
     ]
 }
 CHAT = {"model": LLM, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 1}
+MULTIPART, JSON = "multipart/form-data", "application/json"
+
+
+def _wav() -> bytes:
+    """A second of a 440 Hz tone, 16 kHz mono: audio the speech model transcribes quickly."""
+    samples = (8000 * np.sin(2 * np.pi * 440 * np.arange(16000) / 16000)).astype("<i2")
+    buf = io.BytesIO()
+    with wave.open(buf, "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(16000)
+        out.writeframes(samples.tobytes())
+    return buf.getvalue()
+
+
+def _png() -> str:
+    """A small image with a word on it, as a data URL."""
+    image = Image.new("RGB", (160, 48), "white")
+    ImageDraw.Draw(image).text((10, 10), "AI Mass", fill="black")
+    buf = io.BytesIO()
+    image.save(buf, "PNG")
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+
+
+def _upload(model: str, data: bytes, **fields) -> dict[str, Any]:
+    return {"body": {"file": data, "model": model, **fields}, "media_type": MULTIPART}
 
 
 def _text_spec(name: str, path: Path, task: str) -> dict:
@@ -78,6 +112,8 @@ def server(tmp_path_factory, pytestconfig):
         _text_spec(EMBED, tiny_encoder(tmp / "encoder", max_length=16), "embedding"),
         _text_spec(RERANK, tiny_classifier(tmp / "cross"), "rerank"),
         llm_spec(gemma_file(pytestconfig), name=LLM),
+        {**ocr_builtins(tmp)[0].spec.model_dump(mode="json"), "name": OCR, "sha256": {}},
+        {**asr_builtins(tmp)[0].spec.model_dump(mode="json"), "name": ASR, "sha256": {}},
     ]
     env = {
         "AIMASS_AUTH_FAILURE_DELAY_S": "0",
@@ -109,6 +145,7 @@ def _calls(server) -> list[tuple]:
     """``(method, path, parts)`` that must answer 200, or ``(..., status)``, in this order:
     later calls remove what earlier ones created."""
     rerank = {"model": RERANK, "query": "what is paris", "documents": ["paris", "a dog"]}
+    transcriptions = "/v1/audio/transcriptions"
     return [
         ("GET", "/healthz", {}),
         ("GET", "/health", {}),
@@ -135,6 +172,13 @@ def _calls(server) -> list[tuple]:
         ("POST", "/v1/completions", {"body": {"model": "nope", "prompt": "hi"}}, 404),
         ("POST", "/v1/chat/completions", {"body": CHAT}),
         ("POST", "/v1/chat/completions", {"body": {**CHAT, "stream": True}}),
+        ("POST", "/v1/ocr", {"body": {"model": OCR, "image": _png()}, "media_type": JSON}),
+        ("POST", "/v1/ocr", _upload(OCR, b"not an image"), 400),
+        ("POST", transcriptions, _upload(ASR, _wav())),
+        ("POST", transcriptions, _upload(ASR, _wav(), response_format="verbose_json")),
+        ("POST", transcriptions, _upload(ASR, _wav(), response_format="srt")),
+        ("POST", transcriptions, _upload(ASR, _wav(), stream="true")),
+        ("POST", transcriptions, _upload(ASR, b"RIFF....WAVEjunk"), 400),
         ("GET", "/v1/usage", {"query": {"since": "2020-01-01"}}),
         ("GET", "/v1/keys", {}),
         ("POST", "/v1/keys", {"body": {"name": "sm-created", "models": [ADD], "rpm": 600}}),

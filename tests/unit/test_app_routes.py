@@ -98,6 +98,16 @@ def test_every_route_passes_every_middleware(settings, monkeypatch):
     assert seen == routes, "a route answered without passing the middleware list"
 
 
+class Upload(dict):
+    """A multipart form's fields (sent with a small file) rather than a JSON body."""
+
+
+def _body(body) -> dict:
+    if isinstance(body, Upload):
+        return {"data": dict(body), "files": {"file": ("a.wav", b"RIFF")}}
+    return {"json": body}
+
+
 MODEL_ROUTES = [
     ("GET", "/v2/models/other", None),
     ("GET", "/v2/models/other/versions/1", None),
@@ -113,6 +123,8 @@ MODEL_ROUTES = [
     ("POST", "/v1/completions", {"model": "other", "prompt": "x"}),
     ("POST", "/v1/chat/completions",
      {"model": "other", "messages": [{"role": "user", "content": "x"}]}),
+    ("POST", "/v1/ocr", {"model": "other", "image": "aGk="}),
+    ("POST", "/v1/audio/transcriptions", Upload({"model": "other"})),
 ]  # fmt: skip
 
 
@@ -128,7 +140,8 @@ def test_every_model_route_is_authorized_by_the_pipeline(settings):
     _, key = keys.create_key(settings.resolved_database_url, "scoped", models=frozenset({"a"}))
     with TestClient(asgi) as client:
         for method, path, body in MODEL_ROUTES:
-            r = client.request(method, path, json=body, headers={"Authorization": f"Bearer {key}"})
+            auth = {"Authorization": f"Bearer {key}"}
+            r = client.request(method, path, **_body(body), headers=auth)
             assert r.status_code == 403, (method, path, r.status_code, r.text)
             text = r.json()["error"] if path.startswith("/v2") else r.json()["error"]["message"]
             assert "may not use model 'other'" in text
