@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from aimass.errors import InvalidInput
 from aimass.protocols.v2 import codec
 from aimass.serving.pipeline import CallContext, ModelCall, Pipeline
-from aimass.serving.vision import bytes_inputs, is_image_model
+from aimass.serving.vision import bytes_inputs, is_image_model, triton_classification
 
 
 @dataclass
@@ -66,6 +66,9 @@ class TensorService:
             if timeout_s is not None:
                 call.ctx.timeout_s, call.ctx.timeout_source = timeout_s, "parameter 'timeout'"
             outputs = await call.infer(payload)
+            if images:
+                requested = [(o.name, o.parameters or {}) for o in req.outputs or []]
+                outputs = triton_classification(outputs, requested, dep.info.get("labels"))
         except BaseException as exc:
             raise call.finish(exc) from None
         call.finish()

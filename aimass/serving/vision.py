@@ -159,6 +159,29 @@ def bytes_inputs(payload: dict[str, np.ndarray], dep: Deployment) -> dict[str, n
     }
 
 
+def triton_classification(
+    outputs: dict[str, np.ndarray], requested: list[tuple[str, dict]], labels: list[str] | None
+) -> dict[str, np.ndarray]:
+    """Triton's classification extension: an output requested with the parameter
+    ``classification: k`` (``InferRequestedOutput(name, class_count=k)``) comes back as
+    ``BYTES`` [rows, k] of ``"score:index:label"``, most probable first, as Triton answers."""
+    for name, parameters in requested:
+        k = parameters.get("classification")
+        if k is None or name not in outputs:
+            continue
+        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+            raise InvalidInput(
+                f"output {name!r}: parameter 'classification' must be a positive integer"
+            )
+        rows = outputs[name].reshape(len(outputs[name]), -1)
+        best = [_top(row, k, labels) for row in rows]
+        text = np.empty((len(rows), min(k, rows.shape[1])), dtype=object)
+        for i, classes in enumerate(best):
+            text[i] = [f"{c['score']:f}:{c['index']}:{c['label']}" for c in classes]
+        outputs = {**outputs, name: text}
+    return outputs
+
+
 def _top(row: np.ndarray, k: int, labels: list[str] | None) -> list[dict[str, Any]]:
     k = min(k, len(row))
     best = np.argpartition(-row, k - 1)[:k]

@@ -166,6 +166,12 @@ def test_v2_bytes_tensors_with_tritonclient(server):
     labels = builtin_labels()
     assert labels[int(probabilities[0].argmax())] in SENSIBLE["coffee"]
     assert labels[int(probabilities[1].argmax())] in SENSIBLE["chelsea"]
+    top = triton.InferRequestedOutput("probabilities", class_count=3)  # classification extension
+    classes = client.infer(CLASSIFY, [tensor], outputs=[top]).as_numpy("probabilities")
+    assert classes.shape == (2, 3)
+    score, index, label = classes[0, 0].decode().split(":")
+    assert int(index) == int(probabilities[0].argmax()) and label == labels[int(index)]
+    assert float(score) == pytest.approx(float(probabilities[0].max()), abs=1e-5)
     json_body = {"inputs": [{"name": "image", "datatype": "BYTES", "shape": [1],
                              "data": [data_url(images[1])]}]}  # fmt: skip
     answer = httpx.post(f"{server}/v2/models/{EMBED}/infer", json=json_body, timeout=60)
