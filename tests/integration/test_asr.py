@@ -162,6 +162,18 @@ def test_refusals_name_the_problem_and_the_replica_keeps_serving(server, client,
         (post(speech[0] + bytes(200_000), model=LIMITED), 413, "max_audio_bytes=200000"),
         (httpx.post(f"{server}/v1/audio/transcriptions", data={"model": ASR}), 400, "'file'"),
     ]
+    v2 = [
+        {"name": name, "shape": [1], "datatype": kind, "data": [value]}
+        for name, kind, value in [
+            ("file", "BYTES", "RIFF"),
+            ("language", "BYTES", ""),
+            ("prompt", "BYTES", ""),
+            ("temperature", "FP64", 0.0),
+            ("words", "BOOL", False),
+        ]
+    ]
+    r = httpx.post(f"{server}/v2/models/{ASR}/infer", json={"inputs": v2}, timeout=60)
+    assert r.status_code == 400 and "bytes of a sound file" in r.json()["error"], r.text
     for response, status, words in cases:
         assert response.status_code == status, response.text
         assert words in response.json()["error"]["message"]

@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 import shutil
 from pathlib import Path
 
 import httpx
+import numpy as np
 import pytest
 from PIL import Image, ImageDraw, ImageFont
 
@@ -96,6 +98,20 @@ def test_json_with_a_data_url_or_base64_reads_the_same(server):
         r = httpx.post(f"{server}/v1/ocr", json={"model": OCR, "image": form}, timeout=120)
         assert r.status_code == 200, r.text
         assert r.json()["text"] == "\n".join(PAGES["english"])
+
+
+def test_over_v2_as_a_binary_bytes_tensor(server):
+    """Triton's way to send an image: an encoded file as a binary BYTES element."""
+    import tritonclient.http as triton
+
+    client = triton.InferenceServerClient(server.removeprefix("http://"))
+    tensor = triton.InferInput("image", [1], "BYTES")
+    tensor.set_data_from_numpy(np.array([render(PAGES["chinese"])], dtype=object))
+    answer = client.infer(OCR, [tensor]).as_numpy("result")[0]
+    assert [line["text"] for line in json.loads(answer)["lines"]] == PAGES["chinese"]
+    as_text = {"inputs": [{"name": "image", "shape": [1], "datatype": "BYTES", "data": ["hi"]}]}
+    r = httpx.post(f"{server}/v2/models/{OCR}/infer", json=as_text, timeout=60)
+    assert r.status_code == 400, r.text
 
 
 def test_a_user_model_registered_from_a_folder(server, tmp_path):

@@ -77,7 +77,7 @@ class WhisperRuntime(Runtime):
         results, seconds = np.empty(rows, dtype=object), np.zeros(rows, dtype=np.float64)
         for i in range(rows):
             answer = self.transcribe(
-                bytes(batch[FILE][i]),
+                _file(batch[FILE][i]),
                 language=str(batch[LANGUAGE][i]),
                 prompt=str(batch[PROMPT][i]),
                 temperature=float(batch[TEMPERATURE][i]),
@@ -116,6 +116,16 @@ class WhisperRuntime(Runtime):
             "duration": round(audio.size / SAMPLE_RATE, 3),
             "segments": found,
         }
+
+
+def _file(value: Any) -> bytes:
+    """A row's sound file; anything else (text, from the v2 protocol) is the client's 400."""
+    if isinstance(value, bytes):
+        return value
+    raise InvalidInput(
+        f"{FILE} must be the bytes of a sound file; send it to /v1/audio/transcriptions",
+        param=FILE,
+    )
 
 
 def _segment(segment: Any, words: bool) -> dict[str, Any]:

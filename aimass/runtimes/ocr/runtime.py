@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import orjson
 
+from aimass.errors import InvalidInput
 from aimass.media.image import ImageLimits, decode_image
 from aimass.runtimes.base import Payload, Runtime, TensorInfo
 from aimass.runtimes.ocr.layout import ocr_files
@@ -56,12 +57,13 @@ class OcrRuntime(Runtime):
         return [TensorInfo(RESULT, "BYTES", [-1])]
 
     def describe(self) -> dict[str, Any]:
-        return {"task": "ocr"}
+        """``modality: image``: v2 requests keep binary ``BYTES`` elements as file bytes."""
+        return {"task": "ocr", "modality": "image"}
 
     def infer(self, batch: Payload) -> Payload:
         results = np.empty(len(batch[IMAGE]), dtype=object)
         for i, data in enumerate(batch[IMAGE]):
-            results[i] = orjson.dumps({"lines": self.read(bytes(data))}).decode()
+            results[i] = orjson.dumps({"lines": self.read(_file(data))}).decode()
         return {RESULT: results}
 
     def read(self, data: bytes) -> list[dict[str, Any]]:
@@ -72,6 +74,16 @@ class OcrRuntime(Runtime):
             {"text": text, "confidence": float(score), "box": _corners(box)}
             for box, text, score in found or []
         ]
+
+
+def _file(value: Any) -> bytes:
+    """A row's encoded image; text (a v2 JSON ``BYTES`` element) is the client's 400."""
+    if isinstance(value, bytes):
+        return value
+    raise InvalidInput(
+        f"{IMAGE} must be the bytes of an image file (over v2: a binary BYTES element)",
+        param=IMAGE,
+    )
 
 
 def _corners(box: Any) -> list[list[float]]:
