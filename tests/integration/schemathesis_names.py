@@ -11,11 +11,12 @@ SCRATCH_KEY = "sm-scratch-key"
 """A key the fuzzed key operations may rotate and revoke."""
 ADD, ECHO, EMBED, RERANK, LLM = "sm-add", "sm-echo", "sm-embed", "sm-rerank", "sm-gemma"
 OCR, ASR = "sm-ocr", "sm-asr"
+VISION = "sm-vision"
 SCRATCH = "sm-scratch"
 """A model the fuzzed repository operations may unload, load and register configs for."""
 REMOVABLE = "sm-removable"
 """A model the fuzzed ``DELETE /v1/admin/models/{name}`` may remove."""
-SERVED = [ADD, ECHO, EMBED, RERANK, LLM, OCR, ASR]
+SERVED = [ADD, ECHO, EMBED, RERANK, LLM, OCR, ASR, VISION]
 MODEL_FIELD = {
     "/v1/embeddings": [EMBED],
     "/v1/rerank": [RERANK],
@@ -23,6 +24,7 @@ MODEL_FIELD = {
     "/v1/chat/completions": [LLM],
     "/v1/ocr": [OCR],
     "/v1/audio/transcriptions": [ASR],
+    "/v1/images/classifications": [VISION],
 }
 """The served model an operation's body may name, by operation."""
 DESTRUCTIVE = {

@@ -38,6 +38,7 @@ from aimass.provision.builtin import asr_builtins, ocr_builtins
 from aimass.registry import keys
 from tests.conftest import ROOT, make_add_model, make_identity_text_model, onnx_spec, run_server
 from tests.factories_text import tiny_classifier, tiny_encoder
+from tests.factories_vision import COLOURS, make_colour_classifier, solid
 from tests.integration.conftest_llm import gemma_file, llm_spec
 from tests.integration.schemathesis_names import (
     ADD,
@@ -51,6 +52,7 @@ from tests.integration.schemathesis_names import (
     RERANK,
     SCRATCH,
     SCRATCH_KEY,
+    VISION,
 )
 
 CONFIG = Path(__file__).with_name("schemathesis.toml")
@@ -87,6 +89,12 @@ def _png() -> str:
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
 
 
+def _images(*images: str) -> dict[str, Any]:
+    """A JSON classification of ``images`` (data URLs or base64) by the tiny colour model."""
+    body = {"model": VISION, "images": [{"image": i} for i in images], "top_k": 2}
+    return {"body": body, "media_type": JSON}
+
+
 def _upload(model: str, data: bytes, **fields) -> dict[str, Any]:
     return {"body": {"file": data, "model": model, **fields}, "media_type": MULTIPART}
 
@@ -114,6 +122,13 @@ def server(tmp_path_factory, pytestconfig):
         llm_spec(gemma_file(pytestconfig), name=LLM),
         {**ocr_builtins(tmp)[0].spec.model_dump(mode="json"), "name": OCR, "sha256": {}},
         {**asr_builtins(tmp)[0].spec.model_dump(mode="json"), "name": ASR, "sha256": {}},
+        {
+            "name": VISION,
+            "runtime": "vision",
+            "task": "classification",
+            "source": str(make_colour_classifier(tmp / "colours.onnx")),
+            "options": {"size": 8, "scale": 1 / 255, "labels": COLOURS},
+        },
     ]
     env = {
         "AIMASS_AUTH_FAILURE_DELAY_S": "0",
@@ -146,6 +161,7 @@ def _calls(server) -> list[tuple]:
     later calls remove what earlier ones created."""
     rerank = {"model": RERANK, "query": "what is paris", "documents": ["paris", "a dog"]}
     transcriptions = "/v1/audio/transcriptions"
+    classify = "/v1/images/classifications"
     return [
         ("GET", "/healthz", {}),
         ("GET", "/health", {}),
@@ -179,6 +195,9 @@ def _calls(server) -> list[tuple]:
         ("POST", transcriptions, _upload(ASR, _wav(), response_format="srt")),
         ("POST", transcriptions, _upload(ASR, _wav(), stream="true")),
         ("POST", transcriptions, _upload(ASR, b"RIFF....WAVEjunk"), 400),
+        ("POST", classify, _images(_png())),
+        ("POST", classify, _upload(VISION, solid((200, 30, 30)))),
+        ("POST", classify, _images("bm90IGFuIGltYWdl"), 400),  # base64 of "not an image"
         ("GET", "/v1/usage", {"query": {"since": "2020-01-01"}}),
         ("GET", "/v1/keys", {}),
         ("POST", "/v1/keys", {"body": {"name": "sm-created", "models": [ADD], "rpm": 600}}),
