@@ -196,7 +196,11 @@ def _calls(server) -> list[tuple]:
         ("POST", transcriptions, _upload(ASR, _wav(), stream="true")),
         ("POST", transcriptions, _upload(ASR, b"RIFF....WAVEjunk"), 400),
         ("POST", classify, _images(_png())),
-        ("POST", classify, _upload(VISION, solid((200, 30, 30)))),
+        (
+            "POST",
+            classify,
+            {"body": {"file": [solid((200, 30, 30))], "model": VISION}, "media_type": MULTIPART},
+        ),
         ("POST", classify, _images("bm90IGFuIGltYWdl"), 400),  # base64 of "not an image"
         ("GET", "/v1/usage", {"query": {"since": "2020-01-01"}}),
         ("GET", "/v1/keys", {}),
