@@ -1,4 +1,5 @@
-"""Every table the registry owns, in one module: models, API keys, usage counters, audit log.
+"""Every table the registry owns, in one module: models, API keys, usage counters, audit log,
+files.
 
 One module so that ``Base.metadata`` is complete as soon as it is imported: the migrations
 (``registry/migrations``) and the test that compares them with this metadata see every table,
@@ -14,7 +15,16 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlalchemy import Boolean, DateTime, Integer, String, Text, UniqueConstraint
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    DateTime,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 LOADED, UNLOADED = "loaded", "unloaded"
@@ -109,3 +119,30 @@ class AuditEntry(Base):
     target: Mapped[str] = mapped_column(String(255), default="")
     source: Mapped[str] = mapped_column(String(255), default="")
     result: Mapped[str] = mapped_column(Text, default="ok")
+
+
+class FileRow(Base):
+    """One uploaded file (OpenAI's Files API): its metadata; the bytes live in a ``FileStorage``.
+
+    A row is written only after its bytes are durably stored under ``storage_key``, so every
+    row names a whole file; a crash between the two leaves an orphan blob, never a row without
+    one. ``owner_key_id`` is the API key that uploaded it (``None``: auth off, anonymous).
+    """
+
+    __tablename__ = "files"
+    __table_args__ = (Index("ix_files_owner_created", "owner_key_id", "created_at", "id"),)
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    """``file-`` and 24 random characters, as OpenAI's ids look."""
+    owner_key_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    owner: Mapped[str] = mapped_column(String(160))
+    """The uploading key's name at upload time (``anonymous`` with auth off), for listings."""
+    purpose: Mapped[str] = mapped_column(String(32), index=True)
+    filename: Mapped[str] = mapped_column(String(255))
+    content_type: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    bytes: Mapped[int] = mapped_column(BigInteger)
+    sha256: Mapped[str] = mapped_column(String(64))
+    storage_key: Mapped[str] = mapped_column(String(255))
+    """Where the storage keeps the bytes (a relative path for the local disk)."""
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, index=True)
+    expires_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
