@@ -35,7 +35,12 @@ class Settings(BaseSettings):
     """``process`` runs each replica in its own OS process; ``inprocess`` runs it in a thread."""
 
     max_body_bytes: int = 16 * 1024 * 1024
-    """Largest request body accepted (413 beyond it)."""
+    """Largest request body accepted (413 beyond it); uploads to ``/v1/files`` have their own
+    limit, ``max_file_bytes``."""
+
+    max_file_bytes: int = Field(default=512 * 1024 * 1024, ge=1)
+    """Largest file ``POST /v1/files`` accepts (OpenAI's limit is 512 MB; 413 beyond it). The
+    file streams to disk under ``home/files`` as it arrives, never whole in memory."""
 
     max_request_rows: int = 4096
     """Most rows (batch entries) one inference request may carry (413 beyond it)."""
