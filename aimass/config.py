@@ -94,6 +94,16 @@ class Settings(BaseSettings):
     usage_flush_interval_s: float = 1.0
     """How often batched usage counters are written to the database."""
 
+    vector_store_default_model: str = "all-MiniLM-L6-v2"
+    """Embedding model of a vector store created without ``embedding_model``."""
+
+    vector_store_ingest_concurrency: int = Field(default=1, ge=1, le=64)
+    """Files ingested into vector stores at once (each embeds one small batch at a time)."""
+
+    vector_store_embed_batch: int = Field(default=16, ge=1, le=1024)
+    """Chunks per embedding request during ingestion: small, so that a search's query waits
+    behind little ingestion work in the model's queue."""
+
     @property
     def resolved_database_url(self) -> str:
         if self.database_url:

@@ -33,7 +33,7 @@ from aimass.server.auth import AccessMiddleware
 from aimass.server.errors import install_error_handlers
 from aimass.server.fastpath import FastPath
 from aimass.server.limits import BodyLimitMiddleware
-from aimass.server.openai import completions, embeddings, files
+from aimass.server.openai import completions, embeddings, files, vector_stores
 from aimass.server.openapi import install as install_openapi
 from aimass.server.v2 import routes as v2_routes
 from aimass.server.v2 import statistics as v2_statistics
@@ -42,6 +42,7 @@ from aimass.serving.files import FilesService
 from aimass.serving.llm import LLMService
 from aimass.serving.pipeline import Pipeline
 from aimass.serving.tensors import TensorService
+from aimass.serving.vector_stores import VectorStoreService
 
 log = logging.getLogger("aimass.server")
 
@@ -54,6 +55,7 @@ ROUTERS = [
     completions,
     embeddings,
     files,
+    vector_stores,
     admin_access,
 ]
 
@@ -91,9 +93,11 @@ def fastapi_app(settings: Settings) -> FastAPI:
     async def lifespan(app: FastAPI):
         await control.start()
         await app.state.files.start()
+        await app.state.vector_stores.start()
         try:
             yield
         finally:
+            await app.state.vector_stores.stop()
             await app.state.files.stop()
             await control.stop()
 
@@ -117,6 +121,7 @@ def fastapi_app(settings: Settings) -> FastAPI:
     state.embeddings = EmbeddingsService(pipeline, settings)
     state.llm = LLMService(pipeline, settings)
     state.files = FilesService(file_store, gate)
+    state.vector_stores = VectorStoreService(pipeline, state.embeddings, settings, file_store)
     install_error_handlers(app)
     for routes in ROUTERS:
         app.include_router(routes.router)

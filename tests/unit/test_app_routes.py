@@ -112,6 +112,7 @@ MODEL_ROUTES = [
     ("POST", "/v1/completions", {"model": "other", "prompt": "x"}),
     ("POST", "/v1/chat/completions",
      {"model": "other", "messages": [{"role": "user", "content": "x"}]}),
+    ("POST", "/v1/vector_stores", {"name": "x", "embedding_model": "other"}),
 ]  # fmt: skip
 
 
