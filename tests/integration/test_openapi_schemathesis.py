@@ -25,6 +25,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import schemathesis
 from schemathesis.specs.openapi.checks import positive_data_acceptance
@@ -87,6 +88,7 @@ def server(tmp_path_factory, pytestconfig):
     with run_server(tmp, models, extra_args=["--require-auth"], env=env) as srv:
         srv.admin_key = admin
         srv.add_file = add
+        srv.file_id = _upload(srv, admin)
         yield srv
 
 
@@ -95,6 +97,17 @@ def api(server):
     """The document the server serves (reading it needs a key, as every path but the probes)."""
     auth = {"Authorization": f"Bearer {server.admin_key}"}
     return schemathesis.openapi.from_url(f"{server}/openapi.json", headers=auth)
+
+
+def _upload(server, key: str) -> str:
+    """A file for the written calls of /v1/files/{file_id} to read (the last one deletes it)."""
+    auth = {"Authorization": f"Bearer {key}"}
+    form = {"file": ("a.txt", b"hello"), "purpose": (None, "user_data")}
+    return httpx.post(f"{server}/v1/files", files=form, headers=auth).json()["id"]
+
+
+def _f(file_id: str) -> dict[str, Any]:
+    return {"path_parameters": {"file_id": file_id}}
 
 
 def _n(name: str) -> dict[str, Any]:
@@ -131,6 +144,16 @@ def _calls(server) -> list[tuple]:
         ("POST", "/v1/embeddings", {"body": {"model": EMBED, "input": ["hello world"]}}),
         ("POST", "/v1/embeddings", {"body": {"model": EMBED, "input": 5}}, 400),
         ("POST", "/v1/rerank", {"body": rerank}),
+        (
+            "POST",
+            "/v1/files",
+            {"body": {"file": b"hi", "purpose": "batch"}, "media_type": "multipart/form-data"},
+        ),
+        ("GET", "/v1/files", {"query": {"purpose": "user_data", "limit": 1, "order": "asc"}}),
+        ("GET", "/v1/files/{file_id}", _f(server.file_id)),
+        ("GET", "/v1/files/{file_id}/content", _f(server.file_id)),
+        ("DELETE", "/v1/files/{file_id}", _f(server.file_id)),
+        ("GET", "/v1/files/{file_id}", _f(server.file_id), 404),
         ("POST", "/v1/completions", {"body": {"model": LLM, "prompt": "hi", "max_tokens": 1}}),
         ("POST", "/v1/completions", {"body": {"model": "nope", "prompt": "hi"}}, 404),
         ("POST", "/v1/chat/completions", {"body": CHAT}),

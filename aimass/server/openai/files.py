@@ -48,6 +48,10 @@ _UPLOAD_BODY = {
         },
     }
 }
+_BYTES = {
+    "description": "The file's bytes, as uploaded",
+    "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
+}
 
 
 def _service(request: Request) -> FilesService:
@@ -90,8 +94,7 @@ async def retrieve_file(request: Request, file_id: str) -> FileObject:
 
 
 @router.get("/v1/files/{file_id}/content", response_class=StreamingResponse,
-            responses={200: {"content": {"application/octet-stream": {}}},
-                       **errors("v1", 404)})  # fmt: skip
+            responses={200: _BYTES, **errors("v1", 404)})  # fmt: skip
 async def file_content(request: Request, file_id: str) -> StreamingResponse:
     record, pieces = await _service(request).content(call_context(request), file_id)
     name = quote(record.filename, safe="")
