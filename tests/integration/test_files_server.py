@@ -183,3 +183,24 @@ def test_the_cli_uploads_lists_shows_reads_and_deletes(env, tmp_path):
     assert gone.returncode == 0 and file_id in gone.stdout
     missing = aimass(env["home"], "files", "show", file_id, **run)
     assert missing.returncode != 0 and "no file" in missing.stderr
+
+
+def test_a_chunked_upload_without_a_length_is_held_to_the_limit_as_it_streams(env):
+    boundary = "b0undary"
+    head = (f'--{boundary}\r\nContent-Disposition: form-data; name="purpose"\r\n\r\nbatch\r\n'
+            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="a.bin"\r\n'
+            "Content-Type: application/octet-stream\r\n\r\n").encode()  # fmt: skip
+
+    def body(size: int):
+        yield head
+        for _ in range(size // 1024):
+            yield b"x" * 1024
+        yield f"\r\n--{boundary}--\r\n".encode()
+
+    headers = {"Authorization": f"Bearer {env['alice']}",
+               "Content-Type": f"multipart/form-data; boundary={boundary}"}  # fmt: skip
+    ok = httpx.post(f"{env['base']}/v1/files", content=body(LIMIT), headers=headers)
+    assert ok.status_code == 200 and ok.json()["bytes"] == LIMIT
+    big = httpx.post(f"{env['base']}/v1/files", content=body(4 * 2**20), headers=headers)
+    assert big.status_code == 413 and big.json()["error"]["param"] == "max_file_bytes"
+    assert not list((env["home"] / "files" / ".tmp").iterdir())
