@@ -295,6 +295,11 @@ class SearchRequest(BaseModel):
     """AI Mass extension: vector (embeddings), keyword (BM25) or both fused by rank."""
     rerank_model: str | None = Field(default=None, min_length=1, max_length=160)
     """AI Mass extension: a loaded rerank model that reorders the candidates."""
+    query_vector: list[StrictFloat | StrictInt] | None = Field(
+        default=None, min_length=1, max_length=8192
+    )
+    """AI Mass extension: search the index with this vector instead of the query's embedding
+    (as Qdrant and Chroma allow); ``query`` is still the text keyword search reads."""
 
     @field_validator("query")
     @classmethod

@@ -242,7 +242,9 @@ class VectorStoreService:
         live = await self.stores.get(store)
         queries, flt, limit = req.queries(), req.filter_dict(), req.max_num_results
         wanted = max(limit, RERANK_CANDIDATES) if req.rerank_model else limit
-        hits = await self._find(ctx, store, live, req.search_mode, queries, flt, wanted)
+        hits = await self._find(
+            ctx, store, live, req.search_mode, queries, flt, wanted, req.query_vector
+        )
         if req.rerank_model:
             hits = await self._rerank(ctx, req.rerank_model, " ".join(queries), hits)
         threshold = req.ranking_options.score_threshold if req.ranking_options else 0.0
@@ -256,11 +258,24 @@ class VectorStoreService:
             "next_page": None,
         }
 
-    async def _find(self, ctx, store, live: LiveStore, mode: str, queries, flt, n) -> list[Hit]:
+    async def _query_vectors(self, ctx, store, live: LiveStore, queries, given) -> np.ndarray:
+        if given is None:
+            return await self.embed(ctx, store.embedding_model, queries)
+        if live.index is None or len(given) != live.index.dimensions:
+            width = live.index.dimensions if live.index is not None else 0
+            raise InvalidInput(
+                f"query_vector has {len(given)} values; the store's vectors have {width}",
+                param="query_vector",
+            )
+        return np.asarray([given], dtype=np.float32)
+
+    async def _find(
+        self, ctx, store, live: LiveStore, mode: str, queries, flt, n, query_vector=None
+    ) -> list[Hit]:
         rankings: list[list[Hit]] = []
         if mode in ("vector", "hybrid") and live.index is not None:
             k = n if mode == "vector" else max(n, CANDIDATES_PER_PART)
-            vectors = await self.embed(ctx, store.embedding_model, queries)
+            vectors = await self._query_vectors(ctx, store, live, queries, query_vector)
             rankings += [live.vector_search(v, k, flt) for v in vectors]
         if mode in ("keyword", "hybrid"):
             k = n if mode == "keyword" else max(n, CANDIDATES_PER_PART)
