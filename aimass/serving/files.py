@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from datetime import datetime, timedelta
 
 from aimass.access.gate import Caller, Gate
-from aimass.errors import InvalidInput
+from aimass.errors import InvalidInput, NotFound
 from aimass.files.store import ANY_OWNER, FileRecord, FileStore, Owner, Upload
 from aimass.protocols.files import (
     MAX_EXPIRES_S,
@@ -145,7 +145,12 @@ class FilesService:
         def work() -> list[FileRecord]:
             after = None
             if query.after is not None:
-                after = self.store.get(query.after, owner)
+                try:
+                    after = self.store.get(query.after, owner)
+                except NotFound:
+                    raise NotFound(
+                        f"after: no file with id {query.after!r}", param="after"
+                    ) from None
             return self.store.page(
                 owner,
                 purpose=query.purpose,

@@ -126,6 +126,9 @@ def test_list_pages_with_after_limit_and_order(env):
     assert [f.id for f in bob.files.list(purpose="vision", order="desc", limit=3)] == made[::-1]
     last = bob.files.list(purpose="vision", order="asc", after=made[3], limit=5)
     assert [f.id for f in last.data] == made[4:] and not last.has_more
+    with pytest.raises(openai.NotFoundError) as err:  # after: another key's file
+        client(env, "alice").files.list(after=made[0])
+    assert err.value.body["param"] == "after"
 
 
 @pytest.mark.parametrize(
