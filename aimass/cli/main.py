@@ -447,3 +447,12 @@ def _register_files_commands() -> None:
 
 _register_access_commands()
 _register_files_commands()
+
+
+def _register_stores_commands() -> None:
+    from aimass.cli.stores import stores_app
+
+    app.add_typer(stores_app, name="stores")
+
+
+_register_stores_commands()

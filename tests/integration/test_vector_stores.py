@@ -309,3 +309,28 @@ def test_kill_9_mid_ingestion_loses_nothing_acknowledged(tmp_path):
                 break
             assert time.monotonic() < deadline, "the index file disagrees with the database"
             time.sleep(0.2)
+
+
+def test_cli_create_add_search_list_delete(env, tmp_path):
+    from typer.testing import CliRunner
+
+    from aimass.cli.main import app
+
+    runner = CliRunner()
+    auth = ["--url", env["base"], "--api-key", env["alice"]]
+    (tmp_path / "a.txt").write_text("volcanoes erupt lava and ash")
+    (tmp_path / "b.md").write_text("# Tides\n\nthe moon pulls the tides of the ocean")
+
+    def run(*args: str) -> str:
+        result = runner.invoke(app, [*args, *auth])
+        assert result.exit_code == 0, result.output
+        return result.stdout.strip()
+
+    store_id = run("stores", "create", "cli", "--file", str(tmp_path / "a.txt"))
+    assert store_id.startswith("vs_")
+    run("stores", "add", store_id, str(tmp_path / "b.md"), "--attr", "kind=notes")
+    found = run("stores", "search", store_id, "tides ocean", "--mode", "keyword")
+    assert found.splitlines()[0].split()[1] == "b.md"
+    assert store_id in run("stores", "list")
+    run("stores", "delete", store_id)
+    assert store_id not in run("stores", "list")
