@@ -17,6 +17,8 @@ Invariants (``tests/unit/test_chunking.py`` checks them with hypothesis):
 
 from __future__ import annotations
 
+import threading
+import weakref
 from dataclasses import dataclass
 
 from tokenizers import Encoding, Tokenizer
@@ -91,15 +93,24 @@ def chunk_text(
     return chunks
 
 
+_plain_copies: weakref.WeakKeyDictionary[Tokenizer, Tokenizer] = weakref.WeakKeyDictionary()
+_plain_lock = threading.Lock()
+
+
 def _plain(tokenizer: Tokenizer) -> Tokenizer:
     """``tokenizer``, or a copy of it that neither truncates nor pads (a model's
-    ``tokenizer.json`` often does both, for its fixed input length)."""
+    ``tokenizer.json`` often does both, for its fixed input length). The copy is made once per
+    tokenizer: it costs about 100 ms for MiniLM's, as much as embedding a small file."""
     if tokenizer.truncation is None and tokenizer.padding is None:
         return tokenizer
-    copy = Tokenizer.from_str(tokenizer.to_str())
-    copy.no_truncation()
-    copy.no_padding()
-    return copy
+    with _plain_lock:
+        copy = _plain_copies.get(tokenizer)
+        if copy is None:
+            copy = Tokenizer.from_str(tokenizer.to_str())
+            copy.no_truncation()
+            copy.no_padding()
+            _plain_copies[tokenizer] = copy
+        return copy
 
 
 def _word_ids(enc: Encoding) -> list[int | None]:

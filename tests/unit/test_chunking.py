@@ -25,11 +25,16 @@ def minilm() -> Tokenizer:
         return Tokenizer.from_str(z.read("tokenizer.json").decode())
 
 
-def tokens(text: str) -> list[tuple[int, int]]:
+@cache
+def plain() -> Tokenizer:
     tok = Tokenizer.from_str(minilm().to_str())
     tok.no_truncation()
     tok.no_padding()
-    return tok.encode(text, add_special_tokens=False).offsets
+    return tok
+
+
+def tokens(text: str) -> list[tuple[int, int]]:
+    return plain().encode(text, add_special_tokens=False).offsets
 
 
 WORDS = st.sampled_from(
