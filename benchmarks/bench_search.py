@@ -121,7 +121,7 @@ def http_answers(base: str, store_id: str, queries: np.ndarray) -> list[list[int
     import httpx
 
     found = []
-    with httpx.Client(base_url=base, timeout=60) as client:
+    with httpx.Client(base_url=base, timeout=900) as client:  # the first one opens the store
         for q in queries:
             r = client.post(
                 f"/v1/vector_stores/{store_id}/search",

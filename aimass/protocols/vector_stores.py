@@ -9,7 +9,7 @@ keys, as OpenAI allows; metadata is at most 16 string pairs.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -23,6 +23,7 @@ from pydantic import (
 )
 
 AttributeValue = StrictStr | StrictBool | StrictInt | StrictFloat
+FileId = Annotated[StrictStr, Field(min_length=1, max_length=40)]
 MAX_ATTRIBUTES = 16
 MAX_FILTER_DEPTH = 8
 
@@ -78,7 +79,7 @@ class VectorStoreCreate(BaseModel):
     model_config = ConfigDict(extra="ignore", strict=True)
 
     name: str | None = Field(default=None, max_length=255)
-    file_ids: list[StrictStr] | None = Field(default=None, max_length=500)
+    file_ids: list[FileId] | None = Field(default=None, max_length=500)
     chunking_strategy: ChunkingStrategy | None = None
     metadata: dict[str, StrictStr] | None = None
     expires_after: ExpiresAfter | None = None
@@ -158,7 +159,7 @@ class VectorStoreFileUpdate(BaseModel):
 class FileBatchCreate(BaseModel):
     model_config = ConfigDict(extra="ignore", strict=True)
 
-    file_ids: list[StrictStr] = Field(min_length=1, max_length=500)
+    file_ids: list[FileId] = Field(min_length=1, max_length=500)
     attributes: dict[str, AttributeValue] | None = None
     chunking_strategy: ChunkingStrategy | None = None
 
