@@ -89,6 +89,7 @@ def server(tmp_path_factory, pytestconfig):
         srv.admin_key = admin
         srv.add_file = add
         srv.file_id = _upload(srv, admin)
+        srv.stores = _stores(srv, admin)
         yield srv
 
 
@@ -104,6 +105,30 @@ def _upload(server, key: str) -> str:
     auth = {"Authorization": f"Bearer {key}"}
     form = {"file": ("a.txt", b"hello"), "purpose": (None, "user_data")}
     return httpx.post(f"{server}/v1/files", files=form, headers=auth).json()["id"]
+
+
+def _stores(server, key: str) -> dict[str, str]:
+    """Vector stores for the written calls: one with a file and a batch, one to delete."""
+    auth = {"Authorization": f"Bearer {key}"}
+    ids = {name: _upload(server, key) for name in ("in_store", "batched", "added")}
+
+    def post(path: str, body: dict) -> str:
+        r = httpx.post(f"{server}{path}", json=body, headers=auth)
+        r.raise_for_status()
+        return r.json()["id"]
+
+    store = post("/v1/vector_stores", {"name": "sm", "embedding_model": EMBED,
+                                       "file_ids": [ids["in_store"]]})  # fmt: skip
+    batch = post(f"/v1/vector_stores/{store}/file_batches", {"file_ids": [ids["batched"]]})
+    doomed = post("/v1/vector_stores", {"name": "sm-doomed", "embedding_model": EMBED})
+    return {**ids, "store": store, "batch": batch, "doomed": doomed}
+
+
+def _vs(server, file_key: str | None = None, **extra: Any) -> dict[str, Any]:
+    params = {"vector_store_id": server.stores["store"]}
+    if file_key is not None:
+        params["file_id"] = server.stores[file_key]
+    return {"path_parameters": {**params, **extra}}
 
 
 def _f(file_id: str) -> dict[str, Any]:
@@ -122,6 +147,8 @@ def _calls(server) -> list[tuple]:
     """``(method, path, parts)`` that must answer 200, or ``(..., status)``, in this order:
     later calls remove what earlier ones created."""
     rerank = {"model": RERANK, "query": "what is paris", "documents": ["paris", "a dog"]}
+    vs, stores = "/v1/vector_stores/{vector_store_id}", server.stores
+    batch = _vs(server, batch_id=stores["batch"])
     return [
         ("GET", "/healthz", {}),
         ("GET", "/health", {}),
@@ -156,6 +183,44 @@ def _calls(server) -> list[tuple]:
         ("GET", "/v1/files/{file_id}", _f(server.file_id), 404),
         ("POST", "/v1/completions", {"body": {"model": LLM, "prompt": "hi", "max_tokens": 1}}),
         ("POST", "/v1/completions", {"body": {"model": "nope", "prompt": "hi"}}, 404),
+        ("POST", "/v1/vector_stores", {"body": {"name": "sm-new", "embedding_model": EMBED}}),
+        ("GET", "/v1/vector_stores", {"query": {"limit": 2, "order": "asc"}}),
+        ("GET", vs, _vs(server)),
+        ("POST", vs, {**_vs(server), "body": {"name": "renamed", "metadata": {"k": "v"}}}),
+        (
+            "POST",
+            vs + "/search",
+            {
+                **_vs(server),
+                "body": {"query": "hello", "filters": {"type": "eq", "key": "a", "value": 1}},
+            },
+        ),
+        (
+            "POST",
+            vs + "/search",
+            {**_vs(server), "body": {"query": "x", "rewrite_query": True}},
+            400,
+        ),
+        (
+            "POST",
+            vs + "/files",
+            {**_vs(server), "body": {"file_id": stores["added"], "attributes": {"a": 1}}},
+        ),
+        ("GET", vs + "/files", {**_vs(server), "query": {"filter": "completed", "limit": 5}}),
+        ("GET", vs + "/files/{file_id}", _vs(server, "in_store")),
+        (
+            "POST",
+            vs + "/files/{file_id}",
+            {**_vs(server, "in_store"), "body": {"attributes": {"b": True}}},
+        ),
+        ("GET", vs + "/files/{file_id}/content", _vs(server, "in_store")),
+        ("POST", vs + "/file_batches", {**_vs(server), "body": {"file_ids": [stores["added"]]}}),
+        ("GET", vs + "/file_batches/{batch_id}", batch),
+        ("GET", vs + "/file_batches/{batch_id}/files", batch),
+        ("POST", vs + "/file_batches/{batch_id}/cancel", batch),
+        ("DELETE", vs + "/files/{file_id}", _vs(server, "in_store")),
+        ("GET", vs + "/files/{file_id}", _vs(server, "in_store"), 404),
+        ("DELETE", vs, {"path_parameters": {"vector_store_id": stores["doomed"]}}),
         ("POST", "/v1/chat/completions", {"body": CHAT}),
         ("POST", "/v1/chat/completions", {"body": {**CHAT, "stream": True}}),
         ("GET", "/v1/usage", {"query": {"since": "2020-01-01"}}),
