@@ -3,8 +3,8 @@
 Stores belong to the API key that created them: another key gets 404, an admin key (or a server
 without auth) sees every store. Every model use goes through the pipeline with a caller's
 context, so scopes, limits, usage and metrics apply: a search embeds its query as the caller;
-ingestion embeds a file's chunks as the key that added the file (usage counts the embedded
-tokens), resumed after a restart as the store's owner.
+ingestion embeds a file's chunks as the store's owner (usage counts the embedded tokens), and
+holds its next request while searches run, so online traffic goes first.
 
 A search runs up to three measurable parts (docs/vector_stores.md): vector (the store's HNSW
 index), keyword (BM25), hybrid (both fused by reciprocal rank, the default), then an optional
@@ -14,6 +14,7 @@ rerank by a loaded rerank model.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -52,6 +53,9 @@ RERANK_CANDIDATES = 50
 """How many fused candidates a rerank model reorders (at least ``max_num_results``)."""
 CANDIDATES_PER_PART = 50
 """How many results each part (vector, keyword) hands to the fusion."""
+SEARCH_FIRST_MAX_WAIT_S = 1.0
+"""Ingestion holds its next embedding request while searches are running, for at most this
+long (so a steady stream of searches slows ingestion down but never stops it)."""
 TOUCH_INTERVAL_S = 60.0
 """``last_active_at`` is written at most this often per store (a search is not a write)."""
 
@@ -83,6 +87,9 @@ class VectorStoreService:
         self._filenames: dict[str, str] = {}
         self._touched: dict[str, float] = {}
         self._tokenizers: dict[str, Tokenizer] = {}
+        self._searches = 0
+        self._no_searches = asyncio.Event()
+        self._no_searches.set()
 
     async def start(self) -> None:
         await self.ingestor.start()
@@ -236,6 +243,16 @@ class VectorStoreService:
                 "searched",
                 param="rewrite_query",
             )
+        self._searches += 1
+        self._no_searches.clear()
+        try:
+            return await self._search(ctx, store_id, req)
+        finally:
+            self._searches -= 1
+            if not self._searches:
+                self._no_searches.set()
+
+    async def _search(self, ctx: CallContext, store_id: str, req: SearchRequest) -> dict:
         store = await self._owned(ctx, store_id)
         if _expired(store):
             raise InvalidInput(f"vector store {store_id!r} has expired", param="vector_store_id")
@@ -343,6 +360,10 @@ class VectorStoreService:
         )
 
     async def _embed_for_owner(self, store: records.Store, texts: list[str]) -> np.ndarray:
+        """Ingestion's embedding request: after running searches (see
+        ``SEARCH_FIRST_MAX_WAIT_S``), as the store's owner."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._no_searches.wait(), SEARCH_FIRST_MAX_WAIT_S)
         caller = self._owners.get(store.id) or await self._owner(store)
         return await self.embed(CallContext(caller), store.embedding_model, texts)
 
