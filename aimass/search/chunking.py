@@ -76,9 +76,9 @@ def chunk_text(
         )
     enc = _plain(tokenizer).encode(text, add_special_tokens=False)
     offsets, words = enc.offsets, _word_ids(enc)
-    chunks, start, n = [], 0, len(offsets)
+    chunks, start, end, n = [], 0, 0, len(offsets)
     while start < n:
-        end = _snap_end(words, start, min(start + max_tokens, n), max_tokens)
+        end = _snap_end(words, start, min(start + max_tokens, n), max_tokens, after=end)
         chunks.append(
             Chunk(
                 text[offsets[start][0] : offsets[end - 1][1]],
@@ -117,14 +117,16 @@ def _word_ids(enc: Encoding) -> list[int | None]:
     return list(enc.word_ids)
 
 
-def _snap_end(words: list[int | None], start: int, end: int, max_tokens: int) -> int:
-    """Move ``end`` back to the first token of a word cut in two, if half the chunk remains."""
+def _snap_end(words: list[int | None], start: int, end: int, max_tokens: int, after: int) -> int:
+    """Move ``end`` back to the first token of a word cut in two, if half the chunk remains
+    and the chunk still reaches past the previous one's end (``after``): a chunk inside its
+    neighbour would add nothing."""
     if end >= len(words) or words[end] is None or words[end] != words[end - 1]:
         return end
     cut = end
     while cut > start and words[cut - 1] == words[end]:
         cut -= 1
-    return cut if cut - start >= max(1, max_tokens // 2) else end
+    return cut if cut - start >= max(1, max_tokens // 2) and cut > after else end
 
 
 def _snap_start(words: list[int | None], start: int, end: int) -> int:
