@@ -14,7 +14,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Protocol
+from typing import BinaryIO, Protocol
 
 CHUNK_BYTES = 1024 * 1024
 """Size of the pieces ``read`` yields."""
@@ -38,7 +38,7 @@ class FileStorage(Protocol):
     def writer(self, key: str) -> BlobWriter: ...
 
     def read(self, key: str, chunk_bytes: int = CHUNK_BYTES) -> Iterator[bytes]:
-        """The stored bytes, a piece at a time (``FileNotFoundError`` if there are none)."""
+        """The stored bytes, a piece at a time; ``FileNotFoundError`` at once if there are none."""
 
     def local_path(self, key: str) -> Path | None:
         """A path on this machine holding the bytes, when the storage has one (else None)."""
@@ -71,9 +71,7 @@ class LocalFileStorage:
         return _LocalWriter(self.tmp / f"{uuid.uuid4().hex}.part", self._path(key))
 
     def read(self, key: str, chunk_bytes: int = CHUNK_BYTES) -> Iterator[bytes]:
-        with self._path(key).open("rb") as f:
-            while piece := f.read(chunk_bytes):
-                yield piece
+        return _pieces(self._path(key).open("rb"), chunk_bytes)  # opened now: fails now
 
     def local_path(self, key: str) -> Path | None:
         return self._path(key)
@@ -122,6 +120,12 @@ class _LocalWriter:
     def abort(self) -> None:
         self._file.close()
         self.tmp.unlink(missing_ok=True)
+
+
+def _pieces(f: BinaryIO, chunk_bytes: int) -> Iterator[bytes]:
+    with f:
+        while piece := f.read(chunk_bytes):
+            yield piece
 
 
 def _fsync_dir(path: Path) -> None:

@@ -176,7 +176,11 @@ class FilesService:
         """The file's record and its bytes, a piece at a time (read them in a thread)."""
         owner = self.owner_filter(ctx.caller)
         record = await asyncio.to_thread(self.store.get, file_id, owner)
-        return record, self.store.read(record)
+        try:
+            return record, await asyncio.to_thread(self.store.read, record)
+        except FileNotFoundError:
+            log.error("files: %s has a row but no bytes in storage", file_id)
+            raise NotFound(f"the bytes of file {file_id!r} are missing", param="file_id") from None
 
     async def delete(self, ctx: CallContext, file_id: str) -> FileDeleted:
         owner = self.owner_filter(ctx.caller)

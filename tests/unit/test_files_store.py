@@ -101,6 +101,13 @@ def test_owners_see_their_own_files_and_admins_all(store):
     assert ids(ANY_OWNER) == [b.id, anon.id] and a.storage_key not in blobs(store)
 
 
+def test_reading_bytes_that_are_gone_fails_at_once(store):
+    record = store.create(ALICE, "a.txt", "batch", [b"a"])
+    store.storage.delete(record.storage_key)
+    with pytest.raises(FileNotFoundError):
+        store.read(record)
+
+
 def test_storage_keys_stay_inside_the_storage(store):
     for key in ("../outside", ".tmp/x", "/etc/passwd"):
         with pytest.raises(ValueError):
