@@ -23,9 +23,10 @@ log = logging.getLogger("aimass.search")
 
 CONNECTIVITY = 16
 EXPANSION_ADD = 128
-EXPANSION_SEARCH = 64
-"""usearch's defaults; at 100,000 384-d vectors they give recall@10 above 0.95
-(``benchmarks/bench_search.py``)."""
+EXPANSION_SEARCH = 128
+"""usearch's defaults, but twice its search expansion: at 100,000 clustered 384-d vectors
+(``benchmarks/bench_search.py``'s data) recall@10 was 0.909 at 64, 0.965 at 128 and 0.992 at
+256 (2.7, 4.6 and 8.0 ms a query on the loaded 2-core machine; benchmarks/RESULTS.md)."""
 
 
 class VectorIndex:
