@@ -82,6 +82,7 @@ def main() -> None:
     parser.add_argument("--docs", type=int, default=1000)
     parser.add_argument("--queries", type=int, default=300)
     parser.add_argument("--home", type=Path, default=None, help="where the MiniLM files live")
+    parser.add_argument("--no-append", action="store_true", help="print, do not write RESULTS.md")
     args = parser.parse_args()
     pairs = corpus(args.docs, seed=0)
     specs = minilm_specs(args.home or Settings().home)  # fp32 and the gated int8 version
@@ -211,7 +212,8 @@ Search latency, hybrid, one client, {f["searches"]} searches: during ingestion p
 {machine_note()}
 """
     print(text)
-    append_section(text)
+    if not args.no_append:
+        append_section(text)
 
 
 if __name__ == "__main__":
