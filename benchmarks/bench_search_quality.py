@@ -137,14 +137,11 @@ def run(c: httpx.Client, pairs, n_queries: int) -> dict:
     watcher.join()
     files = c.get(f"/v1/vector_stores/{store}/files", params={"limit": 100, "filter": "failed"})
     failed = len(files.json()["data"])
-    chunks = (
-        sum(
-            len(c.get(f"/v1/vector_stores/{store}/files/{f}/content").json()["data"])
-            for f in ids[:50]
-        )
-        * len(ids)
-        / 50
+    sample = ids[:50]  # chunks per file, from a sample of the files' contents
+    in_sample = sum(
+        len(c.get(f"/v1/vector_stores/{store}/files/{f}/content").json()["data"]) for f in sample
     )
+    chunks = in_sample * len(ids) / len(sample)
     idle_lat = []
     for j in range(len(busy_lat)):
         q = {"query": pairs[j % len(pairs)][0], "max_num_results": 10}
