@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 from sqlalchemy import and_, delete, func, or_, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from aimass.registry.db import session_scope
@@ -250,7 +251,21 @@ def add_file(
     chunk_overlap_tokens: int,
     batch_id: str | None = None,
 ) -> tuple[StoreFile, bool]:
-    """The store's file (and whether it is new); adding a file twice keeps the first."""
+    """The store's file (and whether it is new); adding a file twice keeps the first, also
+    when two adds race (the unique constraint decides, the loser reads the winner's row)."""
+    try:
+        return _insert_file(url, store_id, file_id, attributes, max_chunk_tokens,
+                            chunk_overlap_tokens, batch_id)  # fmt: skip
+    except IntegrityError:
+        found = get_file(url, store_id, file_id)
+        if found is None:
+            raise
+        return found, False
+
+
+def _insert_file(
+    url, store_id, file_id, attributes, max_chunk_tokens, chunk_overlap_tokens, batch_id
+) -> tuple[StoreFile, bool]:
     with session_scope(url) as s:
         row = _file_row(s, store_id, file_id)
         if row is not None:

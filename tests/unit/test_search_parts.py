@@ -112,3 +112,27 @@ def test_index_file_is_used_only_when_it_holds_the_database_chunks(tmp_path):
     index.remove(np.array([8]))
     assert 8 not in index.search(vectors[7], 3)[0]
     assert VectorIndex(tmp_path / "empty.usearch", 16).search(vectors[0], 5)[0].size == 0
+
+
+def test_racing_adds_of_one_file_make_one_row(tmp_path):
+    import threading
+
+    from aimass.search import records
+
+    url = f"sqlite:///{tmp_path / 'registry.db'}"
+    store = records.create_store(
+        url, owner_key_id=None, name="s", embedding_model="m", metadata={}, expires_after_days=None
+    )
+    added = []
+
+    def add() -> None:
+        added.append(records.add_file(url, store.id, "file-1", attributes={},
+                                      max_chunk_tokens=100, chunk_overlap_tokens=0))  # fmt: skip
+
+    threads = [threading.Thread(target=add) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(new for _, new in added) == [False] * 5 + [True]
+    assert len(records.files_of(url, store.id)) == 1
