@@ -35,7 +35,12 @@ class Settings(BaseSettings):
     """``process`` runs each replica in its own OS process; ``inprocess`` runs it in a thread."""
 
     max_body_bytes: int = 16 * 1024 * 1024
-    """Largest request body accepted (413 beyond it)."""
+    """Largest request body accepted (413 beyond it); uploads to ``/v1/files`` have their own
+    limit, ``max_file_bytes``."""
+
+    max_file_bytes: int = Field(default=512 * 1024 * 1024, ge=1)
+    """Largest file ``POST /v1/files`` accepts (OpenAI's limit is 512 MB; 413 beyond it). The
+    file streams to disk under ``home/files`` as it arrives, never whole in memory."""
 
     max_request_rows: int = 4096
     """Most rows (batch entries) one inference request may carry (413 beyond it)."""
@@ -88,6 +93,16 @@ class Settings(BaseSettings):
 
     usage_flush_interval_s: float = 1.0
     """How often batched usage counters are written to the database."""
+
+    vector_store_default_model: str = "all-MiniLM-L6-v2"
+    """Embedding model of a vector store created without ``embedding_model``."""
+
+    vector_store_ingest_concurrency: int = Field(default=1, ge=1, le=64)
+    """Files ingested into vector stores at once (each embeds one small batch at a time)."""
+
+    vector_store_embed_batch: int = Field(default=16, ge=1, le=1024)
+    """Chunks per embedding request during ingestion: small, so that a search's query waits
+    behind little ingestion work in the model's queue."""
 
     @property
     def resolved_database_url(self) -> str:

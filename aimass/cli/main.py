@@ -441,4 +441,20 @@ def _register_access_commands() -> None:
     app.command("audit")(cli_access.audit)
 
 
+def _register_files_commands() -> None:
+    from aimass.cli.files import files_app
+
+    app.add_typer(files_app, name="files")
+
+
 _register_access_commands()
+_register_files_commands()
+
+
+def _register_stores_commands() -> None:
+    from aimass.cli.stores import stores_app
+
+    app.add_typer(stores_app, name="stores")
+
+
+_register_stores_commands()

@@ -1,4 +1,5 @@
-"""Every table the registry owns, in one module: models, API keys, usage counters, audit log.
+"""Every table the registry owns, in one module: models, API keys, usage counters, audit log,
+files, vector stores.
 
 One module so that ``Base.metadata`` is complete as soon as it is imported: the migrations
 (``registry/migrations``) and the test that compares them with this metadata see every table,
@@ -14,7 +15,17 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlalchemy import Boolean, DateTime, Integer, String, Text, UniqueConstraint
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    DateTime,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 LOADED, UNLOADED = "loaded", "unloaded"
@@ -109,3 +120,115 @@ class AuditEntry(Base):
     target: Mapped[str] = mapped_column(String(255), default="")
     source: Mapped[str] = mapped_column(String(255), default="")
     result: Mapped[str] = mapped_column(Text, default="ok")
+
+
+class FileRow(Base):
+    """One uploaded file (OpenAI's Files API): its metadata; the bytes live in a ``FileStorage``.
+
+    A row is written only after its bytes are durably stored under ``storage_key``, so every
+    row names a whole file; a crash between the two leaves an orphan blob, never a row without
+    one. ``owner_key_id`` is the API key that uploaded it (``None``: auth off, anonymous).
+    """
+
+    __tablename__ = "files"
+    __table_args__ = (Index("ix_files_owner_created", "owner_key_id", "created_at", "id"),)
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    """``file-`` and 24 random characters, as OpenAI's ids look."""
+    owner_key_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    owner: Mapped[str] = mapped_column(String(160))
+    """The uploading key's name at upload time (``anonymous`` with auth off), for listings."""
+    purpose: Mapped[str] = mapped_column(String(32), index=True)
+    filename: Mapped[str] = mapped_column(String(255))
+    content_type: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    bytes: Mapped[int] = mapped_column(BigInteger)
+    sha256: Mapped[str] = mapped_column(String(64))
+    storage_key: Mapped[str] = mapped_column(String(255))
+    """Where the storage keeps the bytes (a relative path for the local disk)."""
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, index=True)
+    expires_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+
+
+class VectorStoreRow(Base):
+    """One vector store (OpenAI's Vector Stores API): its owner, embedding model and chunking.
+
+    The store's chunks and their vectors live in ``vector_store_chunks``, so its HNSW index
+    (a file under ``AIMASS_HOME/stores``) can always be rebuilt from the database.
+    """
+
+    __tablename__ = "vector_stores"
+    __table_args__ = (Index("ix_vector_stores_owner_created", "owner_key_id", "created_at", "id"),)
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    """``vs_`` and 24 random characters, as OpenAI's ids look."""
+    owner_key_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    """The API key that created it (``None``: auth off, anonymous)."""
+    name: Mapped[str] = mapped_column(String(255), default="")
+    embedding_model: Mapped[str] = mapped_column(String(160))
+    """The embedding model's reference (``name`` or ``name:version``) every chunk went through."""
+    dimensions: Mapped[int] = mapped_column(Integer, default=0)
+    """The vectors' width, fixed by the first embedded chunk (0 until then)."""
+    metadata_json: Mapped[str] = mapped_column(Text, default="{}")
+    expires_after_days: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    """OpenAI's ``expires_after`` (anchor ``last_active_at``), in days; ``None``: never."""
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, index=True)
+    last_active_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class VectorStoreFileRow(Base):
+    """One file of a vector store: its attributes, chunking, and how its ingestion went.
+
+    ``status`` is ``in_progress`` until the file's chunks are written, with ``completed``, in the
+    same transaction; a server that stops mid-file finds it ``in_progress`` at the next start
+    and ingests it again, so a ``completed`` file always has all of its chunks.
+    """
+
+    __tablename__ = "vector_store_files"
+    __table_args__ = (UniqueConstraint("store_id", "file_id", name="uq_vector_store_file"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    store_id: Mapped[str] = mapped_column(String(40), index=True)
+    file_id: Mapped[str] = mapped_column(String(40), index=True)
+    batch_id: Mapped[str | None] = mapped_column(String(40), nullable=True, index=True)
+    status: Mapped[str] = mapped_column(String(16), default="in_progress", index=True)
+    error_code: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    error_message: Mapped[str | None] = mapped_column(Text, nullable=True)
+    attributes_json: Mapped[str] = mapped_column(Text, default="{}")
+    max_chunk_tokens: Mapped[int] = mapped_column(Integer)
+    chunk_overlap_tokens: Mapped[int] = mapped_column(Integer)
+    usage_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class VectorStoreChunkRow(Base):
+    """One chunk of a vector store file: its text and its vector (float32 bytes).
+
+    ``id`` is the chunk's key in the store's HNSW index; ids are never reused (AUTOINCREMENT on
+    SQLite, a sequence on PostgreSQL), so a deleted chunk's key cannot come back as another one.
+    """
+
+    __tablename__ = "vector_store_chunks"
+    __table_args__ = (
+        Index("ix_vector_store_chunks_store_file", "store_id", "file_id"),
+        {"sqlite_autoincrement": True},
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    store_id: Mapped[str] = mapped_column(String(40))
+    file_id: Mapped[str] = mapped_column(String(40))
+    seq: Mapped[int] = mapped_column(Integer)
+    """The chunk's position in its file."""
+    text: Mapped[str] = mapped_column(Text)
+    tokens: Mapped[int] = mapped_column(Integer)
+    vector: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class VectorStoreBatchRow(Base):
+    """One file batch of a vector store; its files carry its id (``vector_store_files``)."""
+
+    __tablename__ = "vector_store_file_batches"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    store_id: Mapped[str] = mapped_column(String(40), index=True)
+    cancelled: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)

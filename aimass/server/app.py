@@ -24,6 +24,8 @@ from aimass import __version__
 from aimass.access.gate import Gate
 from aimass.config import Settings
 from aimass.control import ControlPlane
+from aimass.files.storage import LocalFileStorage
+from aimass.files.store import FileStore
 from aimass.server import health
 from aimass.server.admin import access as admin_access
 from aimass.server.admin import models as admin_models
@@ -31,16 +33,26 @@ from aimass.server.auth import AccessMiddleware
 from aimass.server.errors import install_error_handlers
 from aimass.server.fastpath import FastPath
 from aimass.server.limits import BodyLimitMiddleware
-from aimass.server.openai import audio, completions, embeddings, images, ocr
+from aimass.server.openai import (
+    audio,
+    completions,
+    embeddings,
+    files,
+    images,
+    ocr,
+    vector_stores,
+)
 from aimass.server.openapi import install as install_openapi
 from aimass.server.v2 import routes as v2_routes
 from aimass.server.v2 import statistics as v2_statistics
 from aimass.serving.audio import AudioService
 from aimass.serving.embeddings import EmbeddingsService
+from aimass.serving.files import FilesService
 from aimass.serving.llm import LLMService
 from aimass.serving.ocr import OcrService
 from aimass.serving.pipeline import Pipeline
 from aimass.serving.tensors import TensorService
+from aimass.serving.vector_stores import VectorStoreService
 from aimass.serving.vision import VisionService
 
 log = logging.getLogger("aimass.server")
@@ -56,6 +68,8 @@ ROUTERS = [
     images,
     ocr,
     audio,
+    files,
+    vector_stores,
     admin_access,
 ]
 
@@ -64,7 +78,11 @@ Middleware = Callable[[ASGIApp, FastAPI], ASGIApp]
 MIDDLEWARE: list[Middleware] = [
     # outermost first: a request without a valid key is refused before its body is read
     lambda inner, app: AccessMiddleware(inner, gate=app.state.gate),
-    lambda inner, app: BodyLimitMiddleware(inner, max_body_bytes=app.state.settings.max_body_bytes),
+    lambda inner, app: BodyLimitMiddleware(
+        inner,
+        max_body_bytes=app.state.settings.max_body_bytes,
+        streamed={"max_file_bytes": app.state.settings.max_file_bytes},
+    ),
 ]
 
 
@@ -88,9 +106,13 @@ def fastapi_app(settings: Settings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         await control.start()
+        await app.state.files.start()
+        await app.state.vector_stores.start()
         try:
             yield
         finally:
+            await app.state.vector_stores.stop()
+            await app.state.files.stop()
             await control.stop()
 
     app = FastAPI(title="AI Mass", version=__version__, lifespan=lifespan)
@@ -104,12 +126,19 @@ def fastapi_app(settings: Settings) -> FastAPI:
         gate,
     )
     state.pipeline = pipeline
+    file_store = FileStore(
+        settings.resolved_database_url,
+        LocalFileStorage(settings.home / "files"),
+        settings.max_file_bytes,
+    )
     state.tensors = TensorService(pipeline)
     state.embeddings = EmbeddingsService(pipeline, settings)
     state.llm = LLMService(pipeline, settings)
     state.vision = VisionService(pipeline, settings)
     state.ocr = OcrService(pipeline)
     state.audio = AudioService(pipeline)
+    state.files = FilesService(file_store, gate)
+    state.vector_stores = VectorStoreService(pipeline, state.embeddings, settings, file_store)
     install_error_handlers(app)
     for routes in ROUTERS:
         app.include_router(routes.router)

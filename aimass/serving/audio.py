@@ -26,7 +26,7 @@ from aimass.errors import InvalidInput
 from aimass.protocols.audio import TranscriptionForm
 from aimass.refs import split_model
 from aimass.serving import subtitles
-from aimass.serving.files import blobs, check_upload
+from aimass.serving.encoded import blobs, check_upload
 from aimass.serving.pipeline import CallContext, Pipeline
 
 TASK = "transcription"

@@ -14,7 +14,7 @@ from typing import Any
 import orjson
 
 from aimass.refs import split_model
-from aimass.serving.files import blobs, check_upload
+from aimass.serving.encoded import blobs, check_upload
 from aimass.serving.pipeline import CallContext, Pipeline
 
 TASK = "ocr"

@@ -28,6 +28,7 @@ import wave
 from pathlib import Path
 from typing import Any
 
+import httpx
 import numpy as np
 import pytest
 import schemathesis
@@ -138,6 +139,8 @@ def server(tmp_path_factory, pytestconfig):
     with run_server(tmp, models, extra_args=["--require-auth"], env=env) as srv:
         srv.admin_key = admin
         srv.add_file = add
+        srv.file_id = _upload(srv, admin)
+        srv.stores = _stores(srv, admin)
         yield srv
 
 
@@ -146,6 +149,41 @@ def api(server):
     """The document the server serves (reading it needs a key, as every path but the probes)."""
     auth = {"Authorization": f"Bearer {server.admin_key}"}
     return schemathesis.openapi.from_url(f"{server}/openapi.json", headers=auth)
+
+
+def _upload(server, key: str) -> str:
+    """A file for the written calls of /v1/files/{file_id} to read (the last one deletes it)."""
+    auth = {"Authorization": f"Bearer {key}"}
+    form = {"file": ("a.txt", b"hello"), "purpose": (None, "user_data")}
+    return httpx.post(f"{server}/v1/files", files=form, headers=auth).json()["id"]
+
+
+def _stores(server, key: str) -> dict[str, str]:
+    """Vector stores for the written calls: one with a file and a batch, one to delete."""
+    auth = {"Authorization": f"Bearer {key}"}
+    ids = {name: _upload(server, key) for name in ("in_store", "batched", "added")}
+
+    def post(path: str, body: dict) -> str:
+        r = httpx.post(f"{server}{path}", json=body, headers=auth)
+        r.raise_for_status()
+        return r.json()["id"]
+
+    store = post("/v1/vector_stores", {"name": "sm", "embedding_model": EMBED,
+                                       "file_ids": [ids["in_store"]]})  # fmt: skip
+    batch = post(f"/v1/vector_stores/{store}/file_batches", {"file_ids": [ids["batched"]]})
+    doomed = post("/v1/vector_stores", {"name": "sm-doomed", "embedding_model": EMBED})
+    return {**ids, "store": store, "batch": batch, "doomed": doomed}
+
+
+def _vs(server, file_key: str | None = None, **extra: Any) -> dict[str, Any]:
+    params = {"vector_store_id": server.stores["store"]}
+    if file_key is not None:
+        params["file_id"] = server.stores[file_key]
+    return {"path_parameters": {**params, **extra}}
+
+
+def _f(file_id: str) -> dict[str, Any]:
+    return {"path_parameters": {"file_id": file_id}}
 
 
 def _n(name: str) -> dict[str, Any]:
@@ -162,6 +200,8 @@ def _calls(server) -> list[tuple]:
     rerank = {"model": RERANK, "query": "what is paris", "documents": ["paris", "a dog"]}
     transcriptions = "/v1/audio/transcriptions"
     classify = "/v1/images/classifications"
+    vs, stores = "/v1/vector_stores/{vector_store_id}", server.stores
+    batch = _vs(server, batch_id=stores["batch"])
     return [
         ("GET", "/healthz", {}),
         ("GET", "/health", {}),
@@ -184,8 +224,56 @@ def _calls(server) -> list[tuple]:
         ("POST", "/v1/embeddings", {"body": {"model": EMBED, "input": ["hello world"]}}),
         ("POST", "/v1/embeddings", {"body": {"model": EMBED, "input": 5}}, 400),
         ("POST", "/v1/rerank", {"body": rerank}),
+        (
+            "POST",
+            "/v1/files",
+            {"body": {"file": b"hi", "purpose": "batch"}, "media_type": "multipart/form-data"},
+        ),
+        ("GET", "/v1/files", {"query": {"purpose": "user_data", "limit": 1, "order": "asc"}}),
+        ("GET", "/v1/files/{file_id}", _f(server.file_id)),
+        ("GET", "/v1/files/{file_id}/content", _f(server.file_id)),
+        ("DELETE", "/v1/files/{file_id}", _f(server.file_id)),
+        ("GET", "/v1/files/{file_id}", _f(server.file_id), 404),
         ("POST", "/v1/completions", {"body": {"model": LLM, "prompt": "hi", "max_tokens": 1}}),
         ("POST", "/v1/completions", {"body": {"model": "nope", "prompt": "hi"}}, 404),
+        ("POST", "/v1/vector_stores", {"body": {"name": "sm-new", "embedding_model": EMBED}}),
+        ("GET", "/v1/vector_stores", {"query": {"limit": 2, "order": "asc"}}),
+        ("GET", vs, _vs(server)),
+        ("POST", vs, {**_vs(server), "body": {"name": "renamed", "metadata": {"k": "v"}}}),
+        (
+            "POST",
+            vs + "/search",
+            {
+                **_vs(server),
+                "body": {"query": "hello", "filters": {"type": "eq", "key": "a", "value": 1}},
+            },
+        ),
+        (
+            "POST",
+            vs + "/search",
+            {**_vs(server), "body": {"query": "x", "rewrite_query": True}},
+            400,
+        ),
+        (
+            "POST",
+            vs + "/files",
+            {**_vs(server), "body": {"file_id": stores["added"], "attributes": {"a": 1}}},
+        ),
+        ("GET", vs + "/files", {**_vs(server), "query": {"filter": "completed", "limit": 5}}),
+        ("GET", vs + "/files/{file_id}", _vs(server, "in_store")),
+        (
+            "POST",
+            vs + "/files/{file_id}",
+            {**_vs(server, "in_store"), "body": {"attributes": {"b": True}}},
+        ),
+        ("GET", vs + "/files/{file_id}/content", _vs(server, "in_store")),
+        ("POST", vs + "/file_batches", {**_vs(server), "body": {"file_ids": [stores["added"]]}}),
+        ("GET", vs + "/file_batches/{batch_id}", batch),
+        ("GET", vs + "/file_batches/{batch_id}/files", batch),
+        ("POST", vs + "/file_batches/{batch_id}/cancel", batch),
+        ("DELETE", vs + "/files/{file_id}", _vs(server, "in_store")),
+        ("GET", vs + "/files/{file_id}", _vs(server, "in_store"), 404),
+        ("DELETE", vs, {"path_parameters": {"vector_store_id": stores["doomed"]}}),
         ("POST", "/v1/chat/completions", {"body": CHAT}),
         ("POST", "/v1/chat/completions", {"body": {**CHAT, "stream": True}}),
         ("POST", "/v1/ocr", {"body": {"model": OCR, "image": _png()}, "media_type": JSON}),

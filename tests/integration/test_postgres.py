@@ -6,6 +6,7 @@ Needs PostgreSQL's server binaries (initdb, pg_ctl) on PATH; as root, the cluste
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import subprocess
@@ -14,7 +15,10 @@ import time
 import httpx
 import pytest
 
+from aimass.files.storage import LocalFileStorage
+from aimass.files.store import ANY_OWNER, FileStore, Owner
 from aimass.registry import models as registry
+from aimass.registry.tables import utcnow
 from aimass.spec import ModelSpec
 from tests.conftest import free_port, make_add_model, run_server
 
@@ -85,6 +89,19 @@ def test_registry_functions_on_postgres(pg_url):
     registry.add_model(pg_url, spec, load=True)
     assert registry.get_model(pg_url, "pg-unit").desired == "loaded"
     assert registry.remove_model(pg_url, "pg-unit") == [1]
+
+
+def test_files_on_postgres(pg_url, tmp_path):
+    store = FileStore(pg_url, LocalFileStorage(tmp_path / "files"), 1024)
+    a = store.create(Owner(1, "a"), "a.txt", "batch", [b"aa"])
+    store.create(Owner(2, "b"), "b.txt", "batch", [b"bb"], expires_at=utcnow())
+    c = store.create(Owner(1, "a"), "c.txt", "vision", [b"cc"])
+    page = {"purpose": None, "limit": 10, "newest_first": True}
+    assert [r.id for r in store.page(1, after=None, **page)] == [c.id, a.id]
+    assert [r.id for r in store.page(ANY_OWNER, after=c, **page)] == [a.id]  # b has expired
+    assert store.get(a.id, 1).sha256 == hashlib.sha256(b"aa").hexdigest()
+    assert store.sweep() == 1 and store.delete(a.id, 1).id == a.id
+    assert [r.id for r in store.page(ANY_OWNER, after=None, **page)] == [c.id]
 
 
 def test_server_keeps_its_models_in_postgres_across_restarts(pg_url, tmp_path):

@@ -125,6 +125,7 @@ MODEL_ROUTES = [
      {"model": "other", "messages": [{"role": "user", "content": "x"}]}),
     ("POST", "/v1/ocr", {"model": "other", "image": "aGk="}),
     ("POST", "/v1/audio/transcriptions", Upload({"model": "other"})),
+    ("POST", "/v1/vector_stores", {"name": "x", "embedding_model": "other"}),
 ]  # fmt: skip
 
 

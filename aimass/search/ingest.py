@@ -1,0 +1,169 @@
+"""Background ingestion of vector store files: read, extract, chunk, embed, commit.
+
+Bounded: at most ``concurrency`` files are worked on at once (``AIMASS_VECTOR_STORE_INGEST_
+CONCURRENCY``); the rest wait in a queue of ``(store, file)`` keys whose truth is the database
+(a file is ``in_progress`` until its chunks are committed). Cancellable: deleting a file or
+cancelling its batch cancels its task. Resumable: ``start`` queues every file still
+``in_progress``, so a server stopped or killed mid-file ingests it again from the start; nothing
+of it was committed before (see ``records.complete_file``).
+
+Online traffic first: a file is embedded in small batches (``embed_batch`` chunks, one request
+at a time per file) through the same pipeline as every other call, yielding to the event loop
+between them, so a search's query embedding waits behind at most a few small batches.
+
+How a file becomes text depends on its kind (``Work.extract``); image files, for example, would
+be a kind of their own with their own extractor, and are refused until one exists.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from aimass.errors import AimassError, InvalidInput, TooManyRequests, Unavailable
+from aimass.search import records
+from aimass.search.chunking import Chunk
+from aimass.search.store import Stores
+
+log = logging.getLogger("aimass.search")
+
+Key = tuple[str, str]
+"""(store id, file id)"""
+
+RETRY_S = 300.0
+"""How long a file waits for its embedding model (still loading after a start, queue full,
+replica restarting) before it fails; retries back off from 0.5 s to 10 s."""
+
+
+@dataclass(frozen=True)
+class Work:
+    """What ingestion needs from the layers above (the service provides it)."""
+
+    read_text: Callable[[records.Store, str], Awaitable[str]]
+    """The text of a file (read from file storage, extracted by its kind); InvalidInput or
+    NotFound when it has none."""
+    chunk: Callable[[records.Store, records.StoreFile, str], Awaitable[list[Chunk]]]
+    """The text cut in the store's embedding model's tokens."""
+    embed: Callable[[records.Store, list[str]], Awaitable[np.ndarray]]
+    """Vectors of texts by the store's embedding model, as the store's owner."""
+
+
+class Ingestor:
+    """The ingestion queue and workers of one server."""
+
+    def __init__(self, stores: Stores, work: Work, *, concurrency: int, embed_batch: int):
+        self.stores = stores
+        self.work = work
+        self.concurrency = concurrency
+        self.embed_batch = embed_batch
+        self._queue: asyncio.Queue[Key] | None = None
+        self._queued: set[Key] = set()
+        self._running: dict[Key, asyncio.Task] = {}
+        self._workers: list[asyncio.Task] = []
+        self.idle = asyncio.Event()
+
+    async def start(self) -> None:
+        """Start the workers and queue every file left ``in_progress`` (resume)."""
+        self._queue = asyncio.Queue()
+        self._workers = [asyncio.create_task(self._worker()) for _ in range(self.concurrency)]
+        for f in await self.stores.run(records.in_progress):
+            self.submit(f.store_id, f.file_id)
+        if not self._queued:
+            self.idle.set()
+
+    async def stop(self) -> None:
+        """Cancel the workers (files in progress stay ``in_progress``) and save the indexes."""
+        for task in [*self._running.values(), *self._workers]:
+            task.cancel()
+        for task in self._workers:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._workers.clear()
+        await self.stores.save()
+
+    def submit(self, store_id: str, file_id: str) -> None:
+        key = (store_id, file_id)
+        if self._queue is None or key in self._queued:
+            return
+        self.idle.clear()
+        self._queued.add(key)
+        self._queue.put_nowait(key)
+
+    def cancel(self, store_id: str, file_id: str) -> None:
+        """Stop ingesting a file (it was deleted or its batch cancelled)."""
+        task = self._running.get((store_id, file_id))
+        if task is not None:
+            task.cancel()
+
+    async def _worker(self) -> None:
+        assert self._queue is not None
+        while True:
+            key = await self._queue.get()
+            task = asyncio.create_task(self._ingest(*key))
+            self._running[key] = task
+            try:
+                await asyncio.wait([task])
+            finally:
+                self._running.pop(key, None)
+                self._queued.discard(key)
+            if not self._queued:
+                await self.stores.save()
+                if not self._queued:
+                    self.idle.set()
+
+    async def _ingest(self, store_id: str, file_id: str) -> None:
+        store = await self.stores.run(records.get_store, store_id)
+        f = await self.stores.run(records.get_file, store_id, file_id)
+        if store is None or f is None or f.status != records.IN_PROGRESS:
+            return
+        try:
+            await self._retrying(store, f)
+        except asyncio.CancelledError:
+            raise
+        except AimassError as exc:
+            code = "invalid_file" if isinstance(exc, InvalidInput) else "server_error"
+            await self._fail(store, f, code, exc.message)
+        except Exception as exc:  # any other failure fails the file, never the worker
+            log.exception("ingesting %s into %s failed", file_id, store_id)
+            await self._fail(store, f, "server_error", f"{type(exc).__name__}: {exc}")
+
+    async def _retrying(self, store: records.Store, f: records.StoreFile) -> None:
+        """``_ingest_file``, again while the model is unavailable or busy (see ``RETRY_S``)."""
+        loop = asyncio.get_running_loop()
+        give_up, wait = loop.time() + RETRY_S, 0.5
+        while True:
+            try:
+                return await self._ingest_file(store, f)
+            except (Unavailable, TooManyRequests):
+                if loop.time() + wait > give_up:
+                    raise
+            await asyncio.sleep(wait)
+            wait = min(wait * 2, 10.0)
+
+    async def _ingest_file(self, store: records.Store, f: records.StoreFile) -> None:
+        text = await self.work.read_text(store, f.file_id)
+        chunks = await self.work.chunk(store, f, text)
+        vectors = []
+        for start in range(0, len(chunks), self.embed_batch):
+            batch = chunks[start : start + self.embed_batch]
+            vectors.append(await self.work.embed(store, [c.text for c in batch]))
+            await asyncio.sleep(0)
+        new = [
+            records.NewChunk(i, c.text, c.n_tokens, v)
+            for i, (c, v) in enumerate(zip(chunks, _rows(vectors), strict=True))
+        ]
+        usage = sum(len(c.text.encode()) for c in chunks)
+        await self.stores.add_file(store, f.file_id, f.attributes, new, usage)
+
+    async def _fail(self, store: records.Store, f: records.StoreFile, code: str, msg: str) -> None:
+        log.info("vector store %s: file %s failed (%s: %s)", store.id, f.file_id, code, msg)
+        await self.stores.run(records.fail_file, store.id, f.file_id, code, msg)
+
+
+def _rows(blocks: list[np.ndarray]) -> list[np.ndarray]:
+    return [row for block in blocks for row in block]
