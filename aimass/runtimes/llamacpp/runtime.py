@@ -16,11 +16,22 @@ Request dict (built by the OpenAI serving layer, plain data so it pickles)::
     temperature, top_p, top_k, min_p, seed,
     presence_penalty, frequency_penalty, repetition_penalty, stop: list[str],
     response_format: dict | None   (json_object / json_schema, enforced by a grammar)
+    grammar: str | None        GBNF that overrides response_format's grammar when set (tools)
+    n: int                     choices (default 1; 1 <= n <= options.max_n, default 8, else
+                               InvalidInput param="n"); the prompt is prefilled once and its
+                               KV cells copied to the n sequences; choice i > 0 of a seeded
+                               request draws with seed + i
+    logprobs: bool             report each generated token's log-probability
+    top_logprobs: int | None   0..20 most likely alternatives per token (InvalidInput
+                               param="top_logprobs" otherwise)
     deadline: float | None     (``time.time()`` after which the sequence ends with 504)
 
-Events: ``{"text": delta}`` while generating; the last one (``done=True``) adds
-``finish_reason`` ("stop" | "length"), ``usage`` and ``stats``, or ``error`` (an
-``AimassError``) when the sequence could not finish.
+Events (``GenerationEvent`` in ``engine/local/messages.py``): ``{"index": i, "text": delta,
+"logprobs": [...]}`` while generating; the last event of each choice adds ``finish_reason``
+("stop" | "length"), ``usage`` (prompt_tokens, completion_tokens of that choice,
+cached_tokens: prompt tokens whose KV cells came from the prefix cache) and ``timings``;
+``StepEvent.done`` is set on the last choice's last event only. ``error`` (an ``AimassError``)
+ends the whole request.
 
 Admission: a replica holds at most ``max_seqs`` running plus ``limits.max_queue`` waiting
 sequences. Sequences added since the last step count as waiting until the step gives them
