@@ -40,6 +40,8 @@ class SamplingParams:
     repetition_penalty: float = 1.0
     stop: list[str] = field(default_factory=list)
     grammar: str | None = None
+    logit_bias: dict[int, float] = field(default_factory=dict)
+    """Token id -> bias added to its logit before anything else (OpenAI's ``logit_bias``)."""
 
     @classmethod
     def from_request(cls, request: dict[str, Any]) -> SamplingParams:
@@ -61,6 +63,7 @@ class SamplingParams:
             values["seed"] = int(request["seed"]) & 0xFFFFFFFF
         values["stop"] = _stops(request.get("stop"))
         values["grammar"] = request.get("grammar")
+        values["logit_bias"] = _logit_bias(request.get("logit_bias"))
         return cls(**values)
 
     @property
@@ -81,14 +84,46 @@ def _stops(stop: Any) -> list[str]:
     return stops
 
 
+def _logit_bias(bias: Any) -> dict[int, float]:
+    if not bias:
+        return {}
+    try:
+        out = {int(token): float(value) for token, value in dict(bias).items()}
+    except (TypeError, ValueError):
+        raise InvalidInput("logit_bias maps token ids to numbers", param="logit_bias") from None
+    if any(not -100.0 <= v <= 100.0 for v in out.values()) or any(t < 0 for t in out):
+        raise InvalidInput(
+            "logit_bias maps token ids (>= 0) to biases in [-100, 100]", param="logit_bias"
+        )
+    return out
+
+
+def _logit_bias_sampler(bias: dict[int, float], n_vocab: int) -> Any:
+    """llama.cpp's logit-bias sampler; -100 is a ban (minus infinity), as OpenAI's is."""
+    outside = [t for t in bias if t >= n_vocab]
+    if outside:
+        raise InvalidInput(
+            f"logit_bias names token {outside[0]}; the vocabulary has {n_vocab} tokens",
+            param="logit_bias",
+        )
+    items = (lc.llama_logit_bias * len(bias))()
+    for item, (token, value) in zip(items, bias.items(), strict=True):
+        item.token = token
+        item.bias = float("-inf") if value <= -100.0 else value
+    return lc.llama_sampler_init_logit_bias(n_vocab, len(bias), items)
+
+
 def build_chain(params: SamplingParams, vocab: Any, n_vocab: int, penalty_window: int) -> Any:
     """A llama.cpp sampler chain for one sequence; the caller frees it with llama_sampler_free.
 
-    Order as llama.cpp's own defaults: grammar, penalties, top-k, top-p, min-p, temperature,
-    then the final pick (greedy at temperature 0, a seeded draw otherwise).
+    Order as llama.cpp's own defaults: logit bias, grammar, penalties, top-k, top-p, min-p,
+    temperature, then the final pick (greedy at temperature 0, a seeded draw otherwise).
     """
+    bias = _logit_bias_sampler(params.logit_bias, n_vocab) if params.logit_bias else None
     chain = lc.llama_sampler_chain_init(lc.llama_sampler_chain_default_params())
     add = lc.llama_sampler_chain_add
+    if bias is not None:
+        add(chain, bias)
     if params.grammar:
         grammar = lc.llama_sampler_init_grammar(vocab, params.grammar.encode(), b"root")
         if not grammar:
