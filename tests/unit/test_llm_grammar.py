@@ -27,8 +27,8 @@ def test_required_allows_every_function_and_bounded_parallel_calls():
     assert gbnf.count("root ::=") == 1
 
 
-def test_named_choice_allows_that_function_once_without_parallel_calls():
-    gbnf = tool_grammar(TOOLS, {"type": "function", "function": {"name": "now"}}, False)
+def test_named_choice_allows_that_function_once():
+    gbnf = tool_grammar(TOOLS, {"type": "function", "function": {"name": "now"}}, True)
     assert '"\\"now\\""' in gbnf and "add" not in gbnf and "{0," not in gbnf
 
 

@@ -11,9 +11,9 @@ A forced tool call (``tool_choice`` ``required`` or a named function) is held to
     </tool_call>
 
 with ``name`` one of the allowed functions and ``arguments`` that function's ``parameters``
-schema, so even a small model returns a call that validates. With ``parallel_tool_calls`` the
-answer may hold up to ``MAX_PARALLEL_CALLS`` such blocks, one per line; without it exactly
-one. The bound matters: a small base model, once in the form, keeps adding calls (Gemma 3
+schema, so even a small model returns a call that validates. With ``required`` and
+``parallel_tool_calls`` the answer may hold up to ``MAX_PARALLEL_CALLS`` such blocks, one per
+line; a named function, or no parallel calls, exactly one. The bound matters: a small base model, once in the form, keeps adding calls (Gemma 3
 270M asked for the weather in Paris called a tool three times in 120 tokens and went on).
 """
 
@@ -71,6 +71,7 @@ def tool_grammar(
     if isinstance(choice, dict):
         name = choice["function"]["name"]
         functions = [f for f in functions if f["name"] == name]
+        parallel = False  # naming a function asks for that call, once
     elif choice != "required":
         raise InvalidInput(f"tool_choice {choice!r} is not supported", param="tool_choice")
     calls = [_call_schema(f) for f in functions]
