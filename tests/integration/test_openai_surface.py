@@ -44,7 +44,9 @@ PROMPT = "The capital of France is"
 
 @pytest.fixture(scope="module")
 def server(pytestconfig, tmp_path_factory):
-    spec = llm_spec(gemma_file(pytestconfig))
+    # A forced tool call is ~40 grammar-checked tokens after a ~300-token prompt: a loaded
+    # 2-core machine can take a minute over it, so the deadline is not the model's 120 s.
+    spec = llm_spec(gemma_file(pytestconfig), limits={"timeout_s": 600})
     with run_server(tmp_path_factory.mktemp("surface"), models=[spec]) as url:
         yield url
 

@@ -13,8 +13,9 @@ A forced tool call (``tool_choice`` ``required`` or a named function) is held to
 with ``name`` one of the allowed functions and ``arguments`` that function's ``parameters``
 schema, so even a small model returns a call that validates. With ``required`` and
 ``parallel_tool_calls`` the answer may hold up to ``MAX_PARALLEL_CALLS`` such blocks, one per
-line; a named function, or no parallel calls, exactly one. The bound matters: a small base model, once in the form, keeps adding calls (Gemma 3
-270M asked for the weather in Paris called a tool three times in 120 tokens and went on).
+line; a named function, or no parallel calls, exactly one. The bound matters: a small base
+model, once in the form, keeps adding calls (Gemma 3 270M asked for the weather in Paris
+called a tool three times in 120 tokens and went on).
 """
 
 from __future__ import annotations

@@ -52,8 +52,6 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-import llama_cpp as lc
-
 from aimass.errors import AimassError, DeadlineExceeded, InvalidInput, ModelFailed, QueueFull
 from aimass.runtimes.base import GenerativeRuntime, StepEvent
 from aimass.runtimes.llamacpp.batch import TokenBatch
@@ -359,7 +357,7 @@ class LlamaCppRuntime(GenerativeRuntime):
     def _free_chains(request: Request) -> None:
         for choice in request.choices:
             if choice.chain is not None:
-                lc.llama_sampler_free(choice.chain)
+                choice.chain.free()
                 choice.chain = None
 
     def has_work(self) -> bool:
@@ -513,7 +511,7 @@ class LlamaCppRuntime(GenerativeRuntime):
 
     def _sample(self, choice: Choice, index: int, now: float) -> StepEvent | None:
         llm = self._llm()
-        token = lc.llama_sampler_sample(choice.chain, llm.ctx, index)
+        token = choice.chain.sample(llm.ctx, index)
         top = choice.request.top_logprobs
         if top is not None and not llm.is_eog(token):
             choice.pending.append(token_logprob(llm.logits(index), token, top, llm.piece))
