@@ -177,9 +177,9 @@ def test_completion_logprobs_in_the_legacy_shape(client):
 
 
 def test_seed_reproduces_a_sampled_answer(client):
-    kw = dict(max_tokens=12, temperature=1.0, top_p=0.95)
+    kw = dict(max_tokens=8, temperature=1.0, top_p=0.95)
     first, again = (complete(client, seed=1234, **kw).choices[0].text for _ in range(2))
-    others = {complete(client, seed=s, **kw).choices[0].text for s in (1, 2, 3)}
+    others = {complete(client, seed=s, **kw).choices[0].text for s in (1, 2)}
     assert first == again and len(others | {first}) > 1
 
 
