@@ -1,10 +1,15 @@
 """Prometheus metrics of text generation, labelled by model and version.
 
 Recorded by the OpenAI serving layer from what it sees (first token, gaps between tokens)
-and from the runtime's ``stats`` (running and waiting sequences, KV-cache cells in use). The
-replica's worker loop puts fresh ``stats`` on the last event of every step, and after a
-sequence is admitted or cancelled sends them on a live sequence's stream even when no token
-came out; with no sequence left, the serving layer zeroes the gauges (``record_idle``).
+and from the runtime's ``stats`` (running and waiting sequences, KV-cache cells in use or
+kept by the prefix cache). Those gauges are per replica (label ``replica``): each replica
+holds its own sequences and KV cache, and the server stamps its index into the ``stats`` it
+receives (``engine/local/replica.py``). The replica's worker loop puts fresh ``stats`` on the
+last event of every step, and after a sequence is admitted or cancelled sends them on a live
+sequence's stream even when no token came out; a replica left with no sequence zeroes its
+own gauges (``record_replica_idle``), and with none left in any replica the serving layer
+zeroes them all (``record_idle``). The prefix-cache counters are recorded by the replica from
+each request's usage.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from typing import Any
 from prometheus_client import Counter, Gauge, Histogram
 
 _LABELS = ("model", "version")
+_REPLICA_LABELS = (*_LABELS, "replica")
 
 TTFT = Histogram(
     "aimass_llm_time_to_first_token_seconds",
@@ -32,10 +38,34 @@ GENERATED_TOKENS = Counter(
     "aimass_llm_generated_tokens_total", "Tokens generated (completion tokens)", _LABELS
 )
 PROMPT_TOKENS = Counter("aimass_llm_prompt_tokens_total", "Prompt tokens processed", _LABELS)
-RUNNING = Gauge("aimass_llm_running_sequences", "Sequences decoding in a replica", _LABELS)
-WAITING = Gauge("aimass_llm_waiting_sequences", "Sequences waiting for a slot", _LABELS)
-KV_USED = Gauge("aimass_llm_kv_cache_used_cells", "KV-cache cells holding tokens", _LABELS)
-KV_USAGE = Gauge("aimass_llm_kv_cache_usage_ratio", "KV-cache cells in use / total", _LABELS)
+PREFIX_HITS = Counter(
+    "aimass_llm_prefix_cache_hit_tokens_total",
+    "Prompt tokens whose KV cells were reused from the prefix cache instead of computed",
+    _LABELS,
+)
+PREFILLED = Counter(
+    "aimass_llm_prefill_tokens_total",
+    "Prompt tokens computed (prompt tokens less those from the prefix cache)",
+    _LABELS,
+)
+RUNNING = Gauge("aimass_llm_running_sequences", "Sequences decoding in a replica", _REPLICA_LABELS)
+WAITING = Gauge("aimass_llm_waiting_sequences", "Sequences waiting for a slot", _REPLICA_LABELS)
+KV_USED = Gauge(
+    "aimass_llm_kv_cache_used_cells", "KV-cache cells holding running sequences", _REPLICA_LABELS
+)
+KV_CACHED = Gauge(
+    "aimass_llm_kv_cache_cached_cells",
+    "KV-cache cells kept by the prefix cache for later requests",
+    _REPLICA_LABELS,
+)
+KV_USAGE = Gauge(
+    "aimass_llm_kv_cache_usage_ratio",
+    "KV-cache cells of running sequences / total",
+    _REPLICA_LABELS,
+)
+_GAUGES = (RUNNING, WAITING, KV_USED, KV_CACHED, KV_USAGE)
+_replicas: dict[tuple[str, int], set[str]] = {}
+"""The replica labels each model's gauges have, so they can be zeroed and removed."""
 
 
 def _labels(name: str, version: int) -> dict[str, str]:
@@ -43,18 +73,37 @@ def _labels(name: str, version: int) -> dict[str, str]:
 
 
 def record_stats(name: str, version: int, stats: dict[str, Any]) -> None:
-    """Set the gauges from a runtime's ``stats()`` snapshot (as carried in events)."""
-    labels = _labels(name, version)
+    """Set one replica's gauges from a runtime's ``stats()`` snapshot (as carried in events,
+    with the ``replica`` index the server stamped in)."""
+    replica = str(int(stats.get("replica", 0)))
+    _replicas.setdefault((name, version), set()).add(replica)
+    labels = {**_labels(name, version), "replica": replica}
     RUNNING.labels(**labels).set(stats.get("running", 0))
     WAITING.labels(**labels).set(stats.get("waiting", 0))
     KV_USED.labels(**labels).set(stats.get("kv_used", 0))
+    KV_CACHED.labels(**labels).set(stats.get("kv_cached", 0))
     total = stats.get("kv_total") or 0
     KV_USAGE.labels(**labels).set(stats.get("kv_used", 0) / total if total else 0.0)
 
 
+def record_replica_idle(name: str, version: int, replica: int, stats: dict[str, Any]) -> None:
+    """A replica has no sequence left: zero what ran, keep what its prefix cache holds."""
+    record_stats(name, version, {"replica": replica, "kv_cached": stats.get("kv_cached", 0)})
+
+
 def record_idle(name: str, version: int) -> None:
-    """No sequence of the model is running or waiting: nothing is left to report it."""
-    record_stats(name, version, {})
+    """No sequence of the model is running or waiting in any replica."""
+    for replica in _replicas.get((name, version), {"0"}):
+        labels = {**_labels(name, version), "replica": replica}
+        for gauge in (RUNNING, WAITING, KV_USED, KV_USAGE):
+            gauge.labels(**labels).set(0)
+
+
+def record_prompt(name: str, version: int, prompt_tokens: int, cached_tokens: int) -> None:
+    """One request's prompt: how much of it came from the prefix cache."""
+    labels = _labels(name, version)
+    PREFIX_HITS.labels(**labels).inc(cached_tokens)
+    PREFILLED.labels(**labels).inc(max(prompt_tokens - cached_tokens, 0))
 
 
 def record_first_token(name: str, version: int, seconds: float) -> None:
@@ -73,6 +122,7 @@ def record_usage(name: str, version: int, prompt_tokens: int, completion_tokens:
 
 def forget(name: str, version: int) -> None:
     """Drop an unloaded model's gauges."""
-    for gauge in (RUNNING, WAITING, KV_USED, KV_USAGE):
-        with contextlib.suppress(KeyError):
-            gauge.remove(name, str(version))
+    for replica in _replicas.pop((name, version), set()):
+        for gauge in _GAUGES:
+            with contextlib.suppress(KeyError):
+                gauge.remove(name, str(version), replica)

@@ -5,12 +5,17 @@
 
 * ``aimass``       AI Mass serving the built-in int8 version (gated) — the claim;
 * ``aimass-fp32``  AI Mass serving the fp32 version (same model as the baselines);
+* ``aimass-old``   AI Mass serving the previous int8 recipe (``quantize_dynamic``, one
+                   activation scale per batch), built here from the same fp32 export;
 * ``fastapi``      (a) a plain FastAPI + sentence-transformers server encoding per request;
 * ``ray``          (b) Ray Serve with ``@serve.batch`` around sentence-transformers;
-* ``ceiling``      (c) in-process batched onnxruntime int8, tokenization included, no HTTP.
+* ``ceiling``      (c) in-process batched onnxruntime int8, tokenization included, no HTTP;
+* ``ceiling-old``  the same loop on the previous int8 recipe.
 
-Sentences/s and p50/p99 latency per system; the table and the exact command are appended to
-benchmarks/RESULTS.md. Everything shares this machine's cores with the load generator
+Sentences/s and p50/p99 latency per system, then both int8 recipes' quality against the fp32
+model (the gate's sentences) and how much a text's vector moves when it shares a batch of 32
+mixed-length texts or is padded to 128 tokens; the tables and the exact command are appended
+to benchmarks/RESULTS.md. Everything shares this machine's cores with the load generator
 (aiohttp, one process), as a real deployment on one box would.
 
     .venv/bin/python benchmarks/bench_embeddings.py --duration 30
@@ -283,10 +288,100 @@ def _openai_body(model: str, text: str) -> dict:
     return {"model": model, "input": text}
 
 
+def old_recipe_spec(specs, work: Path):
+    """The int8 variant as earlier releases built it (``quantize_dynamic``: per-channel
+    weights, one activation scale per batch tensor), served as version 3 of the same model."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    from aimass.runtimes.text.export import export_onnx
+    from aimass.runtimes.text.layout import read_layout
+
+    path = work / "model_int8_old.onnx"
+    if not path.exists():
+        fp32 = export_onnx(read_layout(specs[0]), work / "model_fp32.onnx")
+        quantize_dynamic(
+            str(fp32),
+            str(path),
+            per_channel=True,
+            op_types_to_quantize=["MatMul"],
+            weight_type=QuantType.QInt8,
+        )
+    old = specs[-1].model_copy(
+        update={
+            "version": 3,
+            "options": {**specs[-1].options, "onnx": str(path)},
+            "description": "int8 ONNX, previous recipe (one activation scale per batch)",
+        }
+    )
+    return old.model_copy(update={"sha256": old.digests()})
+
+
+def quality(specs, work: Path) -> str:
+    """Both int8 recipes against fp32 (the gate's sentences), and batch/padding invariance."""
+    from aimass.provision import optimize
+    from aimass.runtimes.text.backends import OnnxBackend, TorchBackend
+    from aimass.runtimes.text.layout import read_layout
+    from aimass.runtimes.text.runtime import TextPipeline
+
+    layout = read_layout(specs[0])
+    sets = (list(optimize.GATE_SENTENCES), list(optimize.SHORT_INPUTS))
+    reference = TextPipeline(layout, TorchBackend(layout, 2), None)
+    expected = [reference.run_texts(texts)["embedding"] for texts in sets]
+    mixed = sets[0][:24] + sets[1]  # 32 texts of 3 to 60 tokens
+    lines = [
+        "| int8 recipe | mean / min cosine to fp32 (38 sentences) | one- and two-word inputs "
+        "| alone vs in a batch of 32: min cosine, max abs diff | alone vs padded to 128 |",
+        "|---|---|---|---|---|",
+    ]
+    recipes = (
+        ("per row (this release)", specs[-1]),
+        ("per batch (previous)", old_recipe_spec(specs, work)),
+    )
+    for label, spec in recipes:
+        pipeline = TextPipeline(layout, OnnxBackend(Path(spec.options["onnx"]), 2), None)
+        cos = [
+            optimize.cosines(e, pipeline.run_texts(t)["embedding"])
+            for e, t in zip(expected, sets, strict=True)
+        ]
+        alone = np.concatenate([pipeline.run_texts([t])["embedding"] for t in mixed])
+        batched = pipeline.run_texts(mixed)["embedding"]
+        padded = np.concatenate([_padded(pipeline, t, 128) for t in mixed])
+        lines.append(
+            f"| {label} | {cos[0].mean():.4f} / {cos[0].min():.4f} "
+            f"| {cos[1].mean():.4f} / {cos[1].min():.4f} "
+            f"| {_moved(alone, batched)} | {_moved(alone, padded)} |"
+        )
+    return "\n".join(lines)
+
+
+def _padded(pipeline, text: str, width: int) -> np.ndarray:
+    """One text's embedding with its row padded to ``width`` tokens (mask 0 there)."""
+    from aimass.runtimes.text.batching import pad_rows
+    from aimass.runtimes.text.pooling import normalize, pool
+
+    rows = pipeline.tokenizer.encode_texts([text], [False])
+    feeds = pad_rows(rows.ids, rows.type_ids, pipeline.tokenizer.pad_id)
+    extra = width - feeds["input_ids"].shape[1]
+    pad_id = pipeline.tokenizer.pad_id
+    feeds = {
+        name: np.pad(value, ((0, 0), (0, extra)), constant_values=pad_id * (name == "input_ids"))
+        for name, value in feeds.items()
+    }
+    return normalize(pool(pipeline.backend.run(feeds), feeds["attention_mask"], "mean"))
+
+
+def _moved(alone: np.ndarray, other: np.ndarray) -> str:
+    from aimass.provision import optimize
+
+    return f"{optimize.cosines(alone, other).min():.6f}, {np.abs(alone - other).max():.1e}"
+
+
 def run_system(name: str, specs, model_dir: str, work: Path, args) -> dict:
     port = free_port()
-    if name in ("aimass", "aimass-fp32"):
-        spec = specs[-1] if name == "aimass" else specs[0]
+    if name in ("aimass", "aimass-fp32", "aimass-old"):
+        spec = {"aimass": specs[-1], "aimass-fp32": specs[0]}.get(name) or old_recipe_spec(
+            specs, work
+        )
         proc = aimass_server(spec, work, port)
         body = functools.partial(_openai_body, f"{spec.name}:{spec.version}")
         return run_http(name, proc, f"http://127.0.0.1:{port}/v1/embeddings", body, args)
@@ -294,7 +389,8 @@ def run_system(name: str, specs, model_dir: str, work: Path, args) -> dict:
         cmd = [sys.executable, __file__, f"--serve-{name}", str(port), model_dir, str(args.threads)]
         proc = start(cmd, work / f"{name}.log")
         return run_http(name, proc, f"http://127.0.0.1:{port}/embed", lambda s: {"input": s}, args)
-    return ceiling(specs[-1], args.duration, args.batch)
+    spec = specs[-1] if name == "ceiling" else old_recipe_spec(specs, work)
+    return ceiling(spec, args.duration, args.batch)
 
 
 def table(results: dict[str, dict], goals: dict[str, str]) -> str:
@@ -315,6 +411,19 @@ def table(results: dict[str, dict], goals: dict[str, str]) -> str:
             f"| {r['errors']} | {ratio} |"
         )
     return "\n".join(lines)
+
+
+def recipe_speed(results: dict[str, dict]) -> str:
+    """This release's int8 recipe over the previous one, in process and over HTTP."""
+    parts = []
+    for new, old, where in (
+        ("ceiling", "ceiling-old", "in process"),
+        ("aimass", "aimass-old", "over HTTP"),
+    ):
+        a, b = (results.get(n, {}).get("sentences_per_s") for n in (new, old))
+        if a and b:
+            parts.append(f"{a / b:.2f}× {where} ({new} / {old})")
+    return f"Per-row recipe vs previous recipe, speed: {'; '.join(parts)}.\n\n" if parts else ""
 
 
 def append_results(text: str, command: str, args, specs, load_before: float) -> None:
@@ -340,7 +449,9 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=64)
     parser.add_argument("--batch", type=int, default=64, help="batch size of the ceiling")
     parser.add_argument("--threads", type=int, default=2, help="torch threads of baselines")
-    parser.add_argument("--systems", default="aimass,aimass-fp32,fastapi,ray,ceiling")
+    parser.add_argument(
+        "--systems", default="aimass,aimass-fp32,aimass-old,fastapi,ray,ceiling,ceiling-old"
+    )
     parser.add_argument("--home", type=Path, default=None, help="AIMASS_HOME for the model")
     parser.add_argument("--no-append", action="store_true")
     parser.add_argument("--serve-fastapi", nargs=3, metavar=("PORT", "DIR", "THREADS"))
@@ -372,8 +483,10 @@ def main() -> None:
                 results[name] = {"failed": f"{type(exc).__name__}: {exc}"}
                 print(f"{name} failed: {exc}\n{tail}", flush=True)
             print(json.dumps(results[name]), flush=True)
+        print("measuring quality and invariance of both int8 recipes ...", flush=True)
+        measured = quality(specs, Path(tmp))
     goals = {"ceiling": "≥ 0.85×", "fastapi": "≥ 10×", "ray": "≥ 2×"}
-    text = table(results, goals)
+    text = table(results, goals) + "\n\n" + recipe_speed(results) + measured
     print(text)
     if not args.no_append:
         command = "python " + " ".join(sys.argv)

@@ -94,7 +94,8 @@ def minilm_builtins(home: Path) -> list[Builtin]:
     gate's figures in its notes (as ``aimass models optimize`` records them).
 
     The gate runs once (about half a minute on 2 cores); its figures are cached next to the
-    int8 file, so later starts only read them.
+    int8 file with the recipe's name, so later starts only read them, and a file an earlier
+    recipe made (one activation scale per batch) is built again and registered anew.
     """
     folder = _extract_minilm(version_dir(home, MINILM, 1) / MINILM)
     fp32 = ModelSpec(

@@ -1,9 +1,10 @@
 """``aimass models optimize NAME --int8``: a faster variant that must prove it is the same model.
 
-Export the fp32 model to ONNX, quantize it to int8 (per-channel, MatMul only), then run both
-through the same tokenizer and pooling on a fixed, varied sentence set and compare the
-embeddings. The variant passes when the mean cosine is at least ``MEAN_COSINE_MIN`` and the
-worst one at least ``MIN_COSINE_MIN``; otherwise it is refused with the figures. A passing
+Export the fp32 model to ONNX, quantize it to int8 (``runtimes.text.quantize``: activations
+per row, so a text's vector does not depend on its batch), then run both through the same
+tokenizer and pooling on a fixed, varied sentence set and compare the embeddings. The
+variant passes when the mean cosine is at least ``MEAN_COSINE_MIN`` and the worst one at
+least ``MIN_COSINE_MIN``; otherwise it is refused with the figures. A passing
 variant is registered as a new version of the model (same tokenizer folder, ``options.onnx``
 naming the int8 file) with the figures in its notes; which version serves stays the user's
 choice (``aimass models load NAME --version V``).
@@ -25,6 +26,7 @@ import numpy as np
 
 from aimass.errors import InvalidInput, Unprocessable
 from aimass.provision.artifacts import version_dir
+from aimass.runtimes.text.quantize import RECIPE
 from aimass.spec import ModelSpec
 
 if TYPE_CHECKING:
@@ -34,7 +36,6 @@ MEAN_COSINE_MIN = 0.99
 MIN_COSINE_MIN = 0.98
 INT8_FILE = "model_int8.onnx"
 GATE_FILE = "gate.json"
-METHOD = "onnx-int8-dynamic-per-channel-matmul"
 
 log = logging.getLogger("aimass.provision")
 
@@ -111,7 +112,8 @@ class GateResult:
     short_min_cosine: float | None = None
     mean_required: float = MEAN_COSINE_MIN
     min_required: float = MIN_COSINE_MIN
-    method: str = METHOD
+    method: str = RECIPE
+    """The quantization recipe measured; a cached variant of another recipe is rebuilt."""
 
     def describe(self) -> str:
         verdict = "passed" if self.passed else "refused"
@@ -163,8 +165,9 @@ def build_int8(spec: ModelSpec, out_dir: Path) -> tuple[Path, GateResult]:
     built-in model keeps a refusal's figures so the gate does not run on every start). Only
     a passing variant is ever registered, so only a passing one can serve.
     """
-    from aimass.runtimes.text.export import export_onnx, quantize_int8
+    from aimass.runtimes.text.export import export_onnx
     from aimass.runtimes.text.layout import read_layout
+    from aimass.runtimes.text.quantize import quantize_int8
 
     layout = read_layout(spec)
     if layout.kind != "encoder":
@@ -213,14 +216,19 @@ def _step(what: str) -> Iterator[None]:
 
 
 def read_gate(out_dir: Path) -> GateResult | None:
-    """The figures recorded by an earlier ``build_int8`` in ``out_dir``, if any."""
+    """The figures recorded by an earlier ``build_int8`` in ``out_dir`` with today's recipe.
+
+    None when there are none, or when they were measured on a file another recipe made (such
+    as the per-batch activation scales of earlier releases): that file is then built again.
+    """
     path = out_dir / GATE_FILE
     if not path.exists() or not (out_dir / INT8_FILE).exists():
         return None
     try:
-        return GateResult(**json.loads(path.read_text()))
+        gate = GateResult(**json.loads(path.read_text()))
     except (TypeError, ValueError):
         return None
+    return gate if gate.method == RECIPE else None
 
 
 def int8_spec(spec: ModelSpec, int8_file: Path, version: int, gate: GateResult) -> ModelSpec:

@@ -6,6 +6,12 @@ the wire type, ``ModelCall.generate`` yields the replica's events, and they are 
 OpenAI response, or into SSE chunks the transport streams. Leaving the event iterator early
 (client gone, timeout) closes it, which makes the deployment cancel the sequence in its
 replica at once.
+
+A request with ``n`` > 1 gets events of n choices, interleaved, each with its ``index`` and
+its own last event; the request is finished when all n are. A chat request that offers tools
+has each choice's text read by a ``ToolCallParser``: calls become ``message.tool_calls`` (or
+``delta.tool_calls`` pieces in a stream) and the choice ends with ``finish_reason:
+"tool_calls"``.
 """
 
 from __future__ import annotations
@@ -20,10 +26,51 @@ from typing import Any
 from aimass import metrics_llm
 from aimass.config import Settings
 from aimass.engine.deployment import Deployment, GenerationEvent
+from aimass.engine.local.messages import TokenLogprob
 from aimass.errors import AimassError, InvalidInput, ModelFailed
 from aimass.protocols import openai as oa
 from aimass.refs import split_model
+from aimass.serving.llm_objects import ResponseShape
 from aimass.serving.pipeline import CallContext, ModelCall, Pipeline
+from aimass.serving.toolcalls import ParsedCall, ToolCallParser
+
+
+@dataclass
+class Choice:
+    """One choice's answer, gathered as its events arrive."""
+
+    index: int
+    parser: ToolCallParser | None = None
+    text: list[str] = field(default_factory=list)
+    """What the model wrote (the completion's text, the chat message's content and calls)."""
+    content: list[str] = field(default_factory=list)
+    """The text outside tool calls."""
+    calls: list[ParsedCall] = field(default_factory=list)
+    logprobs: list[TokenLogprob] = field(default_factory=list)
+    finish_reason: str | None = None
+    completion_tokens: int = 0
+
+    def add(self, event: GenerationEvent) -> tuple[str, list[ParsedCall]]:
+        """Take one event of this choice; return the content and calls it releases."""
+        self.text.append(event.text)
+        if event.logprobs:
+            self.logprobs += event.logprobs
+        if self.parser is None:
+            content, calls = event.text, []
+        else:
+            content, calls = self.parser.feed(event.text)
+            if event.finish_reason is not None:
+                more, rest = self.parser.finish()
+                content, calls = content + more, calls + rest
+        self.content.append(content)
+        self.calls += calls
+        if event.finish_reason is not None:
+            self.finish_reason = event.finish_reason
+            if self.calls and event.finish_reason == "stop":
+                self.finish_reason = "tool_calls"
+            if event.usage is not None:
+                self.completion_tokens = event.usage.completion_tokens
+        return content, calls
 
 
 @dataclass
@@ -32,50 +79,71 @@ class Generation:
 
     call: ModelCall
     started: float
+    n: int = 1
+    tools: frozenset[str] | None = None
+    """The names of the functions offered when tool calls are to be read out of the text."""
     prompt_tokens: int = 0
-    completion_tokens: int = 0
-    finish_reason: str | None = None
+    cached_tokens: int = 0
     last_text_at: float | None = None
-    parts: list[str] = field(default_factory=list)
+    choices: dict[int, Choice] = field(default_factory=dict)
 
     @property
     def usage(self) -> oa.Usage:
-        total = self.prompt_tokens + self.completion_tokens
+        completion = sum(c.completion_tokens for c in self.choices.values())
         return oa.Usage(
             prompt_tokens=self.prompt_tokens,
-            completion_tokens=self.completion_tokens,
-            total_tokens=total,
+            completion_tokens=completion,
+            total_tokens=self.prompt_tokens + completion,
+            prompt_tokens_details=oa.PromptTokensDetails(cached_tokens=self.cached_tokens),
         )
 
     @property
     def dep(self) -> Deployment:
         return self.call.deployment
 
-    def take(self, event: GenerationEvent) -> str:
-        """Account one event (metrics, usage); return its text; raise its error if any."""
+    @property
+    def finished(self) -> bool:
+        done = [c for c in self.choices.values() if c.finish_reason is not None]
+        return len(done) == self.n
+
+    def choice(self, index: int) -> Choice:
+        if index not in self.choices:
+            parser = ToolCallParser(self.tools) if self.tools is not None else None
+            self.choices[index] = Choice(index, parser)
+        return self.choices[index]
+
+    def take(self, event: GenerationEvent) -> tuple[Choice, str, list[ParsedCall]]:
+        """Account one event (metrics, usage); return its choice and what it releases;
+        raise its error if any."""
         spec = self.dep.spec
         if event.stats is not None:
             metrics_llm.record_stats(spec.name, spec.version, event.stats)
         if event.error is not None:
             raise event.error.exception()
-        text = event.text
-        if text:
+        if event.text:
             now = time.monotonic()
             if self.last_text_at is None:
                 metrics_llm.record_first_token(spec.name, spec.version, now - self.started)
             else:
                 metrics_llm.record_gap(spec.name, spec.version, now - self.last_text_at)
             self.last_text_at = now
-        if event.finish_reason is not None:
-            self.finish_reason = event.finish_reason
-            if event.usage is not None:
-                self.prompt_tokens = event.usage.prompt_tokens
-                self.completion_tokens = event.usage.completion_tokens
-            self.call.tokens(self.prompt_tokens, self.completion_tokens)
+        choice, content, calls = self.gather(event)
+        if event.finish_reason is not None and self.finished:
+            usage = self.usage
+            self.call.tokens(usage.prompt_tokens, usage.completion_tokens)
             metrics_llm.record_usage(
-                spec.name, spec.version, self.prompt_tokens, self.completion_tokens
+                spec.name, spec.version, usage.prompt_tokens, usage.completion_tokens
             )
-        return text
+        return choice, content, calls
+
+    def gather(self, event: GenerationEvent) -> tuple[Choice, str, list[ParsedCall]]:
+        """Add one event to its choice and the request's usage (no metrics, no call)."""
+        choice = self.choice(event.index)
+        content, calls = choice.add(event)
+        if event.finish_reason is not None and event.usage is not None:
+            self.prompt_tokens = event.usage.prompt_tokens
+            self.cached_tokens = event.usage.cached_tokens
+        return choice, content, calls
 
 
 class LLMService:
@@ -105,9 +173,10 @@ class LLMService:
         started = time.monotonic()
         name, version = split_model(body.model)
         runtime_request = body.to_runtime()
-        estimate = runtime_request.get("max_tokens") or 0
+        estimate = (runtime_request.get("max_tokens") or 0) * body.n
         call = await self.pipeline.open(ctx, name, version, estimate=estimate)
-        gen = Generation(call, started)
+        tools = _tool_names(body)
+        gen = Generation(call, started, n=body.n, tools=tools)
         try:
             _check_generative(call.deployment, body.model)
             self._check_max_tokens(runtime_request.get("max_tokens"))
@@ -121,7 +190,9 @@ class LLMService:
             _settle_gauges(call.deployment)
             raise call.finish(exc) from None
         rid = ("chatcmpl-" if chat else "cmpl-") + uuid.uuid4().hex[:24]
-        shape = _Shape(rid, body.model, chat)
+        shape = ResponseShape(rid, body.model, chat, logprobs=_wants_logprobs(body))
+        if isinstance(body, oa.CompletionRequest) and body.echo:
+            shape.echo = str(body.prompt)
         if body.stream:
             return _sse_stream(gen, first, events, shape, body.include_usage)
         return await _whole(gen, first, events, shape)
@@ -136,6 +207,18 @@ class LLMService:
             )
 
 
+def _wants_logprobs(body: oa.CompletionRequest | oa.ChatCompletionRequest) -> bool:
+    if isinstance(body, oa.ChatCompletionRequest):
+        return bool(body.logprobs)
+    return body.logprobs is not None
+
+
+def _tool_names(body: oa.CompletionRequest | oa.ChatCompletionRequest) -> frozenset[str] | None:
+    if not isinstance(body, oa.ChatCompletionRequest) or not body.calls_tools:
+        return None
+    return frozenset(t.function.name for t in body.tools or ())
+
+
 def _check_generative(dep: Deployment, model: str) -> None:
     if not dep.spec.generative:
         raise InvalidInput(
@@ -146,13 +229,13 @@ def _check_generative(dep: Deployment, model: str) -> None:
 
 
 async def _whole(
-    gen: Generation, first: GenerationEvent, events: AsyncIterator, shape: _Shape
+    gen: Generation, first: GenerationEvent, events: AsyncIterator, shape: ResponseShape
 ) -> dict[str, Any]:
     call = gen.call
     try:
-        gen.parts.append(gen.take(first))
+        gen.take(first)
         async for event in events:
-            gen.parts.append(gen.take(event))
+            gen.take(event)
     except BaseException as exc:
         raise call.finish(exc) from None
     finally:
@@ -163,21 +246,25 @@ async def _whole(
 
 
 async def _sse_stream(
-    gen: Generation, first: GenerationEvent, events: AsyncIterator, shape: _Shape, usage: bool
+    gen: Generation,
+    first: GenerationEvent,
+    events: AsyncIterator,
+    shape: ResponseShape,
+    usage: bool,
 ) -> AsyncIterator[str]:
     """The SSE lines of one stream; an error after the first token becomes an error chunk
     (the status line is long gone), and the stream always ends with ``[DONE]``."""
     call = gen.call
     try:
-        if shape.chat:
-            yield _sse(shape.chunk({"role": "assistant", "content": ""}, None))
+        for index in range(gen.n):
+            for chunk in shape.opening(index):
+                yield _sse(chunk)
         event: GenerationEvent | None = first
         while event is not None:
-            text = gen.take(event)
-            if text:
-                yield _sse(shape.chunk(text, None))
+            choice, content, calls = gen.take(event)
+            for chunk in shape.pieces(choice, event, content, calls):
+                yield _sse(chunk)
             event = await anext(events, None)
-        yield _sse(shape.chunk("" if not shape.chat else {}, gen.finish_reason))
         if usage:
             yield _sse(shape.usage_chunk(gen))
     except AimassError as exc:
@@ -224,49 +311,3 @@ def _error_body(exc: AimassError) -> dict[str, Any]:
 
 def _sse(obj: dict[str, Any]) -> str:
     return f"data: {json.dumps(obj, ensure_ascii=False, separators=(',', ':'))}\n\n"
-
-
-@dataclass
-class _Shape:
-    """Builds the OpenAI objects of one response (ids, timestamps, chat vs. completion)."""
-
-    rid: str
-    model: str
-    chat: bool
-    created: int = field(default_factory=lambda: int(time.time()))
-
-    def whole(self, gen: Generation) -> dict[str, Any]:
-        text = "".join(gen.parts)
-        if self.chat:
-            choice = oa.ChatChoice(
-                message=oa.AssistantMessage(content=text), finish_reason=gen.finish_reason
-            )
-            resp = oa.ChatCompletionResponse(
-                id=self.rid, created=self.created, model=self.model, choices=[choice],
-                usage=gen.usage,
-            )  # fmt: skip
-        else:
-            choice = oa.CompletionChoice(text=text, finish_reason=gen.finish_reason)
-            resp = oa.CompletionResponse(
-                id=self.rid, created=self.created, model=self.model, choices=[choice],
-                usage=gen.usage,
-            )  # fmt: skip
-        return resp.model_dump()
-
-    def chunk(self, delta: str | dict, finish_reason: str | None) -> dict[str, Any]:
-        if self.chat:
-            body = delta if isinstance(delta, dict) else {"content": delta}
-            choice = oa.ChatChunkChoice(delta=oa.ChatDelta(**body), finish_reason=finish_reason)
-            return oa.ChatCompletionChunk(
-                id=self.rid, created=self.created, model=self.model, choices=[choice]
-            ).model_dump()
-        choice = oa.CompletionChoice(text=str(delta), finish_reason=finish_reason)
-        return oa.CompletionResponse(
-            id=self.rid, created=self.created, model=self.model, choices=[choice]
-        ).model_dump()
-
-    def usage_chunk(self, gen: Generation) -> dict[str, Any]:
-        cls = oa.ChatCompletionChunk if self.chat else oa.CompletionResponse
-        return cls(
-            id=self.rid, created=self.created, model=self.model, choices=[], usage=gen.usage
-        ).model_dump()

@@ -89,14 +89,16 @@ def before_call(ctx, case, **kwargs) -> None:
         choices = MODEL_FIELD.get(path, [])
         case.body = body = {**body, "model": pick(body["model"], choices, operation.label)}
     if isinstance(body, dict) and body.get("model") == LLM:
-        case.body = body = {**body, **ONE_TOKEN}
+        one = ONE_TOKEN if path == "/v1/chat/completions" else {"max_tokens": 1}
+        case.body = body = {**body, **one}
     if path == "/v1/admin/models" and isinstance(body, dict) and _protected(body.get("name")):
         case.body = {**body, "name": SCRATCH}
 
 
 ONE_TOKEN = {"max_tokens": 1, "max_completion_tokens": 1}
 """What a generation may ask of the LLM here: one token answers in the same shapes as many
-(JSON or an SSE stream), and a CPU decodes it in tens of milliseconds."""
+(JSON or an SSE stream), and a CPU decodes it in tens of milliseconds. (Completions know no
+``max_completion_tokens``: they get ``max_tokens`` only.)"""
 
 
 def _protected(name: Any) -> bool:

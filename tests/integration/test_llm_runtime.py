@@ -56,15 +56,17 @@ def test_concurrent_greedy_equals_one_by_one(runtime):
     together = drain(runtime, {i: greedy(p) for i, p in enumerate(PROMPTS)})
     for i in range(len(PROMPTS)):
         assert together[i][0] == alone[i][0]
-        assert together[i][1]["usage"] == alone[i][1]["usage"]
+        usage, usage_alone = together[i][1]["usage"], alone[i][1]["usage"]
+        assert usage["completion_tokens"] == usage_alone["completion_tokens"]
     assert runtime.stats()["kv_used"] == 0
 
 
-def test_batching_never_changes_greedy_output_with_eight_slots(gguf):
-    """The built-in configuration (8 slots): a sequence alone and six together must give the
+def test_batch_invariant_option_never_changes_greedy_output_with_eight_slots(gguf):
+    """``options.batch_invariant`` (8 slots): a sequence alone and six together must give the
     same tokens. (Padding a lone sequence to one 4-row block instead of all 8 slots was tried
     and fails this test: llama.cpp's 4- and 8-row steps round differently.)"""
-    rt = LlamaCppRuntime(llm_spec(gguf, limits={"max_concurrent": 8}))
+    spec = llm_spec(gguf, limits={"max_concurrent": 8}, options={"batch_invariant": True})
+    rt = LlamaCppRuntime(spec)
     rt.load()
     try:
         alone = {i: drain(rt, {i: greedy(p, 32)})[i][0] for i, p in enumerate(PROMPTS)}
@@ -74,22 +76,28 @@ def test_batching_never_changes_greedy_output_with_eight_slots(gguf):
     assert {i: text for i, (text, _) in together.items()} == alone
 
 
-def test_greedy_equals_llama_cpp_python_when_alone(gguf):
+@pytest.mark.parametrize("tokens", [16, 48])
+def test_greedy_equals_llama_cpp_python_by_default(gguf, tokens):
+    """The default spec (the built-in's 8 slots of 2,048 cells, prefix cache on) answers a lone
+    greedy request as ``Llama(path, n_threads=2)(prompt, temperature=0)`` does, token for
+    token; each prompt is asked twice, the second time from the prefix cache."""
     from llama_cpp import Llama
 
-    rt = LlamaCppRuntime(llm_spec(gguf, options={"batch_invariant": False}))
+    spec = llm_spec(gguf, limits={"max_concurrent": 8}, options={"n_ctx_per_seq": 2048})
+    rt = LlamaCppRuntime(spec)
     rt.load()
     try:
-        ours = [drain(rt, {0: greedy(p, 32)})[0][0] for p in PROMPTS[:4]]
+        ours = [drain(rt, {0: greedy(p, tokens)})[0][0] for p in PROMPTS + PROMPTS[:2]]
     finally:
         rt.unload()
-    llm = Llama(str(gguf), n_ctx=512, n_threads=2, verbose=False)
+    llm = Llama(str(gguf), n_threads=2, verbose=False)
     theirs = []
-    for prompt in PROMPTS[:4]:
+    for prompt in PROMPTS + PROMPTS[:2]:
         llm.reset()  # else llama-cpp-python reuses the previous prompt's shared prefix
-        out = llm.create_completion(prompt, max_tokens=32, temperature=0, repeat_penalty=1.0)
-        theirs.append(out["choices"][0]["text"])
+        theirs.append(llm(prompt, max_tokens=tokens, temperature=0)["choices"][0]["text"])
     assert ours == theirs
+    if tokens == 16:
+        assert ours[0] == " the capital of the country of France. It is the largest city in France."
 
 
 def test_new_sequence_joins_while_others_decode(runtime):

@@ -61,3 +61,42 @@ def test_template_choice_order():
     assert pick_template(None, "gguf", "gemma3") == "gguf"
     assert pick_template(None, None, "gemma3") == GEMMA_TEMPLATE
     assert pick_template(None, None, "llama") is None
+
+
+TOOLS = [{"type": "function", "function": {"name": "add", "parameters": {"type": "object"}}}]
+CALL = {"id": "c1", "type": "function", "function": {"name": "add", "arguments": '{"a": 1}'}}
+
+
+def test_gemma_template_renders_tools_calls_and_results():
+    text = render(
+        [
+            {"role": "user", "content": "1+1?"},
+            {"role": "assistant", "content": "", "tool_calls": [CALL]},
+            {"role": "tool", "tool_call_id": "c1", "content": "2"},
+            {"role": "tool", "tool_call_id": "c2", "content": "3"},
+        ],
+        tools=TOOLS,
+    )
+    assert text.startswith("<bos><start_of_turn>user\nYou may call functions")
+    assert '<tools>\n{"type": "function", "function": {"name": "add"' in text
+    assert text.endswith(
+        "1+1?<end_of_turn>\n"
+        '<start_of_turn>model\n<tool_call>\n{"name": "add", "arguments": {"a": 1}}\n'
+        "</tool_call><end_of_turn>\n"
+        "<start_of_turn>user\n<tool_response>\n2\n</tool_response>\n"
+        "<tool_response>\n3\n</tool_response><end_of_turn>\n"
+        "<start_of_turn>model\n"
+    )
+
+
+def test_template_without_tools_is_refused_with_tools():
+    with pytest.raises(InvalidInput) as info:
+        render_chat("{{ messages }}", [{"role": "user", "content": "x"}], bos_token="",
+                    eos_token="", tools=TOOLS)  # fmt: skip
+    assert info.value.param == "tools"
+
+
+def test_a_gguf_template_gets_tools_and_object_arguments():
+    src = "{{ tools[0].function.name }}|{{ messages[0].tool_calls[0].function.arguments.a }}"
+    msgs = [{"role": "assistant", "content": None, "tool_calls": [CALL]}]
+    assert render_chat(src, msgs, bos_token="", eos_token="", tools=TOOLS) == "add|1"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +13,9 @@ from aimass.errors import InvalidInput, Unprocessable
 from aimass.provision import optimize
 from aimass.registry import models as registry
 from aimass.runtimes import create_runtime
+from aimass.runtimes.base import ROW_ERRORS
+from aimass.runtimes.text.batching import pad_rows
+from aimass.runtimes.text.pooling import normalize, pool
 from aimass.spec import ModelSpec
 from tests.factories_text import SENTENCES, tiny_classifier, tiny_encoder
 
@@ -87,3 +91,47 @@ def test_only_embedding_models_can_be_quantized(tmp_path):
 def test_gate_file_needs_its_onnx_file(tmp_path):
     (tmp_path / optimize.GATE_FILE).write_text(json.dumps({"mean_cosine": 1}))
     assert optimize.read_gate(tmp_path) is None
+
+
+def test_int8_rows_do_not_depend_on_their_batch_or_padding(st_dir, tmp_path):
+    """The same text gives the same bits alone, in batches of 1, 7 and 32 of mixed lengths,
+    and padded to the model's limit (activations are quantized per row, not per batch)."""
+    int8, _ = optimize.build_int8(_spec(st_dir), tmp_path / "out")
+    runtime = create_runtime(
+        optimize.int8_spec(_spec(st_dir), int8, 2, optimize.GateResult(1, 1, 1, True))
+    )
+    runtime.load()
+    texts = [SENTENCES[i % len(SENTENCES)] + " dogs" * (i % 3) for i in range(32)]
+
+    def embed(rows: list[str]) -> np.ndarray:
+        batch = np.empty(len(rows), dtype=object)
+        batch[:] = rows
+        out = runtime.infer({"text": batch})
+        assert ROW_ERRORS not in out
+        return out["embedding"]
+
+    alone = np.concatenate([embed([t]) for t in texts])
+    for size in (7, 32):
+        batched = np.concatenate([embed(texts[i : i + size]) for i in range(0, 32, size)])
+        np.testing.assert_array_equal(batched, alone)
+    pipeline = runtime.pipeline
+    rows = pipeline.tokenizer.encode_texts(texts, [False] * len(texts))
+    feeds = pad_rows(rows.ids, rows.type_ids, pipeline.tokenizer.pad_id)
+    width = pipeline.layout.max_length - feeds["input_ids"].shape[1]
+    pad_id = pipeline.tokenizer.pad_id
+    padded = {
+        name: np.pad(value, ((0, 0), (0, width)), constant_values=pad_id * (name == "input_ids"))
+        for name, value in feeds.items()
+    }
+    hidden = pipeline.backend.run(padded)
+    np.testing.assert_array_equal(normalize(pool(hidden, padded["attention_mask"], "mean")), alone)
+
+
+def test_a_variant_of_an_earlier_recipe_is_built_again(tmp_path):
+    (tmp_path / optimize.INT8_FILE).write_bytes(b"per-batch int8")
+    earlier = {**asdict(optimize.GateResult(0.99, 0.98, 38, True)), "method": "per-batch"}
+    (tmp_path / optimize.GATE_FILE).write_text(json.dumps(earlier))
+    assert optimize.read_gate(tmp_path) is None
+    current = asdict(optimize.GateResult(0.99, 0.98, 38, True))
+    (tmp_path / optimize.GATE_FILE).write_text(json.dumps(current))
+    assert optimize.read_gate(tmp_path) == optimize.GateResult(0.99, 0.98, 38, True)

@@ -182,6 +182,14 @@ class GenerationRequest(msgspec.Struct, omit_defaults=True, forbid_unknown_field
     repetition_penalty: float | None = None
     stop: list[str] | None = None
     response_format: dict[str, Any] | None = None
+    grammar: str | None = None
+    tools: list[dict[str, Any]] | None = None
+    tool_choice: str | dict[str, Any] | None = None
+    parallel_tool_calls: bool | None = None
+    logit_bias: dict[str, float] | None = None
+    n: Int64 | None = None
+    logprobs: bool | None = None
+    top_logprobs: Int64 | None = None
     deadline: float | None = None
 
     @classmethod
@@ -205,8 +213,31 @@ class GenerationRequest(msgspec.Struct, omit_defaults=True, forbid_unknown_field
 
 
 class Usage(msgspec.Struct):
+    """Token counts of one choice; ``cached_tokens`` of the prompt came from the prefix cache
+    (prompt and cached counts are the request's, repeated on every choice's last event)."""
+
     prompt_tokens: int
     completion_tokens: int
+    cached_tokens: int = 0
+
+
+class TopLogprob(msgspec.Struct):
+    """One of the most likely tokens at a position: its text, log-probability and bytes."""
+
+    token: str
+    logprob: float
+    bytes: list[int]
+
+
+class TokenLogprob(msgspec.Struct):
+    """The sampled token at one position, as OpenAI reports it: the log-softmax of the raw
+    logits over the whole vocabulary (before penalties, grammar or temperature), and the
+    ``top_logprobs`` most likely tokens at that position (most likely first)."""
+
+    token: str
+    logprob: float
+    bytes: list[int]
+    top_logprobs: list[TopLogprob] = []
 
 
 class Timings(msgspec.Struct):
@@ -218,14 +249,27 @@ class Timings(msgspec.Struct):
 
 
 class GenerationEvent(msgspec.Struct, omit_defaults=True):
-    """What one step produced for one sequence.
+    """What one step produced for one choice of a request.
 
-    ``text`` while generating; the last event of a sequence has ``finish_reason`` and
+    ``text`` while generating; the last event of a choice has ``finish_reason`` and
     ``usage`` (and ``timings``), or ``error``. ``stats`` carries the replica's gauges
-    (running, waiting, kv_used, kv_total) and may come alone: see the worker's ``_Gauges``.
+    (running, waiting, kv_used, kv_total, ...) and may come alone: see the worker's ``_Gauges``.
+
+    ``index`` is the choice (0 .. n-1). With ``n`` > 1 every choice streams its own events and
+    its own last event (``finish_reason``, ``usage`` with that choice's completion_tokens;
+    prompt_tokens and cached_tokens repeated); the request is complete when all n choices have
+    sent theirs, and only the message carrying the last of them has ``Event.done``. An
+    ``error`` ends the whole request (all choices). With n == 1 there is one choice, index 0.
+
+    ``logprobs`` (when the request asked for them) has one entry per generated token whose
+    text is in this event's ``text``; a token held back (half a UTF-8 character, the start of
+    a possible stop string) comes with the event that releases its text. Tokens cut by a stop
+    string are not reported.
     """
 
+    index: int = 0
     text: str = ""
+    logprobs: list[TokenLogprob] | None = None
     finish_reason: str | None = None
     usage: Usage | None = None
     timings: Timings | None = None

@@ -26,6 +26,7 @@ from typing import Any
 
 import msgspec
 
+from aimass import metrics_llm
 from aimass.engine.local import messages as m
 from aimass.engine.local.worker import run_worker
 from aimass.errors import DeadlineExceeded, InvalidInput, Unavailable
@@ -60,6 +61,7 @@ class Replica:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._pending: dict[int, asyncio.Future] = {}
         self._streams: dict[int, asyncio.Queue] = {}
+        self._last_stats: dict[str, float] = {}
 
     @property
     def label(self) -> str:
@@ -158,6 +160,10 @@ class Replica:
             self._streams.pop(req_id, None)
             if not finished and self.alive:
                 self._send(m.encode(m.Cancel(req_id)))
+            if not self._streams:
+                metrics_llm.record_replica_idle(
+                    self.spec.name, self.spec.version, self.index, self._last_stats
+                )
 
     async def _next(self, inbox: asyncio.Queue, deadline: float | None):
         if deadline is None:
@@ -235,6 +241,7 @@ class Replica:
 
     def _dispatch(self, msg: m.ToServer) -> None:
         if isinstance(msg, m.Event):
+            self._account(msg.event)
             inbox = self._streams.get(msg.id)
             if inbox is not None:
                 inbox.put_nowait(msg)
@@ -254,6 +261,18 @@ class Replica:
         if msg.row_errors is not None:
             outputs[ROW_ERRORS] = [e and e.exception() for e in msg.row_errors]
         fut.set_result(outputs)
+
+    def _account(self, event: m.GenerationEvent) -> None:
+        """Stamp this replica's index into the gauges an event carries (the metrics are per
+        replica), and count a request's prompt once (on its choice 0's last event)."""
+        if event.stats is not None:
+            event.stats["replica"] = self.index
+            self._last_stats = event.stats
+        if event.usage is not None and event.index == 0:
+            usage = event.usage
+            metrics_llm.record_prompt(
+                self.spec.name, self.spec.version, usage.prompt_tokens, usage.cached_tokens
+            )
 
     def _on_eof(self, reason: str) -> None:
         if self.state is ReplicaState.EXITED and self.on_exit is not None:

@@ -1,7 +1,7 @@
 """A loaded GGUF model and its multi-sequence context, through llama.cpp's C API.
 
 Owns the native handles (model, context, KV memory) and the text <-> token conversions, so
-the scheduler in ``llamacpp.py`` deals with sequences only. Each sequence gets its own KV
+the scheduler in ``runtime.py`` deals with sequences only. Each sequence gets its own KV
 stream (``kv_unified = False``) of ``n_ctx_per_seq`` cells: a sequence's attention never sees
 another's cells, so batching cannot change what a sequence computes.
 """
@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import llama_cpp as lc
+import numpy as np
 
 from aimass.errors import InvalidInput, ModelFailed
 
@@ -153,5 +154,16 @@ class LlamaModel:
         lc.llama_memory_seq_rm(self.memory, slot, -1, -1)
 
     def drop_from(self, slot: int, pos: int) -> None:
-        """Drop a slot's cells from position ``pos`` on (undo a throw-away row)."""
+        """Drop a slot's cells from position ``pos`` on (undo a throw-away row, or cut a
+        cached prefix to the part a new sequence shares)."""
         lc.llama_memory_seq_rm(self.memory, slot, pos, -1)
+
+    def copy_seq(self, src: int, dst: int) -> None:
+        """Make slot ``dst`` hold a copy of slot ``src``'s cells (its whole KV stream: llama.cpp
+        copies streams whole, at the start of the next ``llama_decode``)."""
+        lc.llama_memory_seq_cp(self.memory, src, dst, -1, -1)
+
+    def logits(self, index: int) -> np.ndarray:
+        """The raw logits of batch row ``index`` of the last decode (a view: copy to keep)."""
+        ptr = lc.llama_get_logits_ith(self.ctx, index)
+        return np.ctypeslib.as_array(ptr, shape=(self.n_vocab,))

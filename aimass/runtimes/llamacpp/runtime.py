@@ -16,11 +16,27 @@ Request dict (built by the OpenAI serving layer, plain data so it pickles)::
     temperature, top_p, top_k, min_p, seed,
     presence_penalty, frequency_penalty, repetition_penalty, stop: list[str],
     response_format: dict | None   (json_object / json_schema, enforced by a grammar)
+    grammar: str | None        GBNF that overrides response_format's grammar when set
+    tools: list[dict] | None   OpenAI tool definitions, rendered by the chat template
+    tool_choice: str | dict    "auto" | "required" | {"type": "function", "function": {name}}:
+                               the last two force a call by a grammar (grammar.tool_grammar)
+    parallel_tool_calls: bool  a forced answer may hold several calls (default True)
+    logit_bias: dict[str, float] | None   token id -> bias in [-100, 100]
+    n: int                     choices (default 1; 1 <= n <= options.max_n, default 8, else
+                               InvalidInput param="n"); the prompt is prefilled once and its
+                               KV cells copied to the n sequences; choice i > 0 of a seeded
+                               request draws with seed + i
+    logprobs: bool             report each generated token's log-probability
+    top_logprobs: int | None   0..20 most likely alternatives per token (InvalidInput
+                               param="top_logprobs" otherwise)
     deadline: float | None     (``time.time()`` after which the sequence ends with 504)
 
-Events: ``{"text": delta}`` while generating; the last one (``done=True``) adds
-``finish_reason`` ("stop" | "length"), ``usage`` and ``stats``, or ``error`` (an
-``AimassError``) when the sequence could not finish.
+Events (``GenerationEvent`` in ``engine/local/messages.py``): ``{"index": i, "text": delta,
+"logprobs": [...]}`` while generating; the last event of each choice adds ``finish_reason``
+("stop" | "length"), ``usage`` (prompt_tokens, completion_tokens of that choice,
+cached_tokens: prompt tokens whose KV cells came from the prefix cache) and ``timings``;
+``StepEvent.done`` is set on the last choice's last event only. ``error`` (an ``AimassError``)
+ends the whole request.
 
 Admission: a replica holds at most ``max_seqs`` running plus ``limits.max_queue`` waiting
 sequences. Sequences added since the last step count as waiting until the step gives them
@@ -30,19 +46,20 @@ their slots, so several arriving together are all admitted when slots are free.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import time
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-import llama_cpp as lc
-
 from aimass.errors import AimassError, DeadlineExceeded, InvalidInput, ModelFailed, QueueFull
 from aimass.runtimes.base import GenerativeRuntime, StepEvent
 from aimass.runtimes.llamacpp.batch import TokenBatch
 from aimass.runtimes.llamacpp.chat import pick_template, render_chat
-from aimass.runtimes.llamacpp.grammar import grammar_for
+from aimass.runtimes.llamacpp.grammar import request_grammar
+from aimass.runtimes.llamacpp.logprobs import MAX_TOP_LOGPROBS, token_logprob
 from aimass.runtimes.llamacpp.model import ContextConfig, LlamaModel
+from aimass.runtimes.llamacpp.prefix_cache import PrefixCache, exact_prefix
 from aimass.runtimes.llamacpp.sampling import SamplingParams, build_chain
 from aimass.runtimes.llamacpp.text import TextStream
 from aimass.spec import ModelSpec
@@ -50,31 +67,64 @@ from aimass.spec import ModelSpec
 DEFAULT_MAX_CONCURRENT = 8
 DEFAULT_CTX_PER_SEQ = 2048
 DEFAULT_PREFILL_CHUNK = 512
+DEFAULT_MAX_N = 8
 ROW_BLOCK = 4
 """Slots are allocated in multiples of this (llama.cpp computes rows in blocks of 4)."""
 
 
 @dataclass
-class Sequence:
-    """One request's generation state inside the replica."""
+class Request:
+    """One request: its prompt, shared by its ``n`` choices, and what they have in common."""
 
-    req_id: str
+    req_id: Any
     prompt: list[int]
     max_tokens: int
-    params: SamplingParams
     deadline: float | None
-    text: TextStream
     t_added: float
-    slot: int = -1
+    top_logprobs: int | None
+    """None: no logprobs; else how many alternatives to report per token (0..20)."""
+    choices: list[Choice] = field(default_factory=list)
+    cached: int = 0
+    """Prompt tokens whose KV cells came from the prefix cache."""
+    open: int = 0
+    """Choices that have not sent their last event."""
+
+    @property
+    def leader(self) -> Choice:
+        """Choice 0 reads the prompt; the others get a copy of its cells."""
+        return self.choices[0]
+
+
+@dataclass
+class Choice:
+    """One generated sequence of a request: a slot, a sampler chain, its own text."""
+
+    request: Request
+    index: int
+    params: SamplingParams
+    text: TextStream
     chain: Any = None
+    slot: int = -1
     n_past: int = 0
     generated: list[int] = field(default_factory=list)
     t_first: float | None = None
     reported: bool = False
+    done: bool = False
+    pending: list[dict[str, Any]] = field(default_factory=list)
+    """Logprobs of tokens whose text ``TextStream`` still holds back."""
 
     @property
     def prefilled(self) -> bool:
-        return self.n_past >= len(self.prompt)
+        return self.n_past >= len(self.request.prompt)
+
+    def exact_tokens(self, chunk: int) -> list[int]:
+        """The tokens of the cells in this choice's slot that a later prompt may reuse exactly
+        (see ``prefix_cache``): whole prompt chunks while reading the prompt, then the prompt
+        cut by ``exact_prefix``; never generated tokens."""
+        prompt = self.request.prompt
+        if self.n_past < len(prompt):
+            return prompt[: self.n_past - self.n_past % chunk]
+        return prompt[: exact_prefix(len(prompt), chunk)]
 
 
 class LlamaCppRuntime(GenerativeRuntime):
@@ -87,12 +137,18 @@ class LlamaCppRuntime(GenerativeRuntime):
             spec.limits.max_concurrent or opts.get("n_parallel", DEFAULT_MAX_CONCURRENT)
         )
         self.max_waiting = spec.limits.max_queue
+        self.max_n = min(int(opts.get("max_n", DEFAULT_MAX_N)), self.max_seqs)
         self.prefill_chunk = int(opts.get("prefill_chunk", DEFAULT_PREFILL_CHUNK))
+        self.invariant = bool(opts.get("batch_invariant", False))
         self.llm: LlamaModel | None = None
         self.template: str | None = None
-        self.waiting: deque[Sequence] = deque()
-        self.running: dict[int, Sequence] = {}
-        self.by_id: dict[str, Sequence] = {}
+        self.waiting: deque[Request] = deque()
+        self.running: dict[int, Choice] = {}
+        self.by_id: dict[Any, Request] = {}
+        cache = bool(opts.get("prefix_cache", not self.invariant))
+        self.prefix = PrefixCache(self.max_seqs, cache, self.prefill_chunk)
+        self.prefilled_tokens = 0
+        """Prompt tokens decoded since load (cached and copied ones are not)."""
 
     # lifecycle
 
@@ -111,7 +167,7 @@ class LlamaCppRuntime(GenerativeRuntime):
         self.llm = LlamaModel(self.spec.source, config)
         self.batch = TokenBatch(streams)
         self.prefill_batch = TokenBatch(self.prefill_chunk)
-        self.pad_rows = streams if opts.get("batch_invariant", True) else 0
+        self.pad_rows = streams if self.invariant else 0
         self.template = pick_template(
             opts.get("chat_template"),
             self.llm.meta("tokenizer.chat_template"),
@@ -119,8 +175,8 @@ class LlamaCppRuntime(GenerativeRuntime):
         )
 
     def unload(self) -> None:
-        for seq in list(self.by_id.values()):
-            self._release(seq)
+        for request in list(self.by_id.values()):
+            self._release(request)
         if self.llm is not None:
             self.llm.close()
             self.llm = None
@@ -130,19 +186,23 @@ class LlamaCppRuntime(GenerativeRuntime):
         return {
             "context_length": llm.n_ctx_per_seq,
             "max_concurrent": self.max_seqs,
+            "max_n": self.max_n,
             "n_vocab": llm.n_vocab,
             "n_ctx_train": llm.n_ctx_train,
             "architecture": llm.meta("general.architecture"),
             "chat_template": self.template is not None,
+            "batch_invariant": self.invariant,
+            "prefix_cache": self.prefix.enabled,
         }
 
     def stats(self) -> dict[str, float]:
-        used = sum(s.n_past for s in self.running.values())
+        used = sum(c.n_past for c in self.running.values())
         total = self._llm().n_ctx_per_seq * self.max_seqs if self.llm else 0
         return {
             "running": float(len(self.running)),
-            "waiting": float(len(self.waiting)),
+            "waiting": float(sum(len(r.choices) for r in self.waiting)),
             "kv_used": float(used),
+            "kv_cached": float(self.prefix.cached_tokens),
             "kv_total": float(total),
         }
 
@@ -153,34 +213,54 @@ class LlamaCppRuntime(GenerativeRuntime):
 
     # admission
 
-    def add(self, req_id: str, request: dict[str, Any]) -> None:
-        held = len(self.by_id)
-        if held >= self.max_seqs + self.max_waiting:
+    def add(self, req_id: Any, request: dict[str, Any]) -> None:
+        n = self._n(request.get("n"))
+        held = sum(len(r.choices) for r in self.by_id.values())
+        if held + n > self.max_seqs + self.max_waiting:
             raise QueueFull(
                 f"{held} sequences are running or waiting for a slot; the replica holds "
                 f"{self.max_seqs} running (limits.max_concurrent) and "
                 f"limits.max_queue={self.max_waiting} waiting"
             )
         prompt = self._prompt_tokens(request)
-        params = SamplingParams.from_request(
-            {**request, "grammar": grammar_for(request.get("response_format"))}
-        )
+        grammar = request_grammar(request)  # own, a forced tool call's, response_format's
+        params = SamplingParams.from_request({**request, "grammar": grammar})
         max_tokens = self._max_tokens(len(prompt), request.get("max_tokens"))
         if request.get("max_tokens") is None and request.get("max_tokens_cap"):
             max_tokens = min(max_tokens, int(request["max_tokens_cap"]))
-        chain = build_chain(params, self._llm().vocab, self._llm().n_vocab, self.penalty_window)
-        seq = Sequence(
+        req = Request(
             req_id=req_id,
             prompt=prompt,
             max_tokens=max_tokens,
-            params=params,
             deadline=request.get("deadline"),
-            text=TextStream(stops=params.stop),
             t_added=time.time(),
-            chain=chain,
+            top_logprobs=_top_logprobs(request),
         )
-        self.by_id[req_id] = seq
-        self.waiting.append(seq)
+        llm = self._llm()
+        try:
+            for i in range(n):
+                choice_params = _choice_params(params, i)
+                choice = Choice(req, i, choice_params, TextStream(stops=params.stop))
+                req.choices.append(choice)
+                choice.chain = build_chain(
+                    choice_params, llm.vocab, llm.n_vocab, self.penalty_window
+                )
+        except BaseException:
+            self._free_chains(req)
+            raise
+        req.open = n
+        self.by_id[req_id] = req
+        self.waiting.append(req)
+
+    def _n(self, value: Any) -> int:
+        n = 1 if value is None else int(value)
+        if not 1 <= n <= self.max_n:
+            raise InvalidInput(
+                f"n must be in [1, {self.max_n}] for model {self.spec.name!r} "
+                f"(options.max_n, at most limits.max_concurrent), got {n}",
+                param="n",
+            )
+        return n
 
     @property
     def penalty_window(self) -> int:
@@ -189,7 +269,7 @@ class LlamaCppRuntime(GenerativeRuntime):
     def _prompt_tokens(self, request: dict[str, Any]) -> list[int]:
         llm = self._llm()
         if request.get("messages") is not None:
-            return self._chat_tokens(request["messages"])
+            return self._chat_tokens(request["messages"], request.get("tools"))
         prompt = request.get("prompt", "")
         if isinstance(prompt, list):
             bad = [t for t in prompt if not isinstance(t, int) or not 0 <= t < llm.n_vocab]
@@ -204,7 +284,9 @@ class LlamaCppRuntime(GenerativeRuntime):
             raise InvalidInput("prompt is empty", param="prompt")
         return tokens
 
-    def _chat_tokens(self, messages: list[dict[str, Any]]) -> list[int]:
+    def _chat_tokens(
+        self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None = None
+    ) -> list[int]:
         llm = self._llm()
         if self.template is None:
             raise InvalidInput(
@@ -219,6 +301,7 @@ class LlamaCppRuntime(GenerativeRuntime):
             messages,
             bos_token=llm.piece(llm.bos, special=True).decode("utf-8", "replace"),
             eos_token=llm.piece(llm.eos, special=True).decode("utf-8", "replace"),
+            tools=tools,
         )
         tokens = llm.tokenize(text, add_special=True)
         if len(tokens) >= 2 and tokens[0] == tokens[1] == llm.bos:
@@ -246,24 +329,36 @@ class LlamaCppRuntime(GenerativeRuntime):
             )
         return requested
 
-    def cancel(self, req_id: str) -> None:
-        seq = self.by_id.get(req_id)
-        if seq is not None:
-            self._release(seq)
+    def cancel(self, req_id: Any) -> None:
+        request = self.by_id.get(req_id)
+        if request is not None:
+            self._release(request)
 
-    def _release(self, seq: Sequence) -> None:
-        """Forget a sequence and free its sampler, slot and KV cells now."""
-        self.by_id.pop(seq.req_id, None)
-        if seq.slot >= 0:
-            self.running.pop(seq.slot, None)
-            self._llm().free_seq(seq.slot)
-            seq.slot = -1
-        else:
-            with contextlib.suppress(ValueError):
-                self.waiting.remove(seq)
-        if seq.chain is not None:
-            lc.llama_sampler_free(seq.chain)
-            seq.chain = None
+    def _release(self, request: Request) -> None:
+        """Forget a request: its choices leave their slots now (their cells stay behind as a
+        prefix-cache entry, or are freed), and their samplers are freed."""
+        self.by_id.pop(request.req_id, None)
+        with contextlib.suppress(ValueError):
+            self.waiting.remove(request)
+        for choice in request.choices:
+            self._leave(choice)
+        self._free_chains(request)
+
+    def _leave(self, choice: Choice) -> None:
+        """Take a choice out of its slot, keeping its cells as a cache entry if enabled."""
+        if choice.slot < 0:
+            return
+        self.running.pop(choice.slot, None)
+        kept = self.prefix.keep(choice.slot, choice.exact_tokens(self.prefill_chunk))
+        self._llm().drop_from(choice.slot, kept)
+        choice.slot = -1
+
+    @staticmethod
+    def _free_chains(request: Request) -> None:
+        for choice in request.choices:
+            if choice.chain is not None:
+                choice.chain.free()
+                choice.chain = None
 
     def has_work(self) -> bool:
         return bool(self.running or self.waiting)
@@ -278,38 +373,75 @@ class LlamaCppRuntime(GenerativeRuntime):
         return events
 
     def _admit(self) -> None:
-        """Move waiting sequences into free slots (lowest slot first, FIFO order)."""
-        free = [s for s in range(self.max_seqs) if s not in self.running]
-        while self.waiting and free:
-            seq = self.waiting.popleft()
-            seq.slot = free.pop(0)
-            self.running[seq.slot] = seq
+        """Give waiting requests (FIFO) the lowest free slots, one per choice, and start the
+        leader on the longest cached prefix of its prompt (see ``prefix_cache``)."""
+        while self.waiting:
+            request = self.waiting[0]
+            free = [s for s in range(self.max_seqs) if s not in self.running]
+            n = len(request.choices)
+            if len(free) < n:
+                return
+            self.waiting.popleft()
+            live = {s: c.exact_tokens(self.prefill_chunk) for s, c in self.running.items()}
+            source, reuse = self.prefix.best(request.prompt, live)
+            slots, spare = free[:n], free[n:]
+            for slot in slots:
+                if slot != source:
+                    self._shelter(slot, spare, keep=source)
+            self._start_leader(request.leader, slots[0], source, reuse)
+            for choice, slot in zip(request.choices, slots, strict=True):
+                self.prefix.drop(slot)
+                choice.slot = slot
+                self.running[slot] = choice
+
+    def _shelter(self, slot: int, spare: list[int], keep: int) -> None:
+        """``slot`` is about to be taken: its cache entry, if any, moves to a spare free slot
+        holding an older one (evicting the least recently used prefix), or is dropped."""
+        shelter = self.prefix.shelter(slot, spare, keep)
+        if shelter is not None:
+            self._llm().copy_seq(slot, shelter)
+            self.prefix.move(slot, shelter)
+
+    def _start_leader(self, leader: Choice, slot: int, source: int, reuse: int) -> None:
+        """Set the leader's slot up: the reused prefix copied in (or kept in place), the rest
+        of the cells dropped."""
+        llm = self._llm()
+        if reuse and source != slot:
+            llm.copy_seq(source, slot)
+        if reuse:
+            llm.drop_from(slot, reuse)
+        else:
+            llm.free_seq(slot)
+        leader.n_past = reuse
+        leader.request.cached = reuse
 
     def _decode_generating(self) -> list[StepEvent]:
         """One ``llama_decode``: the next token of every generating sequence.
 
         Rows go in slot order, gaps filled with throw-away rows in idle slots, so llama.cpp
-        keeps them in one micro-batch. llama.cpp's CPU matrix kernels round differently for
-        different row counts, so with ``options.batch_invariant`` (default) every step is padded
-        to all slots: a sequence's numbers, and so its greedy output, then never depend on what
-        else runs. Without it a lone sequence decodes one row, exactly as llama-cpp-python does,
-        and is about twice as fast, but batching may flip near-tied greedy choices.
+        keeps them in one micro-batch (it computes the consecutive streams of a step
+        together). By default only slots ``0..max`` are computed: a lone sequence decodes one
+        row, exactly as llama-cpp-python does. llama.cpp's CPU matrix kernels round
+        differently for different row counts, so batching may flip near-tied greedy choices;
+        with ``options.batch_invariant`` every step is padded to all slots, and a sequence's
+        numbers then never depend on what else runs (at about half the single-stream speed).
         """
         llm = self._llm()
-        gen = {slot: s for slot, s in self.running.items() if s.prefilled and s.generated}
+        gen = {slot: c for slot, c in self.running.items() if c.prefilled and c.generated}
         if not gen:
             return []
         self.batch.clear()
         rows = self.pad_rows or max(gen) + 1
         dummies: list[tuple[int, int]] = []
-        rows_of: list[tuple[Sequence, int]] = []
+        rows_of: list[tuple[Choice, int]] = []
         for slot in range(rows):
-            seq = gen.get(slot)
-            if seq is not None:
-                rows_of.append((seq, self.batch.add([seq.generated[-1]], seq.n_past, slot, True)))
-                seq.n_past += 1
+            choice = gen.get(slot)
+            if choice is not None:
+                index = self.batch.add([choice.generated[-1]], choice.n_past, slot, True)
+                rows_of.append((choice, index))
+                choice.n_past += 1
             else:
-                pos = self.running[slot].n_past if slot in self.running else 0
+                pos = self._idle_pos(slot)
                 self.batch.add([llm.bos], pos, slot, False)
                 dummies.append((slot, pos))
         status = self.batch.decode(llm.ctx)
@@ -317,14 +449,23 @@ class LlamaCppRuntime(GenerativeRuntime):
             llm.drop_from(slot, pos)
         if status != 0:
             error = ModelFailed(f"llama_decode failed with status {status}")
-            return [self._error(seq, error) for seq, _ in rows_of]
+            failed = {id(c.request): c.request for c, _ in rows_of}
+            return [self._error(r, error) for r in failed.values()]
         now = time.time()
         events = []
-        for seq, index in rows_of:
-            event = self._on_token(seq, lc.llama_sampler_sample(seq.chain, llm.ctx, index), now)
+        for choice, index in rows_of:
+            event = self._sample(choice, index, now)
             if event is not None:
                 events.append(event)
         return events
+
+    def _idle_pos(self, slot: int) -> int:
+        """Where a throw-away row in ``slot`` goes: after the cells the slot holds."""
+        choice = self.running.get(slot)
+        if choice is not None:
+            return choice.n_past
+        entry = self.prefix.entries[slot]
+        return len(entry.tokens) if entry is not None else 0
 
     def _prefill(self) -> list[StepEvent]:
         """Prompt chunks, each its own ``llama_decode`` with fixed boundaries (multiples of
@@ -333,77 +474,137 @@ class LlamaCppRuntime(GenerativeRuntime):
         budget = self.prefill_chunk
         events: list[StepEvent] = []
         for slot in sorted(self.running):
-            seq = self.running.get(slot)
-            if seq is None or seq.prefilled:
+            choice = self.running.get(slot)
+            if choice is None or choice.index or choice.prefilled:
                 continue
-            end = min(len(seq.prompt), (seq.n_past // self.prefill_chunk + 1) * self.prefill_chunk)
-            take = end - seq.n_past
+            prompt = choice.request.prompt
+            end = min(len(prompt), (choice.n_past // self.prefill_chunk + 1) * self.prefill_chunk)
+            take = end - choice.n_past
             if take > budget:
                 break
             budget -= take
-            event = self._prefill_chunk(seq, end)
-            if event is not None:
-                events.append(event)
+            events += self._prefill_chunk(choice, end)
         return events
 
-    def _prefill_chunk(self, seq: Sequence, end: int) -> StepEvent | None:
-        """Decode prompt tokens up to ``end``; sample the first token once the prompt is in."""
+    def _prefill_chunk(self, leader: Choice, end: int) -> list[StepEvent]:
+        """Decode prompt tokens up to ``end``; once the prompt is in, copy its cells to the
+        other choices and sample every choice's first token from the same logits."""
         llm = self._llm()
+        request = leader.request
         self.prefill_batch.clear()
-        last = end == len(seq.prompt)
-        index = self.prefill_batch.add(seq.prompt[seq.n_past : end], seq.n_past, seq.slot, last)
+        last = end == len(request.prompt)
+        chunk = request.prompt[leader.n_past : end]
+        index = self.prefill_batch.add(chunk, leader.n_past, leader.slot, last)
         status = self.prefill_batch.decode(llm.ctx)
         if status != 0:
-            return self._error(seq, ModelFailed(f"llama_decode failed with status {status}"))
-        seq.n_past = end
+            return [self._error(request, ModelFailed(f"llama_decode failed with status {status}"))]
+        self.prefilled_tokens += len(chunk)
+        leader.n_past = end
         if not last:
-            return None
-        token = lc.llama_sampler_sample(seq.chain, llm.ctx, index)
-        return self._on_token(seq, token, time.time())
+            return []
+        for choice in request.choices[1:]:
+            llm.copy_seq(leader.slot, choice.slot)
+            choice.n_past = end
+        now = time.time()
+        events = [self._sample(choice, index, now) for choice in request.choices]
+        return [e for e in events if e is not None]
 
-    def _on_token(self, seq: Sequence, token: int, now: float) -> StepEvent | None:
-        if seq.t_first is None:
-            seq.t_first = now
+    def _sample(self, choice: Choice, index: int, now: float) -> StepEvent | None:
+        llm = self._llm()
+        token = choice.chain.sample(llm.ctx, index)
+        top = choice.request.top_logprobs
+        if top is not None and not llm.is_eog(token):
+            choice.pending.append(token_logprob(llm.logits(index), token, top, llm.piece))
+        return self._on_token(choice, token, now)
+
+    def _on_token(self, choice: Choice, token: int, now: float) -> StepEvent | None:
+        if choice.t_first is None:
+            choice.t_first = now
         llm = self._llm()
         if llm.is_eog(token):
-            return self._finish(seq, "stop", seq.text.finish())
-        seq.generated.append(token)
-        delta = seq.text.push(llm.piece(token))
-        if seq.text.stopped:
-            return self._finish(seq, "stop", delta)
-        if len(seq.generated) >= seq.max_tokens:
-            return self._finish(seq, "length", delta + seq.text.finish())
+            return self._finish(choice, "stop", choice.text.finish())
+        choice.generated.append(token)
+        delta = choice.text.push(llm.piece(token))
+        if choice.text.stopped:
+            return self._finish(choice, "stop", delta)
+        if len(choice.generated) >= choice.request.max_tokens:
+            return self._finish(choice, "length", delta + choice.text.finish())
         if not delta:
             return None
-        data: dict[str, Any] = {"text": delta}
-        if not seq.reported:  # gauges follow sequences as they start, not only as they end
-            seq.reported = True
+        data: dict[str, Any] = {"index": choice.index, "text": delta}
+        self._attach_logprobs(choice, data, delta)
+        if not choice.reported:  # gauges follow sequences as they start, not only as they end
+            choice.reported = True
             data["stats"] = self.stats()
-        return StepEvent(seq.req_id, data)
+        return StepEvent(choice.request.req_id, data)
 
-    def _finish(self, seq: Sequence, reason: str, delta: str) -> StepEvent:
-        self._release(seq)
-        data = {
+    def _attach_logprobs(self, choice: Choice, data: dict[str, Any], text: str) -> None:
+        """Put the logprobs of the tokens whose text is released now on the event; after a
+        stop string, only those of the tokens before it."""
+        if choice.request.top_logprobs is None:
+            return
+        entries, choice.pending = choice.pending, []
+        if choice.text.stopped:
+            kept, length = [], 0
+            for entry in entries:
+                length += len(entry["token"])
+                if length > len(text):
+                    break
+                kept.append(entry)
+            entries = kept
+        data["logprobs"] = entries
+
+    def _finish(self, choice: Choice, reason: str, delta: str) -> StepEvent:
+        request = choice.request
+        self._leave(choice)
+        choice.done = True
+        request.open -= 1
+        data: dict[str, Any] = {
+            "index": choice.index,
             "text": delta,
             "finish_reason": reason,
             "usage": {
-                "prompt_tokens": len(seq.prompt),
-                "completion_tokens": len(seq.generated),
+                "prompt_tokens": len(request.prompt),
+                "completion_tokens": len(choice.generated),
+                "cached_tokens": request.cached,
             },
             "timings": {
-                "queued_at": seq.t_added,
-                "first_token_at": seq.t_first,
+                "queued_at": request.t_added,
+                "first_token_at": choice.t_first,
                 "finished_at": time.time(),
             },
-            "stats": self.stats(),
         }
-        return StepEvent(seq.req_id, data, done=True)
+        self._attach_logprobs(choice, data, delta)
+        if request.open == 0:
+            self._release(request)
+        data["stats"] = self.stats()
+        return StepEvent(request.req_id, data, done=request.open == 0)
 
     def _expire(self, now: float) -> list[StepEvent]:
-        late = [s for s in self.by_id.values() if s.deadline is not None and now > s.deadline]
+        late = [r for r in self.by_id.values() if r.deadline is not None and now > r.deadline]
         error = DeadlineExceeded("the request ran past its deadline (limits.timeout_s)")
-        return [self._error(s, error) for s in late]
+        return [self._error(r, error) for r in late]
 
-    def _error(self, seq: Sequence, error: AimassError) -> StepEvent:
-        self._release(seq)
-        return StepEvent(seq.req_id, {"error": error, "stats": self.stats()}, done=True)
+    def _error(self, request: Request, error: AimassError) -> StepEvent:
+        self._release(request)
+        return StepEvent(request.req_id, {"error": error, "stats": self.stats()}, done=True)
+
+
+def _choice_params(params: SamplingParams, index: int) -> SamplingParams:
+    """Choice ``index`` of a seeded request draws with ``seed + index``: the n choices differ,
+    and the same request gives the same n answers every time."""
+    if params.seed is None or index == 0:
+        return params
+    return dataclasses.replace(params, seed=(params.seed + index) & 0xFFFFFFFF)
+
+
+def _top_logprobs(request: dict[str, Any]) -> int | None:
+    """None when no logprobs are asked for; else the number of alternatives (0..20)."""
+    top = request.get("top_logprobs")
+    if top is not None and not 0 <= int(top) <= MAX_TOP_LOGPROBS:
+        raise InvalidInput(
+            f"top_logprobs must be in [0, {MAX_TOP_LOGPROBS}], got {top}", param="top_logprobs"
+        )
+    if not request.get("logprobs"):
+        return None
+    return int(top or 0)

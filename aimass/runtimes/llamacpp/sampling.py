@@ -8,11 +8,13 @@ chain ends in llama.cpp's greedy sampler (argmax), as llama-cpp-python's own gre
 
 from __future__ import annotations
 
+import ctypes
 import random
 from dataclasses import dataclass, field
 from typing import Any
 
 import llama_cpp as lc
+import numpy as np
 
 from aimass.errors import InvalidInput
 
@@ -40,6 +42,8 @@ class SamplingParams:
     repetition_penalty: float = 1.0
     stop: list[str] = field(default_factory=list)
     grammar: str | None = None
+    logit_bias: dict[int, float] = field(default_factory=dict)
+    """Token id -> bias added to its logit before anything else (OpenAI's ``logit_bias``)."""
 
     @classmethod
     def from_request(cls, request: dict[str, Any]) -> SamplingParams:
@@ -61,6 +65,7 @@ class SamplingParams:
             values["seed"] = int(request["seed"]) & 0xFFFFFFFF
         values["stop"] = _stops(request.get("stop"))
         values["grammar"] = request.get("grammar")
+        values["logit_bias"] = _logit_bias(request.get("logit_bias"))
         return cls(**values)
 
     @property
@@ -81,20 +86,120 @@ def _stops(stop: Any) -> list[str]:
     return stops
 
 
-def build_chain(params: SamplingParams, vocab: Any, n_vocab: int, penalty_window: int) -> Any:
-    """A llama.cpp sampler chain for one sequence; the caller frees it with llama_sampler_free.
+def _logit_bias(bias: Any) -> dict[int, float]:
+    if not bias:
+        return {}
+    try:
+        out = {int(token): float(value) for token, value in dict(bias).items()}
+    except (TypeError, ValueError):
+        raise InvalidInput("logit_bias maps token ids to numbers", param="logit_bias") from None
+    if any(not -100.0 <= v <= 100.0 for v in out.values()) or any(t < 0 for t in out):
+        raise InvalidInput(
+            "logit_bias maps token ids (>= 0) to biases in [-100, 100]", param="logit_bias"
+        )
+    return out
 
-    Order as llama.cpp's own defaults: grammar, penalties, top-k, top-p, min-p, temperature,
-    then the final pick (greedy at temperature 0, a seeded draw otherwise).
+
+def _logit_bias_sampler(bias: dict[int, float], n_vocab: int) -> Any:
+    """llama.cpp's logit-bias sampler; -100 is a ban (minus infinity), as OpenAI's is."""
+    outside = [t for t in bias if t >= n_vocab]
+    if outside:
+        raise InvalidInput(
+            f"logit_bias names token {outside[0]}; the vocabulary has {n_vocab} tokens",
+            param="logit_bias",
+        )
+    items = (lc.llama_logit_bias * len(bias))()
+    for item, (token, value) in zip(items, bias.items(), strict=True):
+        item.token = token
+        item.bias = float("-inf") if value <= -100.0 else value
+    return lc.llama_sampler_init_logit_bias(n_vocab, len(bias), items)
+
+
+_CANDIDATE = np.dtype([("id", np.int32), ("logit", np.float32), ("p", np.float32)])
+
+
+class Sampler:
+    """One sequence's llama.cpp sampler chain, with its grammar (if any) kept beside it.
+
+    Without a grammar, ``sample`` is llama.cpp's ``llama_sampler_sample``. With one, it does
+    what llama.cpp's own ``common_sampler_sample`` does: pick a token without the grammar,
+    check that one token against it, and only when it is refused pick again with the grammar
+    over the whole vocabulary. A grammar judges a token by its text, so judging Gemma's 262k
+    tokens at every step is the expensive part: measured on the 2-core machine (loaded),
+    a ``json_object`` answer took 2.1 s per token with the grammar in the chain against
+    0.4 s unconstrained. A greedy pick is the same either way (the argmax of the allowed
+    tokens); a seeded draw follows the same distribution (the allowed tokens' renormalized
+    probabilities). Free with ``free``.
     """
-    chain = lc.llama_sampler_chain_init(lc.llama_sampler_chain_default_params())
-    add = lc.llama_sampler_chain_add
+
+    def __init__(self, chain: Any, grammar: Any, n_vocab: int):
+        self.chain = chain
+        self.grammar = grammar
+        self.n_vocab = n_vocab
+        self._all = np.zeros(n_vocab if grammar else 0, dtype=_CANDIDATE)
+        self._all["id"] = np.arange(len(self._all), dtype=np.int32)
+        self._one = np.zeros(1, dtype=_CANDIDATE)
+
+    def sample(self, ctx: Any, index: int) -> int:
+        """The next token from the logits of batch row ``index``, accepted by the samplers."""
+        if self.grammar is None:
+            return lc.llama_sampler_sample(self.chain, ctx, index)
+        logits = np.ctypeslib.as_array(lc.llama_get_logits_ith(ctx, index), shape=(self.n_vocab,))
+        token = self._pick(logits, self.chain)
+        self._one[0] = (token, logits[token], 0.0)
+        lc.llama_sampler_apply(self.grammar, ctypes.byref(_array(self._one)))
+        if np.isneginf(self._one[0]["logit"]):
+            token = self._pick(logits, self.grammar, self.chain)
+        lc.llama_sampler_accept(self.grammar, token)
+        lc.llama_sampler_accept(self.chain, token)
+        return token
+
+    def _pick(self, logits: np.ndarray, *samplers: Any) -> int:
+        self._all["logit"] = logits
+        self._all["p"] = 0.0
+        candidates = _array(self._all)
+        for sampler in samplers:
+            lc.llama_sampler_apply(sampler, ctypes.byref(candidates))
+        return int(candidates.data[candidates.selected].id)
+
+    def free(self) -> None:
+        for sampler in (self.chain, self.grammar):
+            if sampler is not None:
+                lc.llama_sampler_free(sampler)
+        self.chain = self.grammar = None
+
+
+def _array(candidates: np.ndarray) -> Any:
+    """A ``llama_token_data_array`` over a numpy candidate array (no copy)."""
+    return lc.llama_token_data_array(
+        data=candidates.ctypes.data_as(lc.llama_token_data_p),
+        size=len(candidates),
+        selected=-1,
+        sorted=False,
+    )
+
+
+def build_chain(params: SamplingParams, vocab: Any, n_vocab: int, penalty_window: int) -> Sampler:
+    """The ``Sampler`` of one sequence; the caller frees it with ``Sampler.free``.
+
+    Order as llama.cpp's own defaults: logit bias, (grammar), penalties, top-k, top-p, min-p,
+    temperature, then the final pick (greedy at temperature 0, a seeded draw otherwise).
+    """
+    grammar = None
     if params.grammar:
         grammar = lc.llama_sampler_init_grammar(vocab, params.grammar.encode(), b"root")
         if not grammar:
-            lc.llama_sampler_free(chain)
             raise InvalidInput("the grammar for response_format does not parse", param="grammar")
-        add(chain, grammar)
+    try:
+        bias = _logit_bias_sampler(params.logit_bias, n_vocab) if params.logit_bias else None
+    except InvalidInput:
+        if grammar is not None:
+            lc.llama_sampler_free(grammar)
+        raise
+    chain = lc.llama_sampler_chain_init(lc.llama_sampler_chain_default_params())
+    add = lc.llama_sampler_chain_add
+    if bias is not None:
+        add(chain, bias)
     if params.penalized:
         add(
             chain,
@@ -108,7 +213,7 @@ def build_chain(params: SamplingParams, vocab: Any, n_vocab: int, penalty_window
         )
     if params.temperature == 0.0:
         add(chain, lc.llama_sampler_init_greedy())
-        return chain
+        return Sampler(chain, grammar, n_vocab)
     if params.top_k > 0:
         add(chain, lc.llama_sampler_init_top_k(params.top_k))
     if params.top_p < 1.0:
@@ -118,4 +223,4 @@ def build_chain(params: SamplingParams, vocab: Any, n_vocab: int, penalty_window
     add(chain, lc.llama_sampler_init_temp(params.temperature))
     seed = params.seed if params.seed is not None else random.getrandbits(32)
     add(chain, lc.llama_sampler_init_dist(seed))
-    return chain
+    return Sampler(chain, grammar, n_vocab)

@@ -1,15 +1,8 @@
-"""Export a text model to ONNX and quantize it to int8 (per-channel, MatMul only).
-
-Per-channel weights on the MatMuls alone keep all-MiniLM-L6-v2 within cosine 0.99 of the
-fp32 model, where onnxruntime's default dynamic quantization drifts to about 0.96 (measured,
-see docs/embeddings.md); the quality gate in ``aimass.provision.optimize`` checks every
-variant anyway before it may serve.
-"""
+"""Export a text model to ONNX (fp32), the input of the int8 recipe in ``text.quantize``."""
 
 from __future__ import annotations
 
 import inspect
-import logging
 import warnings
 from pathlib import Path
 
@@ -47,26 +40,6 @@ def export_onnx(layout: TextLayout, path: Path) -> Path:
             dynamo=False,
         )
     return path
-
-
-def quantize_int8(fp32_path: Path, int8_path: Path) -> Path:
-    """Dynamic int8 quantization of the MatMul weights, one scale per output channel."""
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
-    root = logging.getLogger()
-    level = root.level
-    root.setLevel(logging.ERROR)  # the quantizer logs advice on the root logger
-    try:
-        quantize_dynamic(
-            str(fp32_path),
-            str(int8_path),
-            per_channel=True,
-            op_types_to_quantize=["MatMul"],
-            weight_type=QuantType.QInt8,
-        )
-    finally:
-        root.setLevel(level)
-    return int8_path
 
 
 def _example_input(name: str, torch):

@@ -1,0 +1,192 @@
+"""The OpenAI objects of one LLM response: whole answers, stream chunks, logprobs.
+
+``ResponseShape`` turns what ``serving.llm`` gathered (its ``Generation`` and ``Choice``
+records, the engine's ``TokenLogprob`` entries) into the wire types of ``protocols.openai``,
+for chat and for the legacy completions endpoint, so the service itself deals with events
+and the pipeline only.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from aimass.engine.local.messages import TokenLogprob
+from aimass.protocols import openai as oa
+from aimass.serving.toolcalls import ParsedCall
+
+if TYPE_CHECKING:
+    from aimass.engine.deployment import GenerationEvent
+    from aimass.serving.llm import Choice, Generation
+
+
+def chat_logprobs(entries: Sequence[TokenLogprob]) -> oa.ChoiceLogprobs:
+    """Chat's shape: one object per token, with its alternatives."""
+    return oa.ChoiceLogprobs(
+        content=[
+            oa.TokenLogprob(
+                token=e.token,
+                logprob=e.logprob,
+                bytes=list(e.bytes),
+                top_logprobs=[
+                    oa.TopLogprob(token=t.token, logprob=t.logprob, bytes=list(t.bytes))
+                    for t in e.top_logprobs
+                ],
+            )
+            for e in entries
+        ]
+    )
+
+
+def completion_logprobs(entries: Sequence[TokenLogprob], offset: int) -> oa.CompletionLogprobs:
+    """The legacy completions shape; ``offset`` is where the first token starts in the
+    choice's text (after an echoed prompt and the tokens before it)."""
+    offsets = []
+    for e in entries:
+        offsets.append(offset)
+        offset += len(e.token)
+    return oa.CompletionLogprobs(
+        tokens=[e.token for e in entries],
+        token_logprobs=[e.logprob for e in entries],
+        top_logprobs=[{t.token: t.logprob for t in e.top_logprobs} for e in entries],
+        text_offset=offsets,
+    )
+
+
+def tool_calls(calls: Sequence[ParsedCall]) -> list[oa.ToolCall] | None:
+    if not calls:
+        return None
+    return [
+        oa.ToolCall(id=c.id, function=oa.FunctionCall(name=c.name, arguments=c.arguments))
+        for c in calls
+    ]
+
+
+@dataclass
+class ResponseShape:
+    """Builds the OpenAI objects of one response (ids, timestamps, chat vs. completion)."""
+
+    rid: str
+    model: str
+    chat: bool
+    logprobs: bool = False
+    """The request asked for logprobs: every choice carries them (possibly empty)."""
+    echo: str = ""
+    """A completion's prompt, put in front of each choice's text."""
+    created: int = field(default_factory=lambda: int(time.time()))
+
+    # whole answers
+
+    def whole(self, gen: Generation) -> dict[str, Any]:
+        choices = [gen.choices[i] for i in sorted(gen.choices)]
+        if self.chat:
+            resp: Any = oa.ChatCompletionResponse(
+                id=self.rid, created=self.created, model=self.model,
+                choices=[self._chat_choice(c) for c in choices], usage=gen.usage,
+            )  # fmt: skip
+        else:
+            resp = oa.CompletionResponse(
+                id=self.rid, created=self.created, model=self.model,
+                choices=[self._completion_choice(c) for c in choices], usage=gen.usage,
+            )  # fmt: skip
+        return resp.model_dump()
+
+    def _chat_choice(self, choice: Choice) -> oa.ChatChoice:
+        content: str | None = "".join(choice.content)
+        if choice.calls:
+            content = content.strip() or None
+        message = oa.AssistantMessage(content=content, tool_calls=tool_calls(choice.calls))
+        return oa.ChatChoice(
+            index=choice.index,
+            message=message,
+            finish_reason=choice.finish_reason,
+            logprobs=chat_logprobs(choice.logprobs) if self.logprobs else None,
+        )
+
+    def _completion_choice(self, choice: Choice) -> oa.CompletionChoice:
+        logprobs = completion_logprobs(choice.logprobs, len(self.echo)) if self.logprobs else None
+        return oa.CompletionChoice(
+            index=choice.index,
+            text=self.echo + "".join(choice.text),
+            finish_reason=choice.finish_reason,
+            logprobs=logprobs,
+        )
+
+    # streams
+
+    def opening(self, index: int) -> Iterator[dict[str, Any]]:
+        """The chunks a choice's stream starts with: chat's role, an echoed prompt."""
+        if self.chat:
+            yield self._chat_chunk(index, {"role": "assistant", "content": ""})
+        elif self.echo:
+            yield self._completion_chunk(index, self.echo)
+
+    def pieces(
+        self, choice: Choice, event: GenerationEvent, content: str, calls: list[ParsedCall]
+    ) -> Iterator[dict[str, Any]]:
+        """The chunks one event of ``choice`` makes: its text (with its logprobs), the tool
+        calls it completed (each as OpenAI streams them: id and name, then arguments), and
+        the choice's end."""
+        entries = event.logprobs or []
+        if self.chat:
+            if content or entries:
+                logprobs = chat_logprobs(entries) if self.logprobs else None
+                yield self._chat_chunk(choice.index, {"content": content or None}, None, logprobs)
+            first = len(choice.calls) - len(calls)
+            for k, call in enumerate(calls, start=first):
+                function = {"name": call.name, "arguments": ""}
+                head = {"index": k, "id": call.id, "type": "function", "function": function}
+                yield self._chat_chunk(choice.index, {"tool_calls": [head]})
+                args = {"index": k, "function": {"arguments": call.arguments}}
+                yield self._chat_chunk(choice.index, {"tool_calls": [args]})
+            if event.finish_reason is not None:
+                yield self._chat_chunk(choice.index, {}, choice.finish_reason)
+            return
+        if event.text or entries:
+            logprobs = None
+            if self.logprobs:
+                before = choice.logprobs[: len(choice.logprobs) - len(entries)]
+                offset = len(self.echo) + sum(len(e.token) for e in before)
+                logprobs = completion_logprobs(entries, offset)
+            yield self._completion_chunk(choice.index, event.text, None, logprobs)
+        if event.finish_reason is not None:
+            yield self._completion_chunk(choice.index, "", choice.finish_reason)
+
+    def _chat_chunk(
+        self,
+        index: int,
+        delta: dict[str, Any],
+        finish_reason: str | None = None,
+        logprobs: oa.ChoiceLogprobs | None = None,
+    ) -> dict[str, Any]:
+        choice = oa.ChatChunkChoice(
+            index=index,
+            delta=oa.ChatDelta.model_validate(delta),
+            finish_reason=finish_reason,
+            logprobs=logprobs,
+        )
+        return oa.ChatCompletionChunk(
+            id=self.rid, created=self.created, model=self.model, choices=[choice]
+        ).model_dump()
+
+    def _completion_chunk(
+        self,
+        index: int,
+        text: str,
+        finish_reason: str | None = None,
+        logprobs: oa.CompletionLogprobs | None = None,
+    ) -> dict[str, Any]:
+        choice = oa.CompletionChoice(
+            index=index, text=text, finish_reason=finish_reason, logprobs=logprobs
+        )
+        return oa.CompletionResponse(
+            id=self.rid, created=self.created, model=self.model, choices=[choice]
+        ).model_dump()
+
+    def usage_chunk(self, gen: Generation) -> dict[str, Any]:
+        cls = oa.ChatCompletionChunk if self.chat else oa.CompletionResponse
+        return cls(
+            id=self.rid, created=self.created, model=self.model, choices=[], usage=gen.usage
+        ).model_dump()
