@@ -25,8 +25,9 @@ PROMPTS = ["The capital of France is", "Once upon a time", "def add(a, b):", "Wa
 
 @pytest.fixture(scope="module")
 def server(pytestconfig, tmp_path_factory):
-    spec = llm_spec(gemma_file(pytestconfig))
-    with run_server(tmp_path_factory.mktemp("llm"), models=[spec]) as url:
+    gguf = gemma_file(pytestconfig)
+    exact = llm_spec(gguf, name="gemma-exact", options={"batch_invariant": True})
+    with run_server(tmp_path_factory.mktemp("llm"), models=[llm_spec(gguf), exact]) as url:
         yield url
 
 
@@ -35,8 +36,8 @@ def client(server):
     return openai.OpenAI(base_url=f"{server}/v1", api_key="unused", max_retries=0)
 
 
-def complete(client, prompt: str, n: int = 16) -> str:
-    out = client.completions.create(model="gemma", prompt=prompt, max_tokens=n, temperature=0)
+def complete(client, prompt: str, n: int = 16, model: str = "gemma") -> str:
+    out = client.completions.create(model=model, prompt=prompt, max_tokens=n, temperature=0)
     return out.choices[0].text
 
 
@@ -108,10 +109,12 @@ def test_json_schema_output_validates(client):
     assert set(value) == {"name", "age"} and isinstance(value["age"], int)
 
 
-def test_concurrent_greedy_equals_sequential(client):
-    alone = [complete(client, p) for p in PROMPTS]
+def test_batch_invariant_model_gives_the_same_greedy_answer_concurrently(client):
+    """``options.batch_invariant`` over HTTP: answers do not depend on what else runs (the
+    default trades this for a lone request's full speed and llama.cpp's own answer)."""
+    alone = [complete(client, p, model="gemma-exact") for p in PROMPTS]
     with ThreadPoolExecutor(len(PROMPTS)) as pool:
-        together = list(pool.map(lambda p: complete(client, p), PROMPTS))
+        together = list(pool.map(lambda p: complete(client, p, model="gemma-exact"), PROMPTS))
     assert together == alone
 
 
