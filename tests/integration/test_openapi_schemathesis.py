@@ -139,7 +139,7 @@ def server(tmp_path_factory, pytestconfig):
     with run_server(tmp, models, extra_args=["--require-auth"], env=env) as srv:
         srv.admin_key = admin
         srv.add_file = add
-        srv.file_id = _upload(srv, admin)
+        srv.file_id = _upload_file(srv, admin)
         srv.stores = _stores(srv, admin)
         yield srv
 
@@ -151,7 +151,7 @@ def api(server):
     return schemathesis.openapi.from_url(f"{server}/openapi.json", headers=auth)
 
 
-def _upload(server, key: str) -> str:
+def _upload_file(server, key: str) -> str:
     """A file for the written calls of /v1/files/{file_id} to read (the last one deletes it)."""
     auth = {"Authorization": f"Bearer {key}"}
     form = {"file": ("a.txt", b"hello"), "purpose": (None, "user_data")}
@@ -161,7 +161,7 @@ def _upload(server, key: str) -> str:
 def _stores(server, key: str) -> dict[str, str]:
     """Vector stores for the written calls: one with a file and a batch, one to delete."""
     auth = {"Authorization": f"Bearer {key}"}
-    ids = {name: _upload(server, key) for name in ("in_store", "batched", "added")}
+    ids = {name: _upload_file(server, key) for name in ("in_store", "batched", "added")}
 
     def post(path: str, body: dict) -> str:
         r = httpx.post(f"{server}{path}", json=body, headers=auth)
