@@ -59,6 +59,12 @@ long (so a steady stream of searches slows ingestion down but never stops it).""
 TOUCH_INTERVAL_S = 60.0
 """``last_active_at`` is written at most this often per store (a search is not a write)."""
 
+STORE_CACHE_S = 1.0
+"""A search reuses a store's row (owner, expiry) read this recently instead of reading the
+database again (a per-search read was most of an HTTP search's cost; benchmarks/RESULTS.md).
+Modify and delete through this server drop the entry at once; the age bounds how long a
+change made elsewhere (another server on the same database) goes unseen."""
+
 
 class VectorStoreService:
     """Vector stores over the engine; one per app."""
@@ -86,6 +92,8 @@ class VectorStoreService:
         """store id -> its owner as a caller: ingestion embeds as the store's owner"""
         self._filenames: dict[str, str] = {}
         self._touched: dict[str, float] = {}
+        self._rows: dict[str, tuple[float, records.Store]] = {}
+        """store id -> (when read, its row): searches' cache, see ``STORE_CACHE_S``"""
         self._tokenizers: dict[str, Tokenizer] = {}
         self._searches = 0
         self._no_searches = asyncio.Event()
@@ -140,9 +148,11 @@ class VectorStoreService:
             changes["metadata"] = req.metadata
         if "expires_after" in req.model_fields_set:
             changes["expires_after_days"] = req.expires_after.days if req.expires_after else None
+        self._rows.pop(store_id, None)
         store = await self.stores.run(
             lambda url: records.update_store(url, store_id, touch=True, **changes)
         )
+        self._rows.pop(store_id, None)
         return await self._store_answer(store)
 
     async def delete(self, ctx: CallContext, store_id: str) -> dict[str, Any]:
@@ -153,6 +163,7 @@ class VectorStoreService:
         await self.stores.run(records.delete_store, store.id)
         self._owners.pop(store.id, None)
         self._touched.pop(store.id, None)
+        self._rows.pop(store.id, None)
         return {"id": store.id, "object": "vector_store.deleted", "deleted": True}
 
     # ---- files -------------------------------------------------------------------------------
@@ -253,7 +264,7 @@ class VectorStoreService:
                 self._no_searches.set()
 
     async def _search(self, ctx: CallContext, store_id: str, req: SearchRequest) -> dict:
-        store = await self._owned(ctx, store_id)
+        store = await self._owned(ctx, store_id, cached=True)
         if _expired(store):
             raise InvalidInput(f"vector store {store_id!r} has expired", param="vector_store_id")
         live = await self.stores.get(store)
@@ -432,11 +443,23 @@ class VectorStoreService:
     def _admin(self, ctx: CallContext) -> bool:
         return self.pipeline.gate.is_admin(ctx.caller)
 
-    async def _owned(self, ctx: CallContext, store_id: str) -> records.Store:
-        store = await self.stores.run(records.get_store, store_id)
+    async def _owned(self, ctx: CallContext, store_id: str, cached: bool = False) -> records.Store:
+        """The store if ``ctx``'s caller may use it (404 otherwise); ``cached``: a row read
+        within ``STORE_CACHE_S`` will do (searches)."""
+        store = self._row(store_id) if cached else None
+        if store is None:
+            store = await self.stores.run(records.get_store, store_id)
+            if store is not None:
+                self._rows[store_id] = (time.monotonic(), store)
         if store is None or not (self._admin(ctx) or store.owner_key_id == _key_id(ctx.caller)):
             raise NotFound(f"no vector store {store_id!r}", param="vector_store_id")
         return store
+
+    def _row(self, store_id: str) -> records.Store | None:
+        entry = self._rows.get(store_id)
+        if entry is None or time.monotonic() - entry[0] > STORE_CACHE_S:
+            return None
+        return entry[1]
 
     async def _file(self, ctx: CallContext, file_id: str) -> FileRecord:
         owner = ANY_OWNER if self._admin(ctx) else _key_id(ctx.caller)
