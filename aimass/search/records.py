@@ -350,17 +350,7 @@ def complete_file(
         row = _file_row(s, store_id, file_id)
         if row is None or row.status != IN_PROGRESS:
             return None
-        rows = [
-            VectorStoreChunkRow(
-                store_id=store_id,
-                file_id=file_id,
-                seq=c.seq,
-                text=c.text,
-                tokens=c.tokens,
-                vector=np.ascontiguousarray(c.vector, dtype="<f4").tobytes(),
-            )
-            for c in chunks
-        ]
+        rows = _chunk_rows(store_id, file_id, chunks)
         s.add_all(rows)
         row.status, row.usage_bytes = COMPLETED, usage
         row.error_code = row.error_message = None
@@ -443,20 +433,27 @@ def file_chunks(url: str, store_id: str, file_id: str) -> list[str]:
         )
 
 
+def _chunk_rows(
+    store_id: str, file_id: str, chunks: Iterable[NewChunk]
+) -> list[VectorStoreChunkRow]:
+    """The rows of a file's chunks, each vector stored as little-endian float32 bytes."""
+    return [
+        VectorStoreChunkRow(
+            store_id=store_id,
+            file_id=file_id,
+            seq=c.seq,
+            text=c.text,
+            tokens=c.tokens,
+            vector=np.ascontiguousarray(c.vector, dtype="<f4").tobytes(),
+        )
+        for c in chunks
+    ]
+
+
 def insert_chunks(url: str, store_id: str, file_id: str, chunks: Iterable[NewChunk]) -> np.ndarray:
     """Chunks written straight to a ``completed`` file (benchmarks fill stores this way)."""
     with session_scope(url) as s:
-        rows = [
-            VectorStoreChunkRow(
-                store_id=store_id,
-                file_id=file_id,
-                seq=c.seq,
-                text=c.text,
-                tokens=c.tokens,
-                vector=np.ascontiguousarray(c.vector, dtype="<f4").tobytes(),
-            )
-            for c in chunks
-        ]
+        rows = _chunk_rows(store_id, file_id, chunks)
         s.add_all(rows)
         s.flush()
         return np.array([r.id for r in rows], dtype=np.int64)
