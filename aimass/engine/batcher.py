@@ -125,7 +125,8 @@ class Batcher:
 
     async def _within(self, outputs: asyncio.Future, deadline: float):
         try:
-            return await asyncio.wait_for(outputs, deadline - time.monotonic())
+            async with asyncio.timeout(deadline - time.monotonic()):
+                return await outputs
         except TimeoutError:
             raise DeadlineExceeded(
                 f"model {self.spec.name!r}: request exceeded its deadline before completing "
@@ -188,7 +189,8 @@ class Batcher:
                 break
             self._arrived.clear()
             try:
-                await asyncio.wait_for(self._arrived.wait(), remaining)
+                async with asyncio.timeout(remaining):
+                    await self._arrived.wait()
             except TimeoutError:
                 pass
         for item in items:

@@ -374,7 +374,8 @@ class VectorStoreService:
         """Ingestion's embedding request: after running searches (see
         ``SEARCH_FIRST_MAX_WAIT_S``), as the store's owner."""
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._no_searches.wait(), SEARCH_FIRST_MAX_WAIT_S)
+            async with asyncio.timeout(SEARCH_FIRST_MAX_WAIT_S):
+                await self._no_searches.wait()
         caller = self._owners.get(store.id) or await self._owner(store)
         return await self.embed(CallContext(caller), store.embedding_model, texts)
 
