@@ -104,6 +104,38 @@ class Settings(BaseSettings):
     """Chunks per embedding request during ingestion: small, so that a search's query waits
     behind little ingestion work in the model's queue."""
 
+    jobs_max_concurrent: int = Field(default=2, ge=1, le=64)
+    """Jobs one server runs at once; more wait, queued, in the order they were made."""
+
+    jobs_max_unfinished_per_key: int = Field(default=20, ge=1)
+    """Unfinished jobs (queued or running) one API key may have; a new one is refused (429)."""
+
+    jobs_max_attempts: int = Field(default=3, ge=1)
+    """Times a job is started (first run, resumes after a crash, retries after an error)
+    before it fails; a graceful restart does not count."""
+
+    jobs_max_disk_bytes: int = Field(default=10 * 1024**3, ge=1)
+    """Scratch space of running jobs (``home/jobs``): past it new jobs are refused (429) and a
+    job that writes more fails, naming this setting."""
+
+    jobs_lease_s: float = Field(default=15.0, gt=0)
+    """How long a server holds a job without renewing it; a job whose server died is resumed
+    by the next server to look once this has passed since its last renewal."""
+
+    jobs_poll_interval_s: float = Field(default=1.0, gt=0)
+    """How often the runner renews its leases, picks up cancels and claims waiting jobs."""
+
+    batch_completion_window_s: float = Field(default=24 * 3600.0, gt=0)
+    """What a batch's ``completion_window`` of ``24h`` means here: past it the batch ends
+    ``expired`` with the answers it has (lower it to test expiry)."""
+
+    batch_max_lines: int = Field(default=50_000, ge=1)
+    """Most requests in one batch input file (OpenAI's limit)."""
+
+    batch_max_in_flight: int = Field(default=16, ge=1, le=1024)
+    """Lines of one batch sent to the model at once. Online requests come first: while any
+    wait in the model's queue, the batch keeps one line in flight (benchmarks/bench_batches.py)."""
+
     @property
     def resolved_database_url(self) -> str:
         if self.database_url:

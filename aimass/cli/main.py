@@ -458,3 +458,12 @@ def _register_stores_commands() -> None:
 
 
 _register_stores_commands()
+
+
+def _register_jobs_commands() -> None:
+    from aimass.cli.jobs import jobs_app
+
+    app.add_typer(jobs_app, name="jobs")
+
+
+_register_jobs_commands()

@@ -1,5 +1,5 @@
 """Every table the registry owns, in one module: models, API keys, usage counters, audit log,
-files, vector stores.
+files, vector stores, jobs and their events.
 
 One module so that ``Base.metadata`` is complete as soon as it is imported: the migrations
 (``registry/migrations``) and the test that compares them with this metadata see every table,
@@ -231,4 +231,53 @@ class VectorStoreBatchRow(Base):
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
     store_id: Mapped[str] = mapped_column(String(40), index=True)
     cancelled: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class JobRow(Base):
+    """One durable job (a batch, later a fine-tuning run): who asked, what, and how far it got.
+
+    ``status`` is the kind's own word (a batch: ``validating`` ... ``completed``) and
+    ``timestamps_json`` holds when each status was first entered. A runner holds the job while
+    ``lease_until`` is in the future and renews it as it works; a job whose lease ran out (its
+    server was killed) is claimed again and resumed from ``checkpoint_json``.
+    """
+
+    __tablename__ = "jobs"
+    __table_args__ = (Index("ix_jobs_owner_created", "owner_key_id", "created_at", "id"),)
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(32), index=True)
+    owner_key_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    """The API key that made the job (``None``: auth off, anonymous)."""
+    owner: Mapped[str] = mapped_column(String(160))
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    timestamps_json: Mapped[str] = mapped_column(Text, default="{}")
+    params_json: Mapped[str] = mapped_column(Text, default="{}")
+    progress_json: Mapped[str] = mapped_column(Text, default="{}")
+    result_json: Mapped[str] = mapped_column(Text, default="{}")
+    error_json: Mapped[str | None] = mapped_column(Text, nullable=True)
+    checkpoint_json: Mapped[str] = mapped_column(Text, default="{}")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    runner: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    lease_until: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    expires_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    """When the job gives up unfinished (a batch's completion window)."""
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, index=True)
+    updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class JobEventRow(Base):
+    """One event of a job (progress, a warning, metrics of a checkpoint), numbered from 1."""
+
+    __tablename__ = "job_events"
+    __table_args__ = (UniqueConstraint("job_id", "seq", name="uq_job_event_seq"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    job_id: Mapped[str] = mapped_column(String(40), index=True)
+    seq: Mapped[int] = mapped_column(Integer)
+    level: Mapped[str] = mapped_column(String(16), default="info")
+    message: Mapped[str] = mapped_column(Text)
+    data_json: Mapped[str] = mapped_column(Text, default="{}")
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)

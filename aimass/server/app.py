@@ -26,6 +26,11 @@ from aimass.config import Settings
 from aimass.control import ControlPlane
 from aimass.files.storage import LocalFileStorage
 from aimass.files.store import FileStore
+from aimass.jobs.batch.kind import BatchKind
+from aimass.jobs.batch.lines import LineSender
+from aimass.jobs.batch.service import BatchService
+from aimass.jobs.runner import JobRunner
+from aimass.jobs.service import JobsService
 from aimass.server import health
 from aimass.server.admin import access as admin_access
 from aimass.server.admin import models as admin_models
@@ -35,10 +40,12 @@ from aimass.server.fastpath import FastPath
 from aimass.server.limits import BodyLimitMiddleware
 from aimass.server.openai import (
     audio,
+    batches,
     completions,
     embeddings,
     files,
     images,
+    jobs,
     ocr,
     vector_stores,
 )
@@ -70,6 +77,8 @@ ROUTERS = [
     audio,
     files,
     vector_stores,
+    batches,
+    jobs,
     admin_access,
 ]
 
@@ -108,9 +117,11 @@ def fastapi_app(settings: Settings) -> FastAPI:
         await control.start()
         await app.state.files.start()
         await app.state.vector_stores.start()
+        await app.state.runner.start()
         try:
             yield
         finally:
+            await app.state.runner.stop()
             await app.state.vector_stores.stop()
             await app.state.files.stop()
             await control.stop()
@@ -139,6 +150,11 @@ def fastapi_app(settings: Settings) -> FastAPI:
     state.audio = AudioService(pipeline)
     state.files = FilesService(file_store, gate)
     state.vector_stores = VectorStoreService(pipeline, state.embeddings, settings, file_store)
+    sender = LineSender(state.embeddings, state.llm, state.tensors)
+    batch = BatchKind(pipeline, sender, file_store, settings)
+    state.runner = JobRunner(settings, [batch], ready=control.ready)
+    state.batches = BatchService(state.runner, state.files, settings)
+    state.jobs = JobsService(state.runner, state.files)
     install_error_handlers(app)
     for routes in ROUTERS:
         app.include_router(routes.router)

@@ -39,6 +39,8 @@ class CallContext:
     shorten the model's ``limits.timeout_s``."""
     timeout_source: str = "the Request-Timeout header"
     """Where ``timeout_s`` came from, named in the 504 it causes."""
+    background: bool = False
+    """Work that yields to online calls (batch lines): not counted in ``Pipeline.online``."""
 
 
 @dataclass(frozen=True)
@@ -70,6 +72,12 @@ class Pipeline:
     def __init__(self, manager: ModelManager, gate: Gate):
         self.manager = manager
         self.gate = gate
+        self._online: dict[str, int] = {}
+
+    def online(self, name: str) -> int:
+        """Online (not background) calls of model ``name`` open now: background work such as
+        a batch looks here to give way to them."""
+        return self._online.get(name, 0)
 
     def serves(self, name: str) -> bool:
         return any(d.spec.name == name for d in self.manager.deployments())
@@ -128,6 +136,20 @@ class ModelCall:
         self.completion_tokens = 0
         self._reached = False
         self._finished = False
+        self._online = not ctx.background
+        if self._online:
+            pipeline._online[name] = pipeline._online.get(name, 0) + 1
+
+    def _settle(self) -> None:
+        """Mark the call finished (once), and no longer online."""
+        self._finished = True
+        if self._online:
+            self._online = False
+            left = self._pipeline._online[self.name] - 1
+            if left:
+                self._pipeline._online[self.name] = left
+            else:
+                del self._pipeline._online[self.name]
 
     @property
     def deadline(self) -> Deadline:
@@ -157,7 +179,7 @@ class ModelCall:
 
     def refused(self, exc: AimassError, *, usage: bool = True) -> None:
         """Count a refusal that happened before the deployment ran (see the module note)."""
-        self._finished = True
+        self._settle()
         versions = [d for d in self._pipeline.manager.deployments() if d.spec.name == self.name]
         if not versions:
             return
@@ -176,7 +198,7 @@ class ModelCall:
         if exc is not None and not self._reached and isinstance(exc, AimassError):
             self.refused(exc)
             return exc
-        self._finished = True
+        self._settle()
         self._pipeline.gate.record(
             self.ctx.caller,
             self.name,

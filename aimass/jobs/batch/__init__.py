@@ -1,0 +1,1 @@
+"""The OpenAI Batch API as a job kind: validation, line dispatch, results, the service."""
