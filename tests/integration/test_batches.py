@@ -15,6 +15,7 @@ import sys
 import time
 
 import httpx
+import numpy as np
 import openai
 import pytest
 
@@ -77,7 +78,11 @@ def test_an_embeddings_batch_answers_as_the_online_endpoint(env):
         assert line["response"]["status_code"] == 200 and line["error"] is None
         assert line["id"].startswith("batch_req_") and line["response"]["request_id"]
         expected = online.post(f"{env['base']}/v1/embeddings", json=body).json()
-        assert line["response"]["body"] == expected
+        got = line["response"]["body"]
+        # rows batched with other lengths are padded differently: equal up to float rounding
+        vectors = [d.pop("embedding") for d in got["data"]]
+        assert np.allclose(vectors, [d.pop("embedding") for d in expected["data"]], atol=1e-6)
+        assert got == expected
         tokens += expected["usage"]["prompt_tokens"]
     assert done.usage.input_tokens == tokens == done.usage.total_tokens
 
