@@ -133,8 +133,12 @@ class Settings(BaseSettings):
     """Most requests in one batch input file (OpenAI's limit)."""
 
     batch_max_in_flight: int = Field(default=16, ge=1, le=1024)
-    """Lines of one batch sent to the model at once. Online requests come first: while any
-    wait in the model's queue, the batch keeps one line in flight (benchmarks/bench_batches.py)."""
+    """Lines of one batch sent to the model at once while the model has no online traffic
+    (see ``batch_yield_s``; benchmarks/bench_batches.py)."""
+
+    batch_yield_s: float = Field(default=1.0, ge=0)
+    """Online requests come first: while online calls of a model are open, and for this long
+    after one, a batch keeps a single line of that model in flight."""
 
     @property
     def resolved_database_url(self) -> str:

@@ -18,6 +18,7 @@ Two counting rules live here and nowhere else:
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -73,11 +74,15 @@ class Pipeline:
         self.manager = manager
         self.gate = gate
         self._online: dict[str, int] = {}
+        self._online_ended: dict[str, float] = {}
 
-    def online(self, name: str) -> int:
-        """Online (not background) calls of model ``name`` open now: background work such as
-        a batch looks here to give way to them."""
-        return self._online.get(name, 0)
+    def online(self, name: str, within_s: float = 0.0) -> bool:
+        """Whether online (not background) calls of model ``name`` are open now, or one ended
+        less than ``within_s`` ago: background work such as a batch gives way to them."""
+        if self._online.get(name):
+            return True
+        ended = self._online_ended.get(name)
+        return ended is not None and time.monotonic() - ended < within_s
 
     def serves(self, name: str) -> bool:
         return any(d.spec.name == name for d in self.manager.deployments())
@@ -140,11 +145,14 @@ class ModelCall:
         if self._online:
             pipeline._online[name] = pipeline._online.get(name, 0) + 1
 
-    def _settle(self) -> None:
-        """Mark the call finished (once), and no longer online."""
+    def _settle(self, served: bool = True) -> None:
+        """Mark the call finished (once), and no longer online; ``served``: it reached a
+        deployment (only served names are remembered, so invented ones cannot grow a dict)."""
         self._finished = True
         if self._online:
             self._online = False
+            if served:
+                self._pipeline._online_ended[self.name] = time.monotonic()
             left = self._pipeline._online[self.name] - 1
             if left:
                 self._pipeline._online[self.name] = left
@@ -179,7 +187,7 @@ class ModelCall:
 
     def refused(self, exc: AimassError, *, usage: bool = True) -> None:
         """Count a refusal that happened before the deployment ran (see the module note)."""
-        self._settle()
+        self._settle(served=False)
         versions = [d for d in self._pipeline.manager.deployments() if d.spec.name == self.name]
         if not versions:
             return

@@ -6,12 +6,12 @@ Phases, each resumable (the checkpoint says which one a crash interrupted):
 - ``validating``: the whole file is checked (``validate.py``); any invalid line fails the
   batch with every error and its line number, before anything runs.
 - ``in_progress``: lines go to the model as the batch's owner, at most ``batch_max_in_flight``
-  at a time, and one at a time while online calls of the model are open
-  (``Pipeline.online``), so online traffic waits behind little batch work. A line refused
-  for load (429: queue full, rate limit) waits and is sent again, as is one whose model is
-  unavailable (503) for up to ``UNAVAILABLE_RETRY_S``; any other error is its answer. Each
-  answer is appended to the job's result log at once (``results.py``), so after a crash only
-  unanswered lines are sent again.
+  at a time, and one at a time while online calls of the model are open or were within
+  ``batch_yield_s`` (``Pipeline.online``), so online traffic waits behind little batch work.
+  A line refused for load (429: queue full, rate limit) waits and is sent again, as is one
+  whose model is unavailable (503) for up to ``UNAVAILABLE_RETRY_S``; any other error is its
+  answer. Each answer is appended to the job's result log at once (``results.py``), so after
+  a crash only unanswered lines are sent again.
 - ``finalizing``: output (2xx answers) and error files are written in input order; lines never
   answered (cancelled, expired) are listed in the error file. The file ids are checkpointed
   as they are made, so a crash here does not write them twice.
@@ -151,8 +151,11 @@ class BatchKind:
         return ended
 
     def _window(self, name: str) -> int:
-        """Lines in flight now: one while online calls of the model are open."""
-        return 1 if self.pipeline.online(name) else self.settings.batch_max_in_flight
+        """Lines in flight now: one while online calls of the model are open or were, within
+        ``batch_yield_s``."""
+        if self.pipeline.online(name, self.settings.batch_yield_s):
+            return 1
+        return self.settings.batch_max_in_flight
 
     @staticmethod
     def _time_left(job: JobContext) -> float | None:

@@ -91,11 +91,12 @@ class ResultLog:
 
     def append(self, index: int, ok: bool, line: dict[str, Any]) -> None:
         """Write one answer now (flushed: a killed server keeps it)."""
-        raw = orjson.dumps({"i": index, "ok": ok, "line": line}, option=_DUMP)
+        record = {"i": index, "ok": ok, "line": line}
+        raw = orjson.dumps(record, option=_DUMP)
         with self.path.open("ab") as f:
             offset = f.tell()
             f.write(raw)
-        self._index(orjson.loads(raw), offset, len(raw))
+        self._index(record, offset, len(raw))
 
     def sync(self) -> None:
         """Make what was written survive a crash of the machine, not only of the server."""
