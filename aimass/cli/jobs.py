@@ -20,7 +20,7 @@ from aimass.cli.files import ApiKey, Url, _request
 jobs_app = typer.Typer(help="Durable jobs: batches (/v1/jobs).", no_args_is_help=True)
 
 AsJson = Annotated[bool, typer.Option("--json", help="The answer as JSON.")]
-FINISHED = {"completed", "failed", "cancelled", "expired"}
+FINISHED = {"completed", "succeeded", "failed", "cancelled", "expired"}
 POLL_S = 0.5
 
 

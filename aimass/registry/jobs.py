@@ -21,8 +21,8 @@ from aimass.registry.db import session_scope
 from aimass.registry.files import ANY_OWNER
 from aimass.registry.tables import JobEventRow, JobRow, utcnow
 
-TERMINAL = frozenset({"completed", "failed", "cancelled", "expired"})
-"""Statuses a job never leaves."""
+TERMINAL = frozenset({"completed", "succeeded", "failed", "cancelled", "expired"})
+"""Statuses a job never leaves (``succeeded`` is OpenAI's word for a finished fine-tuning job)."""
 CANCELLING = "cancelling"
 
 __all__ = ["ANY_OWNER", "CANCELLING", "TERMINAL", "JobEvent", "JobRecord"]
