@@ -30,6 +30,20 @@ def job_object(job: JobRecord) -> Job:
     )
 
 
+async def page(
+    url: str, owner: object, kind: str | None, after: str | None, limit: int
+) -> tuple[list[JobRecord], bool]:
+    """Up to ``limit`` of ``owner``'s jobs (of ``kind``) older than job ``after``, newest
+    first, and whether there are more; 404 naming ``after`` if it is not one of them."""
+    last = None
+    if after is not None:
+        last = await asyncio.to_thread(rows.get, url, after, owner)
+        if last is None or (kind is not None and last.kind != kind):
+            raise NotFound(f"after: no {kind or 'job'} with id {after!r}", param="after")
+    jobs = await asyncio.to_thread(rows.page, url, owner, kind=kind, after=last, limit=limit + 1)
+    return jobs[:limit], len(jobs) > limit
+
+
 class JobsService:
     """Jobs of one server, read through its runner; ``files`` knows who may see what."""
 
@@ -42,21 +56,13 @@ class JobsService:
     async def list(
         self, ctx: CallContext, kind: str | None, after: str | None, limit: int
     ) -> JobList:
-        owner = self._filter(ctx)
-        last = None
-        if after is not None:
-            last = await asyncio.to_thread(rows.get, self.runner.url, after, owner)
-            if last is None:
-                raise NotFound(f"after: no job with id {after!r}", param="after")
-        jobs = await asyncio.to_thread(
-            rows.page, self.runner.url, owner, kind=kind, after=last, limit=limit + 1
-        )
-        data = [job_object(j) for j in jobs[:limit]]
+        jobs, more = await page(self.runner.url, self._filter(ctx), kind, after, limit)
+        data = [job_object(j) for j in jobs]
         return JobList(
             data=data,
             first_id=data[0].id if data else None,
             last_id=data[-1].id if data else None,
-            has_more=len(jobs) > limit,
+            has_more=more,
         )
 
     async def retrieve(self, ctx: CallContext, job_id: str) -> Job:

@@ -13,6 +13,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from aimass.protocols.vector_stores import check_metadata
+
 MAX_LIST_LIMIT = 100
 BatchStatus = Literal["validating", "failed", "in_progress", "finalizing", "completed", "expired",
                       "cancelling", "cancelled"]  # fmt: skip
@@ -34,17 +36,7 @@ class BatchCreate(BaseModel):
     metadata: dict[str, str] | None = None
     output_expires_after: OutputExpiresAfter | None = None
 
-    @field_validator("metadata")
-    @classmethod
-    def _metadata(cls, value: dict[str, str] | None) -> dict[str, str] | None:
-        if value is None:
-            return value
-        if len(value) > 16:
-            raise ValueError("at most 16 keys")
-        for k, v in value.items():
-            if len(k) > 64 or len(v) > 512:
-                raise ValueError("keys are at most 64 characters, values at most 512")
-        return value
+    _metadata = field_validator("metadata")(check_metadata)
 
 
 class BatchError(BaseModel):

@@ -41,7 +41,7 @@ def _check_attributes(value: dict[str, Any] | None) -> dict[str, Any] | None:
     return value
 
 
-def _check_metadata(value: dict[str, str] | None) -> dict[str, str] | None:
+def check_metadata(value: dict[str, str] | None) -> dict[str, str] | None:
     if value is None:
         return None
     if len(value) > 16:
@@ -87,7 +87,7 @@ class VectorStoreCreate(BaseModel):
     embedding_model: str | None = Field(default=None, min_length=1, max_length=160)
     """AI Mass extension: the embedding model (``name`` or ``name:version``) of the store."""
 
-    _metadata = field_validator("metadata")(_check_metadata)
+    _metadata = field_validator("metadata")(check_metadata)
 
 
 class VectorStoreUpdate(BaseModel):
@@ -97,7 +97,7 @@ class VectorStoreUpdate(BaseModel):
     metadata: dict[str, StrictStr] | None = None
     expires_after: ExpiresAfter | None = None
 
-    _metadata = field_validator("metadata")(_check_metadata)
+    _metadata = field_validator("metadata")(check_metadata)
 
 
 class FileCounts(BaseModel):

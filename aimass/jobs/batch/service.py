@@ -15,6 +15,7 @@ from aimass.config import Settings
 from aimass.errors import InvalidInput, NotFound
 from aimass.jobs.batch.validate import check_endpoint
 from aimass.jobs.runner import JobRunner
+from aimass.jobs.service import page
 from aimass.protocols.batches import Batch, BatchCreate, BatchList
 from aimass.registry import jobs as rows
 from aimass.registry.jobs import JobRecord, unix
@@ -104,21 +105,13 @@ class BatchService:
         return batch_object(await self.runner.cancel(batch_id, self._filter(ctx)))
 
     async def list(self, ctx: CallContext, after: str | None, limit: int) -> BatchList:
-        owner = self._filter(ctx)
-        last = None
-        if after is not None:
-            last = await asyncio.to_thread(rows.get, self.runner.url, after, owner)
-            if last is None:
-                raise NotFound(f"after: no batch with id {after!r}", param="after")
-        jobs = await asyncio.to_thread(
-            rows.page, self.runner.url, owner, kind=KIND, after=last, limit=limit + 1
-        )
-        data = [batch_object(j) for j in jobs[:limit]]
+        jobs, more = await page(self.runner.url, self._filter(ctx), KIND, after, limit)
+        data = [batch_object(j) for j in jobs]
         return BatchList(
             data=data,
             first_id=data[0].id if data else None,
             last_id=data[-1].id if data else None,
-            has_more=len(jobs) > limit,
+            has_more=more,
         )
 
     def _filter(self, ctx: CallContext) -> object:
