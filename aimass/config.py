@@ -132,7 +132,7 @@ class Settings(BaseSettings):
     batch_max_lines: int = Field(default=50_000, ge=1)
     """Most requests in one batch input file (OpenAI's limit)."""
 
-    batch_max_in_flight: int = Field(default=16, ge=1, le=1024)
+    batch_max_in_flight: int = Field(default=64, ge=1, le=1024)
     """Lines of one batch sent to the model at once while the model has no online traffic
     (see ``batch_yield_s``; benchmarks/bench_batches.py)."""
 

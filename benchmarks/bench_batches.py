@@ -148,7 +148,7 @@ def submit(server: Server, model: str, lines: int) -> str:
 
 def wait(server: Server, batch_id: str, poll_s: float = 0.05) -> dict:
     while True:
-        batch = httpx.get(f"{server}/v1/batches/{batch_id}").json()
+        batch = httpx.get(f"{server}/v1/batches/{batch_id}", timeout=60).json()
         if batch["status"] in FINISHED:
             return batch
         time.sleep(poll_s)
@@ -270,7 +270,7 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=20.0)
     parser.add_argument("--interval-ms", type=float, default=100.0)
     parser.add_argument("--big-lines", type=int, default=50_000)
-    parser.add_argument("--in-flight", type=int, nargs="+", default=[16, 4])
+    parser.add_argument("--in-flight", type=int, nargs="+", default=[64, 16])
     parser.add_argument("--no-append", action="store_true")
     args = parser.parse_args()
 

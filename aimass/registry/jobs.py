@@ -225,14 +225,19 @@ def update_job(url: str, job_id: str, *, status: str | None = None, **fields: An
 
 
 def request_cancel(url: str, job_id: str) -> JobRecord | None:
-    """Mark an unfinished job ``cancelling``; the job as it stands after."""
+    """Mark an unfinished job ``cancelling`` (its runner ends it), or ``cancelled`` at once if
+    no runner ever claimed it (``claim`` skips it from then on); the job as it stands after."""
     with session_scope(url) as s:
         row = s.get(JobRow, job_id)
         if row is not None and row.status not in TERMINAL and not row.cancel_requested:
             row.cancel_requested = True
             stamps = json.loads(row.timestamps_json)
             stamps.setdefault(CANCELLING, unix(utcnow()))
-            row.status, row.timestamps_json = CANCELLING, json.dumps(stamps)
+            row.status = CANCELLING
+            if row.runner is None:
+                stamps.setdefault("cancelled", unix(utcnow()))
+                row.status = "cancelled"
+            row.timestamps_json = json.dumps(stamps)
     return get(url, job_id)
 
 

@@ -198,3 +198,11 @@ def test_a_failure_a_retry_cannot_fix_is_shown_with_its_data():
         "message": "2 lines are invalid",
         "data": [{"line": 3}],
     }
+
+
+async def test_a_job_no_runner_has_claimed_is_cancelled_at_once(settings):
+    runner = JobRunner(settings, [Counting()])
+    await runner.submit("count", "waiting", (None, "anonymous"), {"to": 1})
+    job = await runner.cancel("waiting", None)
+    assert job.status == "cancelled" and {"cancelling", "cancelled"} <= set(job.timestamps)
+    assert rows.claim(runner.url, "any", 1.0, 5, {"count"}) == []

@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -224,13 +225,15 @@ class BatchKind:
             code, message = ENDED[ended]
             unanswered = {"code": code, "message": message}
         expires = job.params.get("output_expires_after")
+        unsent = len(lines) - len(log.spans) if unanswered else 0
+        counts = {True: log.tally.completed, False: log.tally.failed + unsent}
         for ok, purpose in ((True, "output"), (False, "error")):
             key = f"{purpose}_file_id"
             if key in job.checkpoint:
                 continue
-            pieces = [raw for good, raw in log.outputs(lines, unanswered) if good == ok]
             file_id = None
-            if pieces:
+            if counts[ok]:
+                pieces = (raw for good, raw in log.outputs(lines, unanswered) if good == ok)
                 file_id = await self._write(job, f"batch_{purpose}.jsonl", pieces, expires)
             await job.save_checkpoint({**job.checkpoint, key: file_id})
         tally = log.tally
@@ -246,8 +249,10 @@ class BatchKind:
         }
 
     async def _write(
-        self, job: JobContext, filename: str, pieces: list[bytes], expires: dict | None
+        self, job: JobContext, filename: str, pieces: Iterator[bytes], expires: dict | None
     ) -> str:
+        """A file of ``pieces``, read and written in a thread (a large batch's answers would
+        hold the event loop for seconds)."""
         owner = Owner(job.record.owner_key_id, job.record.owner)
         expires_at = None
         if expires:

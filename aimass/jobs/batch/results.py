@@ -10,6 +10,7 @@ has each line exactly once. The output and error files are written from here in 
 from __future__ import annotations
 
 import os
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -121,7 +122,7 @@ class ResultLog:
                     yield ok, orjson.dumps(record["line"], option=orjson.OPT_APPEND_NEWLINE)
                 elif unanswered is not None:
                     missing = {
-                        "id": f"batch_req_{line.index}",
+                        "id": f"batch_req_{uuid.uuid4().hex[:24]}",
                         "custom_id": line.custom_id,
                         "response": None,
                         "error": unanswered,

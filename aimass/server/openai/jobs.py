@@ -38,7 +38,7 @@ async def retrieve_job(request: Request, job_id: str) -> Job:
 async def job_events(
     request: Request,
     job_id: str,
-    after: Annotated[int, Query(ge=0)] = 0,
+    after: Annotated[int, Query(ge=0, le=2**31 - 1)] = 0,
     limit: Annotated[int, Query(ge=1, le=MAX_LIST_LIMIT)] = 100,
 ) -> JobEventList:
     return await _service(request).events(call_context(request), job_id, after, limit)
