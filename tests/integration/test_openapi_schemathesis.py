@@ -30,6 +30,7 @@ from typing import Any
 
 import httpx
 import numpy as np
+import orjson
 import pytest
 import schemathesis
 from PIL import Image, ImageDraw
@@ -141,6 +142,7 @@ def server(tmp_path_factory, pytestconfig):
         srv.add_file = add
         srv.file_id = _upload_file(srv, admin)
         srv.stores = _stores(srv, admin)
+        srv.batch_file, srv.batch_id = _batch(srv, admin)
         yield srv
 
 
@@ -175,6 +177,17 @@ def _stores(server, key: str) -> dict[str, str]:
     return {**ids, "store": store, "batch": batch, "doomed": doomed}
 
 
+def _batch(server, key: str) -> tuple[str, str]:
+    """A batch input file (one embeddings request), and a batch made from it."""
+    auth = {"Authorization": f"Bearer {key}"}
+    line = {"custom_id": "1", "method": "POST", "url": "/v1/embeddings",
+            "body": {"model": EMBED, "input": "hi"}}  # fmt: skip
+    form = {"file": ("in.jsonl", orjson.dumps(line)), "purpose": (None, "batch")}
+    file_id = httpx.post(f"{server}/v1/files", files=form, headers=auth).json()["id"]
+    made = {"input_file_id": file_id, "endpoint": "/v1/embeddings", "completion_window": "24h"}
+    return file_id, httpx.post(f"{server}/v1/batches", json=made, headers=auth).json()["id"]
+
+
 def _vs(server, file_key: str | None = None, **extra: Any) -> dict[str, Any]:
     params = {"vector_store_id": server.stores["store"]}
     if file_key is not None:
@@ -202,6 +215,9 @@ def _calls(server) -> list[tuple]:
     classify = "/v1/images/classifications"
     vs, stores = "/v1/vector_stores/{vector_store_id}", server.stores
     batch = _vs(server, batch_id=stores["batch"])
+    batch_made = {"input_file_id": server.batch_file, "endpoint": "/v1/embeddings",
+                  "completion_window": "24h"}  # fmt: skip
+    job = {"path_parameters": {"job_id": server.batch_id}}
     return [
         ("GET", "/healthz", {}),
         ("GET", "/health", {}),
@@ -290,6 +306,20 @@ def _calls(server) -> list[tuple]:
             {"body": {"file": [solid((200, 30, 30))], "model": VISION}, "media_type": MULTIPART},
         ),
         ("POST", classify, _images("bm90IGFuIGltYWdl"), 400),  # base64 of "not an image"
+        ("POST", "/v1/batches", {"body": {**batch_made, "metadata": {"k": "v"}}}),
+        ("POST", "/v1/batches", {"body": {**batch_made, "endpoint": "/v1/moderations"}}, 400),
+        ("GET", "/v1/batches", {"query": {"limit": 2}}),
+        ("GET", "/v1/batches/{batch_id}", {"path_parameters": {"batch_id": server.batch_id}}),
+        ("GET", "/v1/jobs", {"query": {"kind": "batch", "limit": 2}}),
+        ("GET", "/v1/jobs/{job_id}", job),
+        ("GET", "/v1/jobs/{job_id}/events", {**job, "query": {"after": 0, "limit": 5}}),
+        ("POST", "/v1/jobs/{job_id}/cancel", job),
+        (
+            "POST",
+            "/v1/batches/{batch_id}/cancel",
+            {"path_parameters": {"batch_id": "batch_x"}},
+            404,
+        ),
         ("GET", "/v1/usage", {"query": {"since": "2020-01-01"}}),
         ("GET", "/v1/keys", {}),
         ("POST", "/v1/keys", {"body": {"name": "sm-created", "models": [ADD], "rpm": 600}}),

@@ -34,7 +34,8 @@ async def retrieve_job(request: Request, job_id: str) -> Job:
     return await _service(request).retrieve(call_context(request), job_id)
 
 
-@router.get("/v1/jobs/{job_id}/events", response_model=JobEventList, responses=errors("v1", 404))
+@router.get("/v1/jobs/{job_id}/events", response_model=JobEventList,
+            responses=errors("v1", 400, 404))  # fmt: skip
 async def job_events(
     request: Request,
     job_id: str,
