@@ -34,7 +34,6 @@ def slow_spec(tmp: Path, rows: int = 512) -> dict:
     return onnx_spec("slow", slow, batching={"max_batch_size": 2}, limits={"max_queue": 64})
 
 
-
 def client(env, who: str = "alice") -> openai.OpenAI:
     return openai.OpenAI(base_url=f"{env['base']}/v1", api_key=env[who], max_retries=0)
 
@@ -70,5 +69,3 @@ def read_lines(c: openai.OpenAI, file_id: str | None) -> list[dict]:
     if file_id is None:
         return []
     return [json.loads(x) for x in c.files.content(file_id).content.splitlines()]
-
-

@@ -52,4 +52,3 @@ def upgrade() -> None:
         sa.UniqueConstraint("job_id", "seq", name="uq_job_event_seq"),
     )
     op.create_index("ix_job_events_job_id", "job_events", ["job_id"])
-
