@@ -51,18 +51,21 @@ class ControlPlane:
     async def start(self) -> None:
         started = time.monotonic()
         await self.reconcile()
-        initial = list(self._loading.values())
+        initial = dict(self._loading)
         log.info("%d model version(s) to load", len(initial))
         if initial:
             self._track(asyncio.create_task(self._report_startup(initial, started)))
         self._loop_task = asyncio.create_task(self._loop())
 
-    async def _report_startup(self, loads: list[asyncio.Task], started: float) -> None:
-        """One line when the start-up loads are over: all served, or which ones failed."""
-        deployments = await asyncio.gather(*loads, return_exceptions=True)
+    async def _report_startup(
+        self, loads: dict[tuple[str, int], asyncio.Task], started: float
+    ) -> None:
+        """One line when the start-up loads are over: all served, or which ones failed (a load
+        cancelled by a stop during start-up counts as not ready)."""
+        outcomes = await asyncio.gather(*loads.values(), return_exceptions=True)
         failed = [
-            f"{d.spec.name}:{d.spec.version}"
-            for d in deployments
+            f"{name}:{version}"
+            for (name, version), d in zip(loads, outcomes, strict=True)
             if not isinstance(d, Deployment) or d.state != READY
         ]
         took = time.monotonic() - started
