@@ -104,6 +104,21 @@ class Settings(BaseSettings):
     """Chunks per embedding request during ingestion: small, so that a search's query waits
     behind little ingestion work in the model's queue."""
 
+    vector_store_image_model: str = "efficientnet-lite0-embed"
+    """Image-embedding model of a vector store created without ``image_model``, when the
+    server serves it (image → image search); empty: none."""
+
+    vector_store_ocr_model: str = "pp-ocrv4"
+    """OCR model that reads the text of image files added to vector stores (text → image
+    search); empty, or not served: image text is not read."""
+
+    vector_store_label_model: str = "efficientnet-lite0"
+    """Classifier whose top labels describe image files added to vector stores (text → image
+    search); empty, or not served: no labels."""
+
+    vector_store_image_labels: int = Field(default=3, ge=1, le=20)
+    """How many of the classifier's top labels an image file is indexed with."""
+
     @property
     def resolved_database_url(self) -> str:
         if self.database_url:

@@ -168,6 +168,11 @@ class VectorStoreRow(Base):
     """The embedding model's reference (``name`` or ``name:version``) every chunk went through."""
     dimensions: Mapped[int] = mapped_column(Integer, default=0)
     """The vectors' width, fixed by the first embedded chunk (0 until then)."""
+    image_model: Mapped[str | None] = mapped_column(String(160), nullable=True)
+    """The image-embedding model of its image files (``None``: images are found by their text
+    only)."""
+    image_dimensions: Mapped[int] = mapped_column(Integer, default=0)
+    """The image vectors' width, fixed by the first image (0 until then)."""
     metadata_json: Mapped[str] = mapped_column(Text, default="{}")
     expires_after_days: Mapped[int | None] = mapped_column(Integer, nullable=True)
     """OpenAI's ``expires_after`` (anchor ``last_active_at``), in days; ``None``: never."""
@@ -221,6 +226,9 @@ class VectorStoreChunkRow(Base):
     text: Mapped[str] = mapped_column(Text)
     tokens: Mapped[int] = mapped_column(Integer)
     vector: Mapped[bytes] = mapped_column(LargeBinary)
+    image_vector: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    """An image file's vector by the store's image model (float32 bytes), on its first chunk:
+    the key of that chunk in the store's image index."""
 
 
 class VectorStoreBatchRow(Base):

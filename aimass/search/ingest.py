@@ -11,8 +11,10 @@ Online traffic first: a file is embedded in small batches (``embed_batch`` chunk
 at a time per file) through the same pipeline as every other call, yielding to the event loop
 between them, so a search's query embedding waits behind at most a few small batches.
 
-How a file becomes text depends on its kind (``Work.extract``); image files, for example, would
-be a kind of their own with their own extractor, and are refused until one exists.
+How a file becomes text depends on its kind (``Work.read``): documents are extracted, image
+files are read by models (their OCR text and top labels, so a text query finds them) and also
+embedded whole by the store's image model, a vector kept on the image's first chunk for image
+search.
 """
 
 from __future__ import annotations
@@ -41,16 +43,27 @@ replica restarting) before it fails; retries back off from 0.5 s to 10 s."""
 
 
 @dataclass(frozen=True)
+class Document:
+    """A file as ingestion indexes it: its text, and for an image file the image itself."""
+
+    text: str
+    image: bytes | None = None
+
+
+@dataclass(frozen=True)
 class Work:
     """What ingestion needs from the layers above (the service provides it)."""
 
-    read_text: Callable[[records.Store, str], Awaitable[str]]
-    """The text of a file (read from file storage, extracted by its kind); InvalidInput or
-    NotFound when it has none."""
+    read: Callable[[records.Store, str], Awaitable[Document]]
+    """A file's text (read from file storage, extracted by its kind, or read off an image by
+    models); InvalidInput or NotFound when it has none."""
     chunk: Callable[[records.Store, records.StoreFile, str], Awaitable[list[Chunk]]]
     """The text cut in the store's embedding model's tokens."""
     embed: Callable[[records.Store, list[str]], Awaitable[np.ndarray]]
     """Vectors of texts by the store's embedding model, as the store's owner."""
+    embed_image: Callable[[records.Store, bytes], Awaitable[np.ndarray | None]]
+    """An image's vector by the store's image model, as the store's owner (``None``: the
+    store has no image model)."""
 
 
 class Ingestor:
@@ -146,15 +159,16 @@ class Ingestor:
             wait = min(wait * 2, 10.0)
 
     async def _ingest_file(self, store: records.Store, f: records.StoreFile) -> None:
-        text = await self.work.read_text(store, f.file_id)
-        chunks = await self.work.chunk(store, f, text)
+        doc = await self.work.read(store, f.file_id)
+        chunks = await self.work.chunk(store, f, doc.text)
+        image = None if doc.image is None else await self.work.embed_image(store, doc.image)
         vectors = []
         for start in range(0, len(chunks), self.embed_batch):
             batch = chunks[start : start + self.embed_batch]
             vectors.append(await self.work.embed(store, [c.text for c in batch]))
             await asyncio.sleep(0)
         new = [
-            records.NewChunk(i, c.text, c.n_tokens, v)
+            records.NewChunk(i, c.text, c.n_tokens, v, image if i == 0 else None)
             for i, (c, v) in enumerate(zip(chunks, _rows(vectors), strict=True))
         ]
         usage = sum(len(c.text.encode()) for c in chunks)

@@ -138,7 +138,9 @@ def fastapi_app(settings: Settings) -> FastAPI:
     state.ocr = OcrService(pipeline)
     state.audio = AudioService(pipeline)
     state.files = FilesService(file_store, gate)
-    state.vector_stores = VectorStoreService(pipeline, state.embeddings, settings, file_store)
+    state.vector_stores = VectorStoreService(
+        pipeline, state.embeddings, settings, file_store, state.vision, state.ocr
+    )
     install_error_handlers(app)
     for routes in ROUTERS:
         app.include_router(routes.router)
