@@ -104,6 +104,10 @@ class Settings(BaseSettings):
     """Chunks per embedding request during ingestion: small, so that a search's query waits
     behind little ingestion work in the model's queue."""
 
+    vector_store_embed_in_flight: int = Field(default=4, ge=1, le=64)
+    """Embedding requests in flight per file during ingestion: enough for the model's batcher
+    to merge them into full batches while each stays small."""
+
     vector_store_image_model: str = "efficientnet-lite0-embed"
     """Image-embedding model of a vector store created without ``image_model``, when the
     server serves it (image → image search); empty: none."""

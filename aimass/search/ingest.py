@@ -7,9 +7,11 @@ cancelling its batch cancels its task. Resumable: ``start`` queues every file st
 ``in_progress``, so a server stopped or killed mid-file ingests it again from the start; nothing
 of it was committed before (see ``records.complete_file``).
 
-Online traffic first: a file is embedded in small batches (``embed_batch`` chunks, one request
-at a time per file) through the same pipeline as every other call, yielding to the event loop
-between them, so a search's query embedding waits behind at most a few small batches.
+Online traffic first: a file is embedded in small batches (``embed_batch`` chunks, at most
+``in_flight`` requests at a time per file) through the same pipeline as every other call, so a
+search's query embedding waits behind at most a few small batches. Several requests in flight
+let the model's batcher merge them into full batches (one at a time left the model idle between
+a request's answer and the next request).
 
 How a file becomes text depends on its kind (``Work.read``): documents are extracted, image
 files are read by models (their OCR text and top labels, so a text query finds them) and also
@@ -69,11 +71,14 @@ class Work:
 class Ingestor:
     """The ingestion queue and workers of one server."""
 
-    def __init__(self, stores: Stores, work: Work, *, concurrency: int, embed_batch: int):
+    def __init__(
+        self, stores: Stores, work: Work, *, concurrency: int, embed_batch: int, in_flight: int
+    ):
         self.stores = stores
         self.work = work
         self.concurrency = concurrency
         self.embed_batch = embed_batch
+        self.in_flight = in_flight
         self._queue: asyncio.Queue[Key] | None = None
         self._queued: set[Key] = set()
         self._running: dict[Key, asyncio.Task] = {}
@@ -162,11 +167,7 @@ class Ingestor:
         doc = await self.work.read(store, f.file_id)
         chunks = await self.work.chunk(store, f, doc.text)
         image = None if doc.image is None else await self.work.embed_image(store, doc.image)
-        vectors = []
-        for start in range(0, len(chunks), self.embed_batch):
-            batch = chunks[start : start + self.embed_batch]
-            vectors.append(await self.work.embed(store, [c.text for c in batch]))
-            await asyncio.sleep(0)
+        vectors = await self._embed_all(store, [c.text for c in chunks])
         new = [
             records.NewChunk(i, c.text, c.n_tokens, v, image if i == 0 else None)
             for i, (c, v) in enumerate(zip(chunks, _rows(vectors), strict=True))
@@ -174,9 +175,45 @@ class Ingestor:
         usage = sum(len(c.text.encode()) for c in chunks)
         await self.stores.add_file(store, f.file_id, f.attributes, new, usage)
 
+    async def _embed_all(self, store: records.Store, texts: list[str]) -> list[np.ndarray]:
+        """The texts' vectors, ``embed_batch`` at a time, ``in_flight`` requests at once; the
+        first error cancels the rest and is raised as it is (the retry loop reads its type)."""
+        step = self.embed_batch
+        starts = range(0, len(texts), step)
+        blocks: list[np.ndarray | None] = [None] * len(starts)
+
+        async def embed(i: int, start: int) -> None:
+            blocks[i] = await self.work.embed(store, texts[start : start + step])
+
+        pending: set[asyncio.Task] = set()
+        try:
+            for i, start in enumerate(starts):
+                if len(pending) >= self.in_flight:
+                    pending = await _first_done(pending)
+                pending.add(asyncio.create_task(embed(i, start)))
+            while pending:
+                pending = await _first_done(pending)
+        finally:
+            for task in pending:
+                task.cancel()
+            if pending:
+                await asyncio.wait(pending)
+        return blocks
+
     async def _fail(self, store: records.Store, f: records.StoreFile, code: str, msg: str) -> None:
         log.info("vector store %s: file %s failed (%s: %s)", store.id, f.file_id, code, msg)
         await self.stores.run(records.fail_file, store.id, f.file_id, code, msg)
+
+
+async def _first_done(pending: set[asyncio.Task]) -> set[asyncio.Task]:
+    """Wait for one of ``pending`` to end; raise the first error of those that ended (each one
+    read, so none is reported as never retrieved); return the rest."""
+    done, rest = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+    errors = [task.exception() for task in done]
+    for error in errors:
+        if error is not None:
+            raise error
+    return rest
 
 
 def _rows(blocks: list[np.ndarray]) -> list[np.ndarray]:

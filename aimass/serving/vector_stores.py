@@ -98,6 +98,7 @@ class VectorStoreService:
             Work(self._read, self._chunk, self._embed_for_owner, self._embed_image),
             concurrency=settings.vector_store_ingest_concurrency,
             embed_batch=settings.vector_store_embed_batch,
+            in_flight=settings.vector_store_embed_in_flight,
         )
         self._owners: dict[str, Caller] = {}
         """store id -> its owner as a caller: ingestion embeds as the store's owner"""
