@@ -24,7 +24,7 @@ from typing import Any
 
 from aimass import metrics
 from aimass.access.gate import Caller, Gate
-from aimass.engine.deployment import READY, Deployment, GenerationEvent, Payload
+from aimass.engine.deployment import Deployment, GenerationEvent, Payload
 from aimass.engine.manager import ModelManager
 from aimass.errors import AimassError, DeadlineExceeded
 
@@ -163,7 +163,7 @@ class ModelCall:
             return
         if usage:
             self._pipeline.gate.record(self.ctx.caller, self.name, error=True)
-        dep = _labelled(versions, self.version)
+        dep = _labelled(self._pipeline.manager, versions, self.version)
         if dep is not None:
             labels = metrics.labels(self.name, dep.spec.version)
             metrics.REQUESTS.labels(**labels, status=str(exc.status)).inc()
@@ -208,10 +208,12 @@ class _Opening:
         return False
 
 
-def _labelled(versions: list[Deployment], version: int | None) -> Deployment | None:
+def _labelled(
+    manager: ModelManager, versions: list[Deployment], version: int | None
+) -> Deployment | None:
     """The version a refused request is counted under: the one it named if loaded, else the
-    one ``ModelManager.get`` would pick; None for a named version that is not loaded."""
+    one a plain name mostly goes to (``ModelManager.primary``: its route, or the newest ready
+    version); None for a named version that is not loaded."""
     if version is not None:
         return next((d for d in versions if d.spec.version == version), None)
-    ready = [d for d in versions if d.state == READY]
-    return (ready or versions)[-1]
+    return manager.primary(versions[0].spec.name)
