@@ -205,8 +205,7 @@ class ControlPlane:
         """Route ``name``'s plain requests by ``weights`` (version to percent). Every version
         with a positive weight is loaded first, and the route changes only once they all
         serve: a version that fails to load is a 503 and the route stays as it was."""
-        checked = routing.check_weights(weights)
-        specs = [(await self.entry(name, v)).spec for v, w in checked.items() if w > 0]
+        specs = await asyncio.to_thread(routing.routed_specs, self.url, name, weights)
         for spec in specs:
             dep = await self.load(spec)
             if dep.state != READY:
@@ -214,7 +213,7 @@ class ControlPlane:
                     f"model {name!r} version {spec.version} failed to load, so the route "
                     f"is unchanged: {dep.last_error}"
                 )
-        route = await asyncio.to_thread(routing.set_route, self.url, name, checked)
+        route = await asyncio.to_thread(routing.set_route, self.url, name, weights)
         await self.reconcile()
         log.info("model %r now routed %s", name, route.describe())
         return route

@@ -18,11 +18,13 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from aimass.errors import Conflict, InvalidInput, NotFound
 from aimass.refs import parse_version
 from aimass.registry.db import session_scope
 from aimass.registry.tables import LOADED, ModelRouteRow, ModelRow, utcnow
+from aimass.spec import ModelSpec
 
 TOTAL = 100
 """What the weights of a route add up to: they are percentages."""
@@ -113,20 +115,21 @@ def check_weights(weights: dict[Any, Any]) -> dict[int, int]:
     return dict(sorted(checked.items()))
 
 
+def routed_specs(url: str, name: str, weights: dict[Any, Any]) -> list[ModelSpec]:
+    """The specs of the versions ``weights`` sends traffic to, once the weights are checked and
+    every version they name is registered (else NotFound naming it); nothing is written."""
+    checked = check_weights(weights)
+    with session_scope(url) as s:
+        rows = _registered(s, name, checked)
+        return [ModelSpec.model_validate_json(rows[v].spec_json) for v, w in checked.items() if w]
+
+
 def set_route(url: str, name: str, weights: dict[Any, Any]) -> Route:
     """Make ``weights`` the route of ``name``; every version named must be registered (else
     NotFound naming it). Versions with a positive weight are marked to be loaded."""
     checked = check_weights(weights)
     with session_scope(url) as s:
-        rows = {r.version: r for r in s.scalars(select(ModelRow).filter_by(name=name))}
-        if not rows:
-            raise NotFound(f"model {name!r} is not registered", param="model")
-        missing = [v for v in checked if v not in rows]
-        if missing:
-            raise NotFound(
-                f"model {name!r} has no version {', '.join(map(str, missing))} (weights)",
-                param="weights",
-            )
+        rows = _registered(s, name, checked)
         for version, weight in checked.items():
             if weight > 0:
                 rows[version].desired = LOADED
@@ -134,6 +137,20 @@ def set_route(url: str, name: str, weights: dict[Any, Any]) -> Route:
         s.add(row)
         s.flush()
         return _route(row)
+
+
+def _registered(s: Session, name: str, weights: dict[int, int]) -> dict[int, ModelRow]:
+    """``name``'s registered versions; NotFound when the model or a weighted version is not."""
+    rows = {r.version: r for r in s.scalars(select(ModelRow).filter_by(name=name))}
+    if not rows:
+        raise NotFound(f"model {name!r} is not registered", param="model")
+    missing = [v for v in weights if v not in rows]
+    if missing:
+        raise NotFound(
+            f"model {name!r} has no version {', '.join(map(str, missing))}",
+            param="weights",
+        )
+    return rows
 
 
 def promote(url: str, name: str, version: int) -> Route:
