@@ -54,8 +54,11 @@ class ModelManager:
     def find(self, name: str, version: int) -> Deployment | None:
         return self._deployments.get((name, version))
 
-    def get(self, name: str, version: int | None = None) -> Deployment:
-        """The deployment to serve a request; NotFound or Unavailable say why there is none."""
+    def get(self, name: str, version: int | None = None, *, choose: bool = True) -> Deployment:
+        """The deployment to serve a request; NotFound or Unavailable say why there is none.
+
+        For a routed name, ``choose`` picks a version by weight (a request); without it the
+        version with the largest weight answers (metadata, readiness: the same every time)."""
         if version is not None:
             dep = self._deployments.get((name, version))
             if dep is None:
@@ -65,6 +68,8 @@ class ModelManager:
         if not versions:
             raise NotFound(f"model {name!r} is not loaded")
         routed = self._routed(name)
+        if routed and not choose:
+            return max(routed, key=lambda pair: pair[1])[0]
         if routed:
             deps, weights = zip(*routed, strict=True)
             return self._rng.choices(deps, weights)[0]

@@ -95,9 +95,10 @@ class Pipeline:
 
     async def resolve(self, ctx: CallContext, name: str, version: int | None = None) -> Deployment:
         """The deployment ``ctx.caller`` may look at (metadata, readiness): authorized like a
-        call, but not a use of the model, so nothing is recorded beyond the gate's refusals."""
+        call, but not a use of the model, so nothing is recorded beyond the gate's refusals. A
+        routed name is described by its main version, not a random one."""
         await self.gate.authorize(ctx.caller, name, served=self.serves(name))
-        return self.manager.get(name, version)
+        return self.manager.get(name, version, choose=False)
 
     def call(
         self, ctx: CallContext, name: str, version: int | None = None, *, estimate: int = 0

@@ -106,6 +106,7 @@ def test_requests_without_a_version_follow_the_weights():
     assert 0.08 <= counts[2] / 2000 <= 0.12
     assert manager.get("m", 3).spec.version == 3  # a named version is served as named
     assert manager.primary("m").spec.version == 1
+    assert {manager.get("m", choose=False).spec.version for _ in range(50)} == {1}
 
 
 def test_a_routed_version_that_is_not_ready_gives_its_share_to_the_others(caplog):
