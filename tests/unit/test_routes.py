@@ -1,5 +1,6 @@
-"""Serving routes: the registry's history (set, promote, rollback, validation) and the engine's
-weighted choice, which skips routed versions that are not ready."""
+"""Serving routes: the registry's history (set, promote, rollback, validation), the engine's
+weighted choice, which skips routed versions that are not ready, and promotion by evaluation
+results (``promote_if_better``)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ import pytest
 
 from aimass.engine.deployment import FAILED, LOADING, READY, Deployment, Supervision
 from aimass.engine.manager import ModelManager
-from aimass.errors import Conflict, InvalidInput, NotFound
+from aimass.errors import Conflict, InvalidInput, NotFound, Unprocessable
+from aimass.registry import evaluations
 from aimass.registry import models as registry
 from aimass.registry import routes as routing
 from aimass.spec import ModelSpec
@@ -127,3 +129,40 @@ def test_with_no_routed_version_ready_the_newest_ready_version_serves(caplog):
         assert picks(manager, 50) == {2: 50}
     assert "no routed version is ready (3)" in caplog.text
     assert manager.primary("m").spec.version == 2
+
+
+def evaluated(url, scores: dict[int, float], metric: str = "accuracy", dataset: str = "file-v"):
+    for version, score in scores.items():
+        registry.add_model(url, spec(version), load=version == 1)
+        evaluations.record_evaluation(url, "m", version, dataset, {metric: score})
+
+
+def test_a_candidate_is_promoted_only_if_it_beats_the_serving_version_by_the_margin(url):
+    evaluated(url, {1: 0.80, 2: 0.81, 3: 0.85})
+    assert evaluations.serving_version(url, "m") == 1  # marked loaded, no route yet
+    kept = evaluations.promote_if_better(url, "m", 2, "accuracy", 0.02)
+    assert not kept.promoted and (kept.candidate, kept.serving) == (0.81, 0.80)
+    assert "not promoted: accuracy on file-v: version 2 0.81, serving version 1 0.8" in kept.reason
+    assert routing.current_route(url, "m") is None
+    done = evaluations.promote_if_better(url, "m", 3, "accuracy", 0.02)
+    assert done.promoted and done.serving_version == 1
+    assert routing.current_route(url, "m").weights == {3: 100}
+    assert registry.get_model(url, "m", 3).notes["evaluations"]["file-v"]["metrics"] == {
+        "accuracy": 0.85
+    }
+    again = evaluations.promote_if_better(url, "m", 3, "accuracy", 0.0)
+    assert not again.promoted and again.reason == "version 3 already serves"
+
+
+def test_lower_is_better_for_losses_and_results_on_other_data_are_not_compared(url):
+    evaluated(url, {1: 2.0, 2: 1.5}, metric="loss")
+    assert evaluations.promote_if_better(url, "m", 2, "loss", 0.5).promoted
+    evaluations.record_evaluation(url, "m", 1, "held-out", {"loss": 9.0})
+    with pytest.raises(Unprocessable, match="no 'loss' evaluated on 'held-out'"):
+        evaluations.promote_if_better(url, "m", 1, "loss", 0.1)  # version 2 has no held-out
+    with pytest.raises(Unprocessable, match="no evaluation with 'f1'"):
+        evaluations.promote_if_better(url, "m", 1, "f1", 0.1)
+    with pytest.raises(InvalidInput, match="margin"):
+        evaluations.promote_if_better(url, "m", 1, "loss", -1)
+    with pytest.raises(InvalidInput, match="finite number"):
+        evaluations.record_evaluation(url, "m", 1, "x", {"loss": float("nan")})
