@@ -1,5 +1,5 @@
-"""Every table the registry owns, in one module: models, API keys, usage counters, audit log,
-files, vector stores.
+"""Every table the registry owns, in one module: models and their serving routes, API keys,
+usage counters, audit log, files, vector stores.
 
 One module so that ``Base.metadata`` is complete as soon as it is imported: the migrations
 (``registry/migrations``) and the test that compares them with this metadata see every table,
@@ -240,3 +240,23 @@ class VectorStoreBatchRow(Base):
     store_id: Mapped[str] = mapped_column(String(40), index=True)
     cancelled: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class ModelRouteRow(Base):
+    """One serving route of a model name: which versions serve requests that name no version,
+    with integer weights in percent (``{"3": 90, "4": 10}``).
+
+    Append-only history: the route in force is the newest row not rolled back, so a rollback
+    marks the current row (``rolled_back_at``) and the one before it serves again. A name with
+    no row serves its newest ready version, as before routes existed.
+    """
+
+    __tablename__ = "model_routes"
+    __table_args__ = (Index("ix_model_routes_name_id", "name", "id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(128))
+    weights_json: Mapped[str] = mapped_column(Text)
+    """JSON object of version (as text) to weight in percent; the weights sum to 100."""
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    rolled_back_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)

@@ -29,6 +29,7 @@ from aimass.files.store import FileStore
 from aimass.server import health
 from aimass.server.admin import access as admin_access
 from aimass.server.admin import models as admin_models
+from aimass.server.admin import routing as admin_routing
 from aimass.server.auth import AccessMiddleware
 from aimass.server.errors import install_error_handlers
 from aimass.server.fastpath import FastPath
@@ -63,6 +64,7 @@ ROUTERS = [
     v2_statistics,
     v2_routes,
     admin_models,
+    admin_routing,
     completions,
     embeddings,
     images,
