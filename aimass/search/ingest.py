@@ -11,7 +11,9 @@ Online traffic first: a file is embedded in small batches (``embed_batch`` chunk
 ``in_flight`` requests at a time per file) through the same pipeline as every other call, so a
 search's query embedding waits behind at most a few small batches. Several requests in flight
 let the model's batcher merge them into full batches (one at a time left the model idle between
-a request's answer and the next request).
+a request's answer and the next request). While searches run (``Work.busy``), a file goes on
+one request of ``BUSY_BATCH`` chunks at a time: a search then waits behind one tiny batch, not
+several big ones (benchmarks/bench_ingest.py measures both sides).
 
 How a file becomes text depends on its kind (``Work.read``): documents are extracted, image
 files are read by models (their OCR text and top labels, so a text query finds them) and also
@@ -39,6 +41,9 @@ log = logging.getLogger("aimass.search")
 Key = tuple[str, str]
 """(store id, file id)"""
 
+BUSY_BATCH = 2
+"""Chunks per embedding request while searches run (see the module note)."""
+
 RETRY_S = 300.0
 """How long a file waits for its embedding model (still loading after a start, queue full,
 replica restarting) before it fails; retries back off from 0.5 s to 10 s."""
@@ -63,6 +68,9 @@ class Work:
     """The text cut in the store's embedding model's tokens."""
     embed: Callable[[records.Store, list[str]], Awaitable[np.ndarray]]
     """Vectors of texts by the store's embedding model, as the store's owner."""
+    busy: Callable[[records.Store], bool]
+    """Whether online work (searches) wants the store's embedding model now: ingestion then
+    sends one tiny request at a time."""
     embed_image: Callable[[records.Store, bytes], Awaitable[np.ndarray | None]]
     """An image's vector by the store's image model, as the store's owner (``None``: the
     store has no image model)."""
@@ -176,21 +184,25 @@ class Ingestor:
         await self.stores.add_file(store, f.file_id, f.attributes, new, usage)
 
     async def _embed_all(self, store: records.Store, texts: list[str]) -> list[np.ndarray]:
-        """The texts' vectors, ``embed_batch`` at a time, ``in_flight`` requests at once; the
-        first error cancels the rest and is raised as it is (the retry loop reads its type)."""
-        step = self.embed_batch
-        starts = range(0, len(texts), step)
-        blocks: list[np.ndarray | None] = [None] * len(starts)
+        """The texts' vectors, ``embed_batch`` at a time with ``in_flight`` requests at once,
+        or ``BUSY_BATCH`` one at a time while the store is busy; the first error cancels the
+        rest and is raised as it is (the retry loop reads its type)."""
+        blocks: dict[int, np.ndarray] = {}
 
-        async def embed(i: int, start: int) -> None:
-            blocks[i] = await self.work.embed(store, texts[start : start + step])
+        async def embed(start: int, stop: int) -> None:
+            blocks[start] = await self.work.embed(store, texts[start:stop])
 
         pending: set[asyncio.Task] = set()
+        start = 0
         try:
-            for i, start in enumerate(starts):
-                if len(pending) >= self.in_flight:
+            while start < len(texts):
+                busy = self.work.busy(store)
+                window = 1 if busy else self.in_flight
+                while len(pending) >= window:
                     pending = await _first_done(pending)
-                pending.add(asyncio.create_task(embed(i, start)))
+                stop = min(start + (BUSY_BATCH if busy else self.embed_batch), len(texts))
+                pending.add(asyncio.create_task(embed(start, stop)))
+                start = stop
             while pending:
                 pending = await _first_done(pending)
         finally:
@@ -198,7 +210,7 @@ class Ingestor:
                 task.cancel()
             if pending:
                 await asyncio.wait(pending)
-        return blocks
+        return [blocks[key] for key in sorted(blocks)]
 
     async def _fail(self, store: records.Store, f: records.StoreFile, code: str, msg: str) -> None:
         log.info("vector store %s: file %s failed (%s: %s)", store.id, f.file_id, code, msg)

@@ -63,6 +63,8 @@ CANDIDATES_PER_PART = 50
 SEARCH_FIRST_MAX_WAIT_S = 1.0
 """Ingestion holds its next embedding request while searches are running, for at most this
 long (so a steady stream of searches slows ingestion down but never stops it)."""
+SEARCH_QUIET_S = 1.0
+"""Ingestion goes at full speed only when no search ran for this long (``Ingestor``)."""
 TOUCH_INTERVAL_S = 60.0
 """``last_active_at`` is written at most this often per store (a search is not a write)."""
 
@@ -95,7 +97,7 @@ class VectorStoreService:
         self.stores = Stores(self.url, settings.home / "stores")
         self.ingestor = Ingestor(
             self.stores,
-            Work(self._read, self._chunk, self._embed_for_owner, self._embed_image),
+            Work(self._read, self._chunk, self._embed_for_owner, self._busy, self._embed_image),
             concurrency=settings.vector_store_ingest_concurrency,
             embed_batch=settings.vector_store_embed_batch,
             in_flight=settings.vector_store_embed_in_flight,
@@ -110,6 +112,7 @@ class VectorStoreService:
         self._searches = 0
         self._no_searches = asyncio.Event()
         self._no_searches.set()
+        self._searched_at = float("-inf")
 
     async def start(self) -> None:
         await self.ingestor.start()
@@ -276,6 +279,7 @@ class VectorStoreService:
             return await self._search(ctx, store_id, req)
         finally:
             self._searches -= 1
+            self._searched_at = time.monotonic()
             if not self._searches:
                 self._no_searches.set()
 
@@ -461,6 +465,10 @@ class VectorStoreService:
                 await self._no_searches.wait()
         ctx = CallContext(await self._caller(store))
         return await self.embed(ctx, store.embedding_model, texts)
+
+    def _busy(self, store: records.Store) -> bool:
+        """Searches run now, or one ended less than ``SEARCH_QUIET_S`` ago."""
+        return bool(self._searches) or time.monotonic() - self._searched_at < SEARCH_QUIET_S
 
     async def _caller(self, store: records.Store) -> Caller:
         return self._owners.get(store.id) or await self._owner(store)
