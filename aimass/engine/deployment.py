@@ -225,9 +225,11 @@ class Deployment:
         chosen = limit if timeout_s is None or timeout_s <= 0 else min(timeout_s, limit)
         return time.monotonic() + chosen
 
-    async def infer(self, payload: Payload, *, timeout_s: float | None = None) -> Payload:
+    async def infer(
+        self, payload: Payload, *, timeout_s: float | None = None, background: bool = False
+    ) -> Payload:
         """Batch and run one request; rows beyond ``max_batch_size`` are split across batches
-        (the batcher admits them as one request)."""
+        (the batcher admits them as one request); ``background`` yields to online requests."""
         started = time.monotonic()
         status = "200"
         try:
@@ -239,7 +241,9 @@ class Deployment:
                     "(setting max_request_rows)"
                 )
             check_payload(payload)
-            return await self._batcher.submit(payload, rows, self.deadline(timeout_s))
+            return await self._batcher.submit(
+                payload, rows, self.deadline(timeout_s), background=background
+            )
         except AimassError as exc:
             status = str(exc.status)
             raise

@@ -39,6 +39,9 @@ class CallContext:
     shorten the model's ``limits.timeout_s``."""
     timeout_source: str = "the Request-Timeout header"
     """Where ``timeout_s`` came from, named in the 504 it causes."""
+    background: bool = False
+    """Work that yields to online calls (vector store ingestion, batch lines): the batcher
+    serves online requests first."""
 
 
 @dataclass(frozen=True)
@@ -143,7 +146,9 @@ class ModelCall:
         """Run one batched request on the deployment, under the caller's deadline."""
         self._reached = True
         try:
-            return await self.deployment.infer(payload, timeout_s=self.ctx.timeout_s)
+            return await self.deployment.infer(
+                payload, timeout_s=self.ctx.timeout_s, background=self.ctx.background
+            )
         except DeadlineExceeded as exc:
             raise self.deadline.explain(exc) from None
 

@@ -429,7 +429,7 @@ class VectorStoreService:
                 "vector_store_image_model)",
                 param="file_id",
             )
-        ctx = CallContext(await self._caller(store))
+        ctx = CallContext(await self._caller(store), background=True)
         lines = [filename]
         if label_model:
             top = self.settings.vector_store_image_labels
@@ -444,7 +444,7 @@ class VectorStoreService:
     async def _embed_image(self, store: records.Store, image: bytes) -> np.ndarray | None:
         if store.image_model is None:
             return None
-        ctx = CallContext(await self._caller(store))
+        ctx = CallContext(await self._caller(store), background=True)
         return (await self.vision.embeddings(ctx, store.image_model, [image], None))[0]
 
     def _served(self, model: str) -> str | None:
@@ -463,7 +463,7 @@ class VectorStoreService:
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(SEARCH_FIRST_MAX_WAIT_S):
                 await self._no_searches.wait()
-        ctx = CallContext(await self._caller(store))
+        ctx = CallContext(await self._caller(store), background=True)
         return await self.embed(ctx, store.embedding_model, texts)
 
     def _busy(self, store: records.Store) -> bool:
