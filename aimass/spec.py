@@ -78,6 +78,20 @@ class Limits(BaseModel):
     naming this limit as soon as the decoded sound passes it."""
 
 
+class Resources(BaseModel):
+    """What one replica reserves on a Ray cluster (the local backend ignores it)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    num_cpus: float | None = Field(default=None, ge=0, le=1024)
+    """CPUs Ray reserves for a replica; None: ``threads``."""
+    memory_mb: int | None = Field(default=None, ge=1)
+    """Memory Ray reserves for a replica (a scheduling reservation, not a cap); None: none."""
+    placement: Literal["spread", "default"] = "spread"
+    """``spread`` puts the replicas on different nodes where it can (Ray's SPREAD strategy);
+    ``default`` lets Ray pack them (its DEFAULT strategy)."""
+
+
 class ModelSpec(BaseModel):
     """One version of one model and how to serve it."""
 
@@ -94,6 +108,8 @@ class ModelSpec(BaseModel):
     replicas: int = Field(default=1, ge=1, le=64)
     threads: int = Field(default=1, ge=1, le=256)
     """Intra-op threads per replica."""
+    resources: Resources = Field(default_factory=Resources)
+    """What a replica reserves, and where it goes, on a Ray cluster (setting ``cluster``)."""
     trust_pickle: bool = False
     """Allow joblib/pickle model files, which run code when loaded."""
     options: dict[str, Any] = Field(default_factory=dict)

@@ -19,8 +19,8 @@ from typing import Any
 from aimass import metrics, metrics_llm
 from aimass.engine.batcher import COST_KEY, Batcher
 from aimass.engine.local.messages import GenerationEvent, check_payload
-from aimass.engine.local.replica import Replica
 from aimass.engine.pool import ReplicaPool
+from aimass.engine.replica import Replica, create_replica
 from aimass.errors import AimassError, InvalidInput, PayloadTooLarge, QueueFull, Unavailable
 from aimass.runtimes.base import Payload
 from aimass.spec import ModelSpec
@@ -46,9 +46,11 @@ LOADING, READY, FAILED, UNLOADED = (
 
 @dataclass
 class Supervision:
-    """Restart policy and process mode, taken from the server settings."""
+    """Restart policy and where replicas run, taken from the server settings."""
 
     in_process: bool = False
+    cluster: str = ""
+    """Empty: replicas are local worker processes; else the Ray cluster they run on."""
     load_timeout_s: float = 300.0
     backoff_s: float = 0.5
     backoff_max_s: float = 30.0
@@ -90,7 +92,9 @@ class Deployment:
         return max(0, self._streams - self._stream_capacity())
 
     def describe(self) -> dict[str, Any]:
+        nodes = sorted({r.info["node_id"] for r in self._pool.alive if "node_id" in r.info})
         return {
+            **({"nodes": nodes} if nodes else {}),
             "name": self.spec.name,
             "version": self.spec.version,
             "state": self.state,
@@ -119,7 +123,9 @@ class Deployment:
         self._set_state(READY)
 
     async def _start_replica(self, index: int) -> Replica:
-        replica = Replica(self.spec, index, in_process=self._sup.in_process)
+        replica = create_replica(
+            self.spec, index, in_process=self._sup.in_process, cluster=self._sup.cluster
+        )
         await replica.start(self._sup.load_timeout_s)
         if self.state in (FAILED, UNLOADED):
             await replica.stop()

@@ -1,4 +1,4 @@
-"""Replicas as the scheduler sees them: a worker process (or thread) behind a pipe.
+"""The local backend of ``engine/replica``: a worker process (or thread) behind a pipe.
 
 ``submit`` sends a whole batch and awaits its result; ``stream`` admits a sequence to a
 generative runtime and yields its events. What crosses the pipe are the declared messages of
@@ -29,8 +29,9 @@ import msgspec
 from aimass import metrics_llm
 from aimass.engine.local import messages as m
 from aimass.engine.local.worker import run_worker
-from aimass.errors import DeadlineExceeded, InvalidInput, Unavailable
-from aimass.runtimes.base import ROW_ERRORS, Payload
+from aimass.engine.replica import batch_outputs, replica_lost
+from aimass.errors import AimassError, DeadlineExceeded, InvalidInput, Unavailable
+from aimass.runtimes.base import Payload
 from aimass.spec import ModelSpec
 
 log = logging.getLogger("aimass.replica")
@@ -46,7 +47,7 @@ class ReplicaState(StrEnum):
     EXITED = "exited"
 
 
-class Replica:
+class LocalReplica:
     """One copy of a model; ``in_process`` runs the worker loop in a thread (tests only)."""
 
     def __init__(self, spec: ModelSpec, index: int, *, in_process: bool = False):
@@ -55,7 +56,7 @@ class Replica:
         self.in_process = in_process
         self.info: dict[str, Any] = {}
         self.state = ReplicaState.STARTING
-        self.on_exit: Callable[[Replica, str], None] | None = None
+        self.on_exit: Callable[[LocalReplica, str], None] | None = None
         self._conn = None
         self._proc: Any = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -211,7 +212,7 @@ class Replica:
         log.error("%s %s", self.label, reason)
         self._loop.remove_reader(self._conn.fileno())
         self.state = ReplicaState.EXITED
-        self._fail_all(Unavailable(f"{self.label} {reason}; the request was not completed"))
+        self._fail_all(replica_lost(self.label, reason))
         self._proc_kill()
         self._on_eof(reason)
 
@@ -225,9 +226,7 @@ class Replica:
         if self.state is ReplicaState.READY:
             self.state = ReplicaState.EXITED
         reason = self._exit_reason(wait_s=0)
-        self._fail_all(
-            Unavailable(f"{self.label} crashed ({reason}); the request was not completed")
-        )
+        self._fail_all(replica_lost(self.label, f"crashed ({reason})"))
         if reason != _PIPE_CLOSED:
             self._on_eof(reason)
             return
@@ -261,13 +260,10 @@ class Replica:
         fut = self._pending.get(msg.id)
         if fut is None or fut.done():
             return
-        if isinstance(msg, m.Failed):
-            fut.set_exception(msg.error.exception())
-            return
-        outputs = m.decode_payload(msg.outputs)
-        if msg.row_errors is not None:
-            outputs[ROW_ERRORS] = [e and e.exception() for e in msg.row_errors]
-        fut.set_result(outputs)
+        try:
+            fut.set_result(batch_outputs(msg))
+        except AimassError as exc:
+            fut.set_exception(exc)
 
     def _account(self, event: m.GenerationEvent) -> None:
         """Stamp this replica's index into the gauges an event carries (the metrics are per

@@ -1,0 +1,88 @@
+"""What the scheduler needs of a replica, whichever backend runs it.
+
+The ``Deployment``, its ``ReplicaPool`` and the ``Batcher`` see only this protocol, so a
+replica may be a local worker process (``engine/local``) or a Ray actor on a cluster
+(``engine/ray``); ``create_replica`` picks the backend from the server's ``cluster`` setting.
+Both backends speak the same typed messages (``engine/local/messages``) and answer a replica
+that went away the same way: every request in flight fails at once with ``replica_lost``
+(503 with ``Retry-After``), ``on_exit`` tells the deployment, and it starts a new one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from typing import Any, Protocol
+
+from aimass.engine.local import messages as m
+from aimass.errors import Unavailable
+from aimass.runtimes.base import ROW_ERRORS, Payload
+from aimass.spec import ModelSpec
+
+RETRY_AFTER_S = 1
+"""What a request cut off by a lost replica is told to wait: the first restart comes after
+``restart_backoff_s`` (0.5 s by default), and other replicas serve meanwhile."""
+
+
+class Replica(Protocol):
+    """One copy of a model that computes one batch at a time (or streams generations)."""
+
+    spec: ModelSpec
+    index: int
+    info: dict[str, Any]
+    on_exit: Callable[[Replica, str], None] | None
+
+    @property
+    def alive(self) -> bool: ...
+
+    @property
+    def busy(self) -> int: ...
+
+    @property
+    def pid(self) -> int | None: ...
+
+    async def start(self, load_timeout_s: float) -> None:
+        """Load the model; raise Unavailable when it cannot."""
+
+    async def submit(self, batch: Payload, deadline: float | None = None) -> Payload:
+        """Run one batch."""
+
+    def stream(
+        self, request: dict[str, Any], deadline: float | None = None
+    ) -> AsyncIterator[m.GenerationEvent]:
+        """Admit a sequence and yield its events."""
+
+    async def stop(self) -> None:
+        """End the replica and free what it holds."""
+
+
+def create_replica(
+    spec: ModelSpec, index: int, *, in_process: bool = False, cluster: str = ""
+) -> Replica:
+    """A local worker process (thread with ``in_process``), or a Ray actor when ``cluster``
+    names a Ray cluster (``auto``, ``ray://host:port`` or a GCS ``host:port``)."""
+    if cluster:
+        from aimass.engine.ray.replica import RayReplica
+
+        return RayReplica(spec, index, cluster=cluster)
+    from aimass.engine.local.replica import LocalReplica
+
+    return LocalReplica(spec, index, in_process=in_process)
+
+
+def replica_lost(label: str, why: str) -> Unavailable:
+    """The error of a request whose replica went away while computing it."""
+    return Unavailable(
+        f"{label} {why}; the request was not completed",
+        headers={"Retry-After": str(RETRY_AFTER_S)},
+    )
+
+
+def batch_outputs(msg: m.Result | m.Failed) -> Payload:
+    """A batch's answer as the batcher takes it: its outputs (with per-row errors), or the
+    error that failed it as a whole, raised."""
+    if isinstance(msg, m.Failed):
+        raise msg.error.exception()
+    outputs = m.decode_payload(msg.outputs)
+    if msg.row_errors is not None:
+        outputs[ROW_ERRORS] = [e and e.exception() for e in msg.row_errors]
+    return outputs

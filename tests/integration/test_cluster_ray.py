@@ -1,0 +1,153 @@
+"""Replicas as Ray actors on a real two-node Ray cluster, behind the real server.
+
+The cluster is ``ray.cluster_utils.Cluster``: a head and a worker node on this machine, each
+with its own raylet and object store (separate hosts would need network namespaces made as
+root). Models are served with ``--cluster`` and driven with the official clients; then the
+worker node's raylet is killed under load.
+"""
+
+from __future__ import annotations
+
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+import numpy as np
+import onnxruntime as ort
+import openai
+import pytest
+import tritonclient.http as triton
+
+from aimass.provision.optimize import cosines
+from tests.conftest import make_slow_model, onnx_spec, run_server
+from tests.factories_text import SENTENCES, tiny_encoder
+
+ray = pytest.importorskip("ray", reason="Ray is not installed (pip install 'aimass[ray]')")
+
+HALF_A_CPU = {"num_cpus": 0.5}
+"""Two models x 2 replicas fit a 2-CPU node alone, so a lost node's replicas find room."""
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    from ray.cluster_utils import Cluster
+
+    try:
+        nodes = Cluster(initialize_head=True, head_node_args={"num_cpus": 2})
+        worker = nodes.add_node(num_cpus=2)
+        nodes.wait_for_nodes()
+        ray.init(address=nodes.address, namespace="aimass", log_to_driver=False)
+    except Exception as exc:  # no shared memory, no free ports...: say why, do not fail
+        pytest.skip(f"Ray cannot start a two-node cluster here: {exc}")
+    yield nodes, worker
+    ray.shutdown()
+    nodes.shutdown()
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cluster-models")
+    return {
+        "slow": make_slow_model(root / "slow.onnx", depth=2),
+        "encoder": tiny_encoder(root / "encoder", max_length=16),
+    }
+
+
+@pytest.fixture(scope="module")
+def server(cluster, models, tmp_path_factory):
+    nodes, _ = cluster
+    specs = [
+        onnx_spec("slow", models["slow"], replicas=2, resources=HALF_A_CPU),
+        {
+            "name": "tiny",
+            "task": "embedding",
+            "runtime": "transformers",
+            "source": str(models["encoder"]),
+            "replicas": 2,
+            "resources": HALF_A_CPU,
+        },
+    ]
+    tmp = tmp_path_factory.mktemp("cluster-server")
+    with run_server(tmp, specs, extra_args=["--cluster", nodes.address]) as srv:
+        yield srv
+
+
+def _metadata(server: str, name: str) -> dict:
+    return httpx.get(f"{server}/v2/models/{name}", timeout=10).json()["parameters"]
+
+
+def _actors(name: str) -> list[dict]:
+    """What each live actor of a model reports: its node and the batches it served."""
+    names = [a["name"] for a in ray.util.list_named_actors(all_namespaces=True)]
+    handles = [ray.get_actor(n, namespace="aimass") for n in names if n.startswith(f"{name}:")]
+    return ray.get([h.report.remote() for h in handles], timeout=30)
+
+
+def _infer_slow(server: str, x: float) -> httpx.Response:
+    body = {"inputs": [{"name": "x", "shape": [1, 1], "datatype": "FP32", "data": [x]}]}
+    return httpx.post(f"{server}/v2/models/slow/infer", json=body, timeout=30)
+
+
+def test_replicas_spread_over_both_nodes_from_checked_copies(server, cluster):
+    nodes, worker = cluster
+    both = {nodes.head_node.node_id, worker.node_id}
+    for name, files in (("slow", 1), ("tiny", 2)):
+        meta = _metadata(server, name)
+        assert meta["replicas"] == 2 and set(meta["nodes"]) == both, meta
+        assert meta["source"].startswith("/tmp/aimass-ray/"), "loaded from the node's own copy"
+        assert meta["files_verified"] >= files
+
+
+def test_v2_answers_equal_the_model_and_land_on_both_nodes(server, models):
+    client = triton.InferenceServerClient(url=server.removeprefix("http://"), concurrency=8)
+    x = np.array([[0.5]], dtype=np.float32)
+    expected = ort.InferenceSession(str(models["slow"])).run(None, {"x": x})[0]
+    inputs = [triton.InferInput("x", [1, 1], "FP32")]
+    inputs[0].set_data_from_numpy(x)
+    pending = [client.async_infer("slow", inputs) for _ in range(24)]
+    for result in (p.get_result() for p in pending):
+        np.testing.assert_allclose(result.as_numpy("y"), expected, rtol=1e-6)
+    client.close()
+    served = {a["node_id"]: a["batches"] for a in _actors("slow")}
+    assert len(served) == 2 and all(served.values()), served
+
+
+def test_openai_embeddings_through_the_cluster(server, models):
+    from sentence_transformers import SentenceTransformer
+
+    reference = SentenceTransformer(str(models["encoder"]), device="cpu").encode(SENTENCES)
+    client = openai.OpenAI(base_url=f"{server}/v1", api_key="unused", max_retries=0)
+    answer = client.embeddings.create(model="tiny", input=SENTENCES)
+    vectors = np.array([d.embedding for d in answer.data], dtype=np.float32)
+    assert cosines(vectors, reference).min() >= 0.9999
+
+
+def test_a_lost_node_fails_in_flight_requests_with_503_then_its_replicas_come_back(server, cluster):
+    nodes, worker = cluster
+    answers: list[httpx.Response] = []
+
+    def load(seconds: float) -> None:
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            answers.append(_infer_slow(server, 1.0))
+
+    with ThreadPoolExecutor(4) as pool:
+        running = [pool.submit(load, 6.0) for _ in range(4)]
+        time.sleep(2.0)
+        killed = time.monotonic()
+        nodes.remove_node(worker, allow_graceful=False)
+        for f in running:
+            f.result()
+    statuses = [r.status_code for r in answers]
+    assert set(statuses) <= {200, 503}, statuses
+    assert 503 in statuses, "the lost replica was computing when its node went"
+    assert all(r.headers.get("retry-after") for r in answers if r.status_code == 503)
+    assert statuses[-4:] == [200] * 4, "later requests go to the live replica"
+    head = nodes.head_node.node_id
+    while time.monotonic() - killed < 30:
+        meta = _metadata(server, "slow")
+        if meta["replicas"] == 2 and meta["restarts"] >= 1:
+            break
+        time.sleep(0.5)
+    assert meta["replicas"] == 2 and meta["nodes"] == [head], meta
+    assert _infer_slow(server, 1.0).status_code == 200
