@@ -1,9 +1,10 @@
 """Model files to a node without a shared disk: through Ray's object store, checked on arrival.
 
 The server (the driver) reads the files a version is served from (``ModelSpec.artifact_files``)
-and puts each in the object store once per version; a replica's actor fetches them on its node,
-writes them under the node's temporary folder, points its copy of the spec there, and loads
-only after ``ModelSpec.verify_files`` found every file equal to the registry's sha256. A spec
+and puts each in the object store when it starts a replica; the replica's actor fetches them on
+its node (unless a replica of the same version already wrote them there), writes them under the
+node's temporary folder, points its copy of the spec there, and loads only after
+``ModelSpec.verify_files`` found every file equal to the registry's sha256. A spec
 that has no recorded digests (not registered) gets them here, so every remote copy is checked.
 """
 
@@ -16,6 +17,7 @@ from pathlib import Path
 
 import ray
 
+from aimass.errors import Unavailable
 from aimass.spec import ONNX_KEY, SOURCE_KEY, ModelSpec
 
 Refs = dict[str, ray.ObjectRef]
@@ -31,25 +33,38 @@ def ship(spec: ModelSpec) -> tuple[ModelSpec, Refs]:
 
 
 def materialize(spec: ModelSpec, refs: Refs) -> ModelSpec:
-    """On the replica's node: write the shipped files and return the spec that points at them,
-    refusing (Unavailable, from ``verify_files``) files that differ from the registry's."""
-    blobs = dict(zip(refs, ray.get(list(refs.values())), strict=True))
+    """On the replica's node: the spec pointing at this node's copy of the files, fetched and
+    written unless an earlier replica left them there; refused (Unavailable, from
+    ``verify_files``) when a file differs from the registry's digest."""
     root = _folder(spec)
-    source, onnx = Path(spec.source), spec.options.get("onnx")
-    update: dict = {"source": str(root / "source" / source.name)}
-    for key, data in blobs.items():
-        if key == SOURCE_KEY:
-            target = root / "source" / source.name
-        elif key == ONNX_KEY:
-            target = root / "options" / Path(onnx).name
-            update["options"] = {**spec.options, "onnx": str(target)}
-        else:
-            target = root / "source" / key.removeprefix(f"{SOURCE_KEY}/")
-            update["source"] = str(root / "source")
-        _write(target, data)
-    local = spec.model_copy(update=update)
+    targets = {key: _target(spec, root, key) for key in refs}
+    local = _pointed_at(spec, root, targets)
+    try:
+        local.verify_files()
+        return local  # another replica of this version wrote them on this node
+    except Unavailable:
+        pass
+    for key, data in zip(refs, ray.get(list(refs.values())), strict=True):
+        _write(targets[key], data)
     local.verify_files()
     return local
+
+
+def _target(spec: ModelSpec, root: Path, key: str) -> Path:
+    if key == SOURCE_KEY:
+        return root / "source" / Path(spec.source).name
+    if key == ONNX_KEY:
+        return root / "options" / Path(spec.options["onnx"]).name
+    return root / "source" / key.removeprefix(f"{SOURCE_KEY}/")
+
+
+def _pointed_at(spec: ModelSpec, root: Path, targets: dict[str, Path]) -> ModelSpec:
+    """The spec with ``source`` (and ``options.onnx``) on this node's copy."""
+    single = SOURCE_KEY in targets
+    update: dict = {"source": str(targets[SOURCE_KEY] if single else root / "source")}
+    if ONNX_KEY in targets:
+        update["options"] = {**spec.options, "onnx": str(targets[ONNX_KEY])}
+    return spec.model_copy(update=update)
 
 
 def _folder(spec: ModelSpec) -> Path:
