@@ -13,8 +13,9 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable
 from typing import Any, Protocol
 
+from aimass import metrics_llm
 from aimass.engine.local import messages as m
-from aimass.errors import Unavailable
+from aimass.errors import InvalidInput, Unavailable
 from aimass.runtimes.base import ROW_ERRORS, Payload
 from aimass.spec import ModelSpec
 
@@ -86,3 +87,24 @@ def batch_outputs(msg: m.Result | m.Failed) -> Payload:
     if msg.row_errors is not None:
         outputs[ROW_ERRORS] = [e and e.exception() for e in msg.row_errors]
     return outputs
+
+
+def encode_add(req_id: int, request: dict[str, Any]) -> bytes:
+    """The ``Add`` message; a request it cannot carry (an integer beyond 64 bits deep in a
+    JSON schema, say) is this client's 400, found before anything is sent."""
+    try:
+        return m.encode(m.Add(req_id, m.GenerationRequest.of(request)))
+    except (OverflowError, TypeError) as exc:
+        raise InvalidInput(f"the generation request cannot be sent to the model: {exc}") from None
+
+
+def account(spec: ModelSpec, index: int, event: m.GenerationEvent) -> dict[str, float] | None:
+    """Stamp the replica's index into the gauges an event carries (the metrics are per
+    replica), and count a request's prompt once (on its choice 0's last event); returns the
+    gauges, if the event has them."""
+    if event.usage is not None and event.index == 0:
+        usage = event.usage
+        metrics_llm.record_prompt(spec.name, spec.version, usage.prompt_tokens, usage.cached_tokens)
+    if event.stats is not None:
+        event.stats["replica"] = index
+    return event.stats

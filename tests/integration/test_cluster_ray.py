@@ -21,11 +21,15 @@ import tritonclient.http as triton
 from aimass.provision.optimize import cosines
 from tests.conftest import make_slow_model, onnx_spec, run_server
 from tests.factories_text import SENTENCES, tiny_encoder
+from tests.integration.conftest_llm import gemma_file, llm_spec
 
 ray = pytest.importorskip("ray", reason="Ray is not installed (pip install 'aimass[ray]')")
 
 HALF_A_CPU = {"num_cpus": 0.5}
-"""Two models x 2 replicas fit a 2-CPU node alone, so a lost node's replicas find room."""
+"""Every replica of the test fits a 2-CPU node alone, so a lost node's replicas find room."""
+OBJECT_STORE = 512 * 2**20
+"""Room for the Gemma GGUF (253 MB) in each node's object store (the test default is 150 MB)."""
+GREEDY = {"model": "gemma", "prompt": "The capital of France is", "max_tokens": 12}
 
 
 @pytest.fixture(scope="module")
@@ -33,8 +37,9 @@ def cluster():
     from ray.cluster_utils import Cluster
 
     try:
-        nodes = Cluster(initialize_head=True, head_node_args={"num_cpus": 2})
-        worker = nodes.add_node(num_cpus=2)
+        head = {"num_cpus": 2, "object_store_memory": OBJECT_STORE}
+        nodes = Cluster(initialize_head=True, head_node_args=head)
+        worker = nodes.add_node(**head)
         nodes.wait_for_nodes()
         ray.init(address=nodes.address, namespace="aimass", log_to_driver=False)
     except Exception as exc:  # no shared memory, no free ports...: say why, do not fail
@@ -45,11 +50,12 @@ def cluster():
 
 
 @pytest.fixture(scope="module")
-def models(tmp_path_factory):
+def models(tmp_path_factory, pytestconfig):
     root = tmp_path_factory.mktemp("cluster-models")
     return {
         "slow": make_slow_model(root / "slow.onnx", depth=2),
         "encoder": tiny_encoder(root / "encoder", max_length=16),
+        "gemma": gemma_file(pytestconfig),
     }
 
 
@@ -66,6 +72,7 @@ def server(cluster, models, tmp_path_factory):
             "replicas": 2,
             "resources": HALF_A_CPU,
         },
+        llm_spec(models["gemma"], resources=HALF_A_CPU),
     ]
     tmp = tmp_path_factory.mktemp("cluster-server")
     with run_server(tmp, specs, extra_args=["--cluster", nodes.address]) as srv:
@@ -120,6 +127,20 @@ def test_openai_embeddings_through_the_cluster(server, models):
     answer = client.embeddings.create(model="tiny", input=SENTENCES)
     vectors = np.array([d.embedding for d in answer.data], dtype=np.float32)
     assert cosines(vectors, reference).min() >= 0.9999
+
+
+def test_greedy_llm_text_and_stream_equal_the_local_backend(server, models, tmp_path_factory):
+    with run_server(tmp_path_factory.mktemp("local-llm"), [llm_spec(models["gemma"])]) as local:
+        expected = _completion(local, temperature=0)
+    assert expected and _completion(server, temperature=0) == expected
+    client = openai.OpenAI(base_url=f"{server}/v1", api_key="unused", max_retries=0)
+    chunks = client.completions.create(**GREEDY, temperature=0, stream=True)
+    assert "".join(c.choices[0].text for c in chunks if c.choices) == expected
+
+
+def _completion(server: str, **kw) -> str:
+    client = openai.OpenAI(base_url=f"{server}/v1", api_key="unused", max_retries=0)
+    return client.completions.create(**GREEDY, **kw).choices[0].text
 
 
 def test_a_lost_node_fails_in_flight_requests_with_503_then_its_replicas_come_back(server, cluster):

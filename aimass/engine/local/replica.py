@@ -29,8 +29,8 @@ import msgspec
 from aimass import metrics_llm
 from aimass.engine.local import messages as m
 from aimass.engine.local.worker import run_worker
-from aimass.engine.replica import batch_outputs, replica_lost
-from aimass.errors import AimassError, DeadlineExceeded, InvalidInput, Unavailable
+from aimass.engine.replica import account, batch_outputs, encode_add, replica_lost
+from aimass.errors import AimassError, DeadlineExceeded, Unavailable
 from aimass.runtimes.base import Payload
 from aimass.spec import ModelSpec
 
@@ -142,7 +142,7 @@ class LocalReplica:
         """Admit a sequence and yield its events; leaving early cancels it in the replica."""
         self._require_alive()
         req_id = next(_ids)
-        add = _encode_add(req_id, request)
+        add = encode_add(req_id, request)
         inbox: asyncio.Queue = asyncio.Queue()
         self._streams[req_id] = inbox
         finished = False
@@ -247,7 +247,7 @@ class LocalReplica:
 
     def _dispatch(self, msg: m.ToServer) -> None:
         if isinstance(msg, m.Event):
-            self._account(msg.event)
+            self._last_stats = account(self.spec, self.index, msg.event) or self._last_stats
             inbox = self._streams.get(msg.id)
             if inbox is not None:
                 inbox.put_nowait(msg)
@@ -264,18 +264,6 @@ class LocalReplica:
             fut.set_result(batch_outputs(msg))
         except AimassError as exc:
             fut.set_exception(exc)
-
-    def _account(self, event: m.GenerationEvent) -> None:
-        """Stamp this replica's index into the gauges an event carries (the metrics are per
-        replica), and count a request's prompt once (on its choice 0's last event)."""
-        if event.stats is not None:
-            event.stats["replica"] = self.index
-            self._last_stats = event.stats
-        if event.usage is not None and event.index == 0:
-            usage = event.usage
-            metrics_llm.record_prompt(
-                self.spec.name, self.spec.version, usage.prompt_tokens, usage.cached_tokens
-            )
 
     def _on_eof(self, reason: str) -> None:
         if self.state is ReplicaState.EXITED and self.on_exit is not None:
@@ -317,15 +305,6 @@ class LocalReplica:
         if proc is not None and not self.in_process and proc.is_alive():
             proc.kill()
             proc.join(timeout=5)
-
-
-def _encode_add(req_id: int, request: dict[str, Any]) -> bytes:
-    """The ``Add`` message; a request it cannot carry (an integer beyond 64 bits deep in a
-    JSON schema, say) is this client's 400, found before anything is sent."""
-    try:
-        return m.encode(m.Add(req_id, m.GenerationRequest.of(request)))
-    except (OverflowError, TypeError) as exc:
-        raise InvalidInput(f"the generation request cannot be sent to the model: {exc}") from None
 
 
 def _poll_until(conn, proc, timeout_s: float) -> bool:

@@ -53,7 +53,7 @@ def run_worker(spec_json: str, conn: Connection, in_process: bool = False) -> No
         if runtime.generative:
             inbox: queue.Queue = queue.Queue()
             threading.Thread(target=_read_into, args=(conn, inbox), daemon=True).start()
-            _serve_generative(runtime, conn, inbox)
+            serve_generative(runtime, conn, inbox)
         else:
             _serve_batches(runtime, conn)
     finally:
@@ -123,7 +123,9 @@ def _serve_batches(runtime, conn: Connection) -> None:
             handle(runtime, conn, msg)
 
 
-def _serve_generative(runtime, conn: Connection, inbox: queue.Queue) -> None:
+def serve_generative(runtime, conn: Sender, inbox: queue.Queue) -> None:
+    """Step the runtime while it has work, taking new messages from ``inbox`` between steps,
+    until a ``Stop``; the worker process and the Ray actor (``engine/ray``) both run it."""
     gauges = _Gauges(runtime, conn)
     while True:
         busy = runtime.has_work()
@@ -145,7 +147,7 @@ def _serve_generative(runtime, conn: Connection, inbox: queue.Queue) -> None:
         gauges.flush()
 
 
-def _send_event(runtime, conn: Connection, req_id: int, data: dict, done: bool) -> None:
+def _send_event(runtime, conn: Sender, req_id: int, data: dict, done: bool) -> None:
     """One step's event; an event the runtime shaped wrongly ends its sequence with 500."""
     try:
         raw = m.encode(m.Event(req_id, m.GenerationEvent.of(data), done))
@@ -166,7 +168,7 @@ class _Gauges:
     and the gauges would keep counting a sequence that is gone.
     """
 
-    def __init__(self, runtime, conn: Connection):
+    def __init__(self, runtime, conn: Sender):
         self.runtime = runtime
         self.conn = conn
         self.live: dict[int, None] = {}  # insertion-ordered set of sequences in the runtime

@@ -6,6 +6,7 @@ the SPREAD strategy unless the spec asks for Ray's default. A lost actor (its pr
 node died) fails the request it was computing with 503 and ``Retry-After`` (``replica_lost``),
 and ``on_exit`` tells the deployment, which starts a new actor; Ray places it on a live node.
 Loss is seen by the call in flight or, when idle, by the pending ``wait_stopped`` call.
+Generative models stream: ``stream`` reads the actor's ``generate`` stream of messages.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -21,13 +23,14 @@ import msgspec
 import ray
 from ray.exceptions import RayActorError, RayError, RayTaskError
 
+from aimass import metrics_llm
 from aimass.engine.local import messages as m
 from aimass.engine.local.replica import ReplicaState
 from aimass.engine.ray.actor import ReplicaActor
 from aimass.engine.ray.connect import NAMESPACE, connect
 from aimass.engine.ray.files import ship
-from aimass.engine.replica import batch_outputs, replica_lost
-from aimass.errors import ModelFailed, Unavailable
+from aimass.engine.replica import account, batch_outputs, encode_add, replica_lost
+from aimass.errors import DeadlineExceeded, ModelFailed, Unavailable
 from aimass.runtimes.base import Payload
 from aimass.spec import ModelSpec
 
@@ -47,6 +50,7 @@ class RayReplica:
         self._actor: Any = None
         self._watch: asyncio.Task | None = None
         self._busy = 0
+        self._last_stats: dict[str, float] = {}
 
     @property
     def label(self) -> str:
@@ -66,11 +70,6 @@ class RayReplica:
 
     async def start(self, load_timeout_s: float) -> None:
         """Create the actor on the cluster and wait until its model is loaded."""
-        if self.spec.generative:
-            raise Unavailable(
-                f"{self.label}: generative models are served by local replicas only "
-                "(docs/cluster.md)"
-            )
         await asyncio.to_thread(connect, self.cluster)
         spec, refs = await asyncio.to_thread(ship, self.spec)
         self._actor = ReplicaActor.options(**self._placement()).remote(spec.model_dump_json(), refs)
@@ -133,10 +132,57 @@ class RayReplica:
                 f"{self.label} sent an answer the server cannot read: {exc}"
             ) from None
 
-    def stream(
+    async def stream(
         self, request: dict[str, Any], deadline: float | None = None
     ) -> AsyncIterator[m.GenerationEvent]:
-        raise Unavailable(f"{self.label}: generative models are served by local replicas only")
+        """Admit a sequence and yield its events; leaving early cancels it in the actor."""
+        if not self.alive:
+            raise Unavailable(f"{self.label} is not running")
+        req_id = next(_ids)
+        events = self._actor.generate.remote(encode_add(req_id, request))
+        self._busy += 1
+        finished = False
+        try:
+            while True:
+                msg = await self._next(events, deadline)
+                if isinstance(msg, m.Failed):
+                    finished = True
+                    raise msg.error.exception()
+                self._last_stats = account(self.spec, self.index, msg.event) or self._last_stats
+                finished = msg.done
+                yield msg.event
+                if finished:
+                    return
+        finally:
+            self._busy -= 1
+            if not finished and self.alive:
+                self._actor.cancel.remote(m.encode(m.Cancel(req_id)))
+            if not self._busy:
+                metrics_llm.record_replica_idle(
+                    self.spec.name, self.spec.version, self.index, self._last_stats
+                )
+
+    async def _next(self, events: Any, deadline: float | None) -> m.Event | m.Failed:
+        """The sequence's next message by ``deadline`` (``asyncio.timeout``, never
+        ``wait_for``: see ``LocalReplica._next``)."""
+        remaining = None if deadline is None else max(deadline - time.monotonic(), 0)
+        try:
+            async with asyncio.timeout(remaining):
+                raw = await (await events.__anext__())
+        except TimeoutError:
+            raise DeadlineExceeded(
+                f"{self.label}: request exceeded its deadline (limits.timeout_s)"
+            ) from None
+        except RayTaskError as exc:
+            raise ModelFailed(f"{self.label} failed: {_first_line(exc)}") from None
+        except (RayError, StopAsyncIteration) as exc:
+            why = f"was lost ({type(exc).__name__})"
+            self._lost(why)
+            raise replica_lost(self.label, why) from None
+        msg = m.decode_to_server(raw)
+        if not isinstance(msg, m.Event | m.Failed):
+            raise ModelFailed(f"{self.label} sent {type(msg).__name__} in a stream")
+        return msg
 
     async def _watch_actor(self) -> None:
         """Returns when the actor is stopped; fails at once when it, or its node, dies."""
