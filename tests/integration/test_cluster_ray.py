@@ -19,14 +19,17 @@ import pytest
 import tritonclient.http as triton
 
 from aimass.provision.optimize import cosines
+from aimass.registry import keys
+from aimass.registry.db import get_sessionmaker
 from tests.conftest import make_slow_model, onnx_spec, run_server
 from tests.factories_text import SENTENCES, tiny_encoder
 from tests.integration.conftest_llm import gemma_file, llm_spec
+from tests.integration.test_postgres import pg_url  # noqa: F401 (the fixture)
 
 ray = pytest.importorskip("ray", reason="Ray is not installed (pip install 'aimass[ray]')")
 
 HALF_A_CPU = {"num_cpus": 0.5}
-"""Every replica of the test fits a 2-CPU node alone, so a lost node's replicas find room."""
+"""Every replica of the module fits one 4-CPU node alone, so a lost node's replicas find room."""
 OBJECT_STORE = 512 * 2**20
 """Room for the Gemma GGUF (253 MB) in each node's object store (the test default is 150 MB)."""
 GREEDY = {"model": "gemma", "prompt": "The capital of France is", "max_tokens": 12}
@@ -37,7 +40,7 @@ def cluster():
     from ray.cluster_utils import Cluster
 
     try:
-        head = {"num_cpus": 2, "object_store_memory": OBJECT_STORE}
+        head = {"num_cpus": 4, "object_store_memory": OBJECT_STORE}
         nodes = Cluster(initialize_head=True, head_node_args=head)
         worker = nodes.add_node(**head)
         nodes.wait_for_nodes()
@@ -90,9 +93,11 @@ def _actors(name: str) -> list[dict]:
     return ray.get([h.report.remote() for h in handles], timeout=30)
 
 
-def _infer_slow(server: str, x: float) -> httpx.Response:
+def _infer_slow(
+    server: str, x: float, model: str = "slow", headers: dict | None = None
+) -> httpx.Response:
     body = {"inputs": [{"name": "x", "shape": [1, 1], "datatype": "FP32", "data": [x]}]}
-    return httpx.post(f"{server}/v2/models/slow/infer", json=body, timeout=30)
+    return httpx.post(f"{server}/v2/models/{model}/infer", json=body, headers=headers, timeout=30)
 
 
 def test_replicas_spread_over_both_nodes_from_checked_copies(server, cluster):
@@ -141,6 +146,44 @@ def test_greedy_llm_text_and_stream_equal_the_local_backend(server, models, tmp_
 def _completion(server: str, **kw) -> str:
     client = openai.OpenAI(base_url=f"{server}/v1", api_key="unused", max_retries=0)
     return client.completions.create(**GREEDY, **kw).choices[0].text
+
+
+def test_two_gateways_on_one_registry_share_models_and_keys(
+    cluster,
+    models,
+    pg_url,  # noqa: F811 (the fixture)
+    tmp_path_factory,
+):
+    """Load, a new key and unload, each made through gateway A, reach gateway B in seconds."""
+    get_sessionmaker(pg_url)  # the schema, before the admin key is written
+    _, admin = keys.create_key(pg_url, "admin", admin=True)
+    as_admin = {"Authorization": f"Bearer {admin}"}
+    env = {"AIMASS_DATABASE_URL": pg_url}
+    args = ["--require-auth", "--cluster", cluster[0].address]
+    tmp = tmp_path_factory.mktemp("gateways")
+    with (
+        run_server(tmp / "a", env=env, extra_args=args) as a,
+        run_server(tmp / "b", env=env, extra_args=args) as b,
+    ):
+        spec = onnx_spec("shared", models["slow"], resources=HALF_A_CPU)
+        r = httpx.post(f"{a}/v1/admin/models?load=true", json=spec, headers=as_admin, timeout=60)
+        assert r.status_code == 200, r.text
+        assert _within(10, lambda: _infer_slow(b, 1.0, "shared", as_admin).status_code == 200)
+        r = httpx.post(f"{a}/v1/keys", json={"name": "user"}, headers=as_admin, timeout=10)
+        as_user = {"Authorization": f"Bearer {r.json()['key']}"}
+        assert _within(10, lambda: _infer_slow(b, 1.0, "shared", as_user).status_code == 200)
+        r = httpx.post(f"{a}/v2/repository/models/shared/unload", headers=as_admin, timeout=30)
+        assert r.status_code == 200, r.text
+        assert _within(10, lambda: _infer_slow(b, 1.0, "shared", as_user).status_code == 404)
+
+
+def _within(seconds: float, check) -> bool:
+    end = time.monotonic() + seconds
+    while not check():
+        if time.monotonic() > end:
+            return False
+        time.sleep(0.2)
+    return True
 
 
 def test_a_lost_node_fails_in_flight_requests_with_503_then_its_replicas_come_back(server, cluster):
