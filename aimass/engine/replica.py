@@ -11,6 +11,7 @@ that went away the same way: every request in flight fails at once with ``replic
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
+from enum import StrEnum
 from typing import Any, Protocol
 
 from aimass import metrics_llm
@@ -54,6 +55,42 @@ class Replica(Protocol):
 
     async def stop(self) -> None:
         """End the replica and free what it holds."""
+
+
+class ReplicaState(StrEnum):
+    """``starting`` → ``ready``, ending ``stopped`` (the server stopped it, or it never loaded)
+    or ``exited`` (it went away by itself; its deployment starts another)."""
+
+    STARTING = "starting"
+    READY = "ready"
+    STOPPING = "stopping"
+    STOPPED = "stopped"
+    EXITED = "exited"
+
+
+class ReplicaBase:
+    """What every backend's replica holds: its spec and index, what its runtime said when it
+    loaded (``info``), its state, and the last gauges its generations carried."""
+
+    def __init__(self, spec: ModelSpec, index: int):
+        self.spec = spec
+        self.index = index
+        self.info: dict[str, Any] = {}
+        self.state = ReplicaState.STARTING
+        self.on_exit: Callable[[Any, str], None] | None = None
+        self._last_stats: dict[str, float] = {}
+
+    @property
+    def label(self) -> str:
+        return f"model {self.spec.name!r} version {self.spec.version} replica {self.index}"
+
+    @property
+    def alive(self) -> bool:
+        return self.state is ReplicaState.READY
+
+    @property
+    def pid(self) -> int | None:
+        return self.info.get("pid")
 
 
 def create_replica(

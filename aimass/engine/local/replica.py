@@ -20,8 +20,7 @@ import multiprocessing as mp
 import os
 import threading
 import time
-from collections.abc import AsyncIterator, Callable
-from enum import StrEnum
+from collections.abc import AsyncIterator
 from typing import Any
 
 import msgspec
@@ -29,7 +28,14 @@ import msgspec
 from aimass import metrics_llm
 from aimass.engine.local import messages as m
 from aimass.engine.local.worker import run_worker
-from aimass.engine.replica import account, batch_outputs, encode_add, replica_lost
+from aimass.engine.replica import (
+    ReplicaBase,
+    ReplicaState,
+    account,
+    batch_outputs,
+    encode_add,
+    replica_lost,
+)
 from aimass.errors import AimassError, DeadlineExceeded, Unavailable
 from aimass.runtimes.base import Payload
 from aimass.spec import ModelSpec
@@ -39,46 +45,21 @@ _ids = itertools.count(1)
 _PIPE_CLOSED = "worker closed its pipe"
 
 
-class ReplicaState(StrEnum):
-    STARTING = "starting"
-    READY = "ready"
-    STOPPING = "stopping"
-    STOPPED = "stopped"
-    EXITED = "exited"
-
-
-class LocalReplica:
+class LocalReplica(ReplicaBase):
     """One copy of a model; ``in_process`` runs the worker loop in a thread (tests only)."""
 
     def __init__(self, spec: ModelSpec, index: int, *, in_process: bool = False):
-        self.spec = spec
-        self.index = index
+        super().__init__(spec, index)
         self.in_process = in_process
-        self.info: dict[str, Any] = {}
-        self.state = ReplicaState.STARTING
-        self.on_exit: Callable[[LocalReplica, str], None] | None = None
         self._conn = None
         self._proc: Any = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._pending: dict[int, asyncio.Future] = {}
         self._streams: dict[int, asyncio.Queue] = {}
-        self._last_stats: dict[str, float] = {}
-
-    @property
-    def label(self) -> str:
-        return f"model {self.spec.name!r} version {self.spec.version} replica {self.index}"
-
-    @property
-    def alive(self) -> bool:
-        return self.state is ReplicaState.READY
 
     @property
     def busy(self) -> int:
         return len(self._pending) + len(self._streams)
-
-    @property
-    def pid(self) -> int | None:
-        return self.info.get("pid")
 
     async def start(self, load_timeout_s: float) -> None:
         """Start the worker and wait until its model is loaded; raise Unavailable if not."""

@@ -16,7 +16,7 @@ import itertools
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import msgspec
@@ -25,11 +25,17 @@ from ray.exceptions import RayActorError, RayError, RayTaskError
 
 from aimass import metrics_llm
 from aimass.engine.local import messages as m
-from aimass.engine.local.replica import ReplicaState
 from aimass.engine.ray.actor import ReplicaActor
 from aimass.engine.ray.connect import NAMESPACE, connect
 from aimass.engine.ray.files import ship
-from aimass.engine.replica import account, batch_outputs, encode_add, replica_lost
+from aimass.engine.replica import (
+    ReplicaBase,
+    ReplicaState,
+    account,
+    batch_outputs,
+    encode_add,
+    replica_lost,
+)
 from aimass.errors import DeadlineExceeded, ModelFailed, Unavailable
 from aimass.runtimes.base import Payload
 from aimass.spec import ModelSpec
@@ -38,35 +44,18 @@ log = logging.getLogger("aimass.replica")
 _ids = itertools.count(1)
 
 
-class RayReplica:
+class RayReplica(ReplicaBase):
     def __init__(self, spec: ModelSpec, index: int, *, cluster: str):
-        self.spec = spec
-        self.index = index
+        super().__init__(spec, index)
         self.cluster = cluster
-        self.info: dict[str, Any] = {}
-        self.state = ReplicaState.STARTING
-        self.on_exit: Callable[[RayReplica, str], None] | None = None
         self.name = f"{spec.name}:{spec.version}:{index}:{uuid.uuid4().hex[:8]}"
         self._actor: Any = None
         self._watch: asyncio.Task | None = None
         self._busy = 0
-        self._last_stats: dict[str, float] = {}
-
-    @property
-    def label(self) -> str:
-        return f"model {self.spec.name!r} version {self.spec.version} replica {self.index}"
-
-    @property
-    def alive(self) -> bool:
-        return self.state is ReplicaState.READY
 
     @property
     def busy(self) -> int:
         return self._busy
-
-    @property
-    def pid(self) -> int | None:
-        return self.info.get("pid")
 
     async def start(self, load_timeout_s: float) -> None:
         """Create the actor on the cluster and wait until its model is loaded."""
