@@ -87,6 +87,8 @@ class Resources(BaseModel):
     """CPUs Ray reserves for a replica; None: ``threads``."""
     memory_mb: int | None = Field(default=None, ge=1)
     """Memory Ray reserves for a replica (a scheduling reservation, not a cap); None: none."""
+    num_gpus: float = Field(default=0, ge=0, le=64)
+    """GPUs Ray reserves for a replica (and makes visible to it through CUDA_VISIBLE_DEVICES)."""
     placement: Literal["spread", "default"] = "spread"
     """``spread`` puts the replicas on different nodes where it can (Ray's SPREAD strategy);
     ``default`` lets Ray pack them (its DEFAULT strategy)."""

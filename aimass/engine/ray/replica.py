@@ -76,6 +76,7 @@ class RayReplica(ReplicaBase):
             "name": self.name,
             "namespace": NAMESPACE,
             "num_cpus": self.spec.threads if resources.num_cpus is None else resources.num_cpus,
+            "num_gpus": resources.num_gpus,
             "scheduling_strategy": "SPREAD" if resources.placement == "spread" else "DEFAULT",
         }
         if resources.memory_mb is not None:
