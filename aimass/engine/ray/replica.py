@@ -59,8 +59,22 @@ class RayReplica(ReplicaBase):
 
     async def start(self, load_timeout_s: float) -> None:
         """Create the actor on the cluster and wait until its model is loaded."""
-        await asyncio.to_thread(connect, self.cluster)
-        spec, refs = await asyncio.to_thread(ship, self.spec)
+        try:
+            async with asyncio.timeout(load_timeout_s):  # ray.init retries an absent GCS long
+                await asyncio.to_thread(connect, self.cluster)
+        except TimeoutError:
+            raise Unavailable(
+                f"{self.label}: no Ray cluster answered at {self.cluster!r} within "
+                f"{load_timeout_s:g} s (setting load_timeout_s)"
+            ) from None
+        except Exception as exc:  # ray.init raises several kinds; any of them means "not now"
+            raise Unavailable(
+                f"{self.label}: cannot join the Ray cluster {self.cluster!r}: {_first_line(exc)}"
+            ) from None
+        try:
+            spec, refs = await asyncio.to_thread(ship, self.spec)
+        except (OSError, RayError) as exc:
+            raise Unavailable(f"{self.label}: its files cannot be shipped: {exc}") from None
         self._actor = ReplicaActor.options(**self._placement()).remote(spec.model_dump_json(), refs)
         msg = await self._load(load_timeout_s)
         if not isinstance(msg, m.Ready):
