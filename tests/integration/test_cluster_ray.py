@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import httpx
 import numpy as np
@@ -21,6 +22,7 @@ import tritonclient.http as triton
 from aimass.provision.optimize import cosines
 from aimass.registry import keys
 from aimass.registry.db import get_sessionmaker
+from aimass.spec import file_sha256
 from tests.conftest import make_slow_model, onnx_spec, run_server
 from tests.factories_text import SENTENCES, tiny_encoder
 from tests.integration.conftest_llm import gemma_file, llm_spec
@@ -86,10 +88,14 @@ def _metadata(server: str, name: str) -> dict:
     return httpx.get(f"{server}/v2/models/{name}", timeout=10).json()["parameters"]
 
 
+def _actor_names() -> list[str]:
+    return [a["name"] for a in ray.util.list_named_actors(all_namespaces=True)]
+
+
 def _actors(name: str) -> list[dict]:
     """What each live actor of a model reports: its node and the batches it served."""
-    names = [a["name"] for a in ray.util.list_named_actors(all_namespaces=True)]
-    handles = [ray.get_actor(n, namespace="aimass") for n in names if n.startswith(f"{name}:")]
+    names = [n for n in _actor_names() if n.startswith(f"{name}:")]
+    handles = [ray.get_actor(n, namespace="aimass") for n in names]
     return ray.get([h.report.remote() for h in handles], timeout=30)
 
 
@@ -186,9 +192,24 @@ def _within(seconds: float, check) -> bool:
     return True
 
 
+def test_a_killed_actor_is_replaced_from_a_checked_copy_of_the_files(server, models):
+    """The node's copy was damaged: the new replica finds it wrong, fetches it again, and
+    loads only once it matches the registry's digest."""
+    copy = Path(_metadata(server, "slow")["source"])
+    copy.write_bytes(b"damaged")
+    restarts = _metadata(server, "slow")["restarts"]
+    victim = next(n for n in _actor_names() if n.startswith("slow:"))
+    ray.kill(ray.get_actor(victim, namespace="aimass"))
+    assert _within(30, lambda: _metadata(server, "slow")["restarts"] > restarts)
+    assert _within(30, lambda: _metadata(server, "slow")["replicas"] == 2)
+    assert file_sha256(copy) == file_sha256(models["slow"])
+    assert _infer_slow(server, 1.0).status_code == 200
+
+
 def test_a_lost_node_fails_in_flight_requests_with_503_then_its_replicas_come_back(server, cluster):
     nodes, worker = cluster
     answers: list[httpx.Response] = []
+    restarts = _metadata(server, "slow")["restarts"]
 
     def load(seconds: float) -> None:
         end = time.monotonic() + seconds
@@ -210,7 +231,7 @@ def test_a_lost_node_fails_in_flight_requests_with_503_then_its_replicas_come_ba
     head = nodes.head_node.node_id
     while time.monotonic() - killed < 30:
         meta = _metadata(server, "slow")
-        if meta["replicas"] == 2 and meta["restarts"] >= 1:
+        if meta["replicas"] == 2 and meta["restarts"] > restarts:
             break
         time.sleep(0.5)
     assert meta["replicas"] == 2 and meta["nodes"] == [head], meta
