@@ -34,6 +34,11 @@ class Settings(BaseSettings):
     worker_mode: str = "process"
     """``process`` runs each replica in its own OS process; ``inprocess`` runs it in a thread."""
 
+    cluster: str = ""
+    """Where replicas run: empty for local worker processes (the default); ``auto`` (the Ray
+    cluster this machine belongs to, started with ``ray start``), ``ray://HOST:PORT`` (Ray
+    Client) or ``HOST:PORT`` (a cluster's GCS) to run each replica as a Ray actor there."""
+
     max_body_bytes: int = 16 * 1024 * 1024
     """Largest request body accepted (413 beyond it); uploads to ``/v1/files`` have their own
     limit, ``max_file_bytes``."""

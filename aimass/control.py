@@ -36,6 +36,7 @@ log = logging.getLogger("aimass.control")
 def supervision_from(settings: Settings) -> Supervision:
     return Supervision(
         in_process=settings.worker_mode == "inprocess",
+        cluster=settings.cluster,
         load_timeout_s=settings.load_timeout_s,
         backoff_s=settings.restart_backoff_s,
         backoff_max_s=settings.restart_backoff_max_s,

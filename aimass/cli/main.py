@@ -6,6 +6,7 @@ picks changes up within ``reconcile_interval_s``.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
@@ -58,6 +59,14 @@ def serve(
             "(model loads and their times), debug, trace."
         ),
     ] = "info",
+    cluster: Annotated[
+        str | None,
+        typer.Option(
+            help="Run replicas as Ray actors on this cluster: auto, ray://HOST:PORT or "
+            "HOST:PORT (needs aimass[ray]; docs/cluster.md) [default: AIMASS_CLUSTER, or "
+            "local worker processes]."
+        ),
+    ] = None,
 ) -> None:
     """Start the server with the registered models (and the built-in ones)."""
     # --host/--port default to None so AIMASS_HOST/AIMASS_PORT (Settings) apply when the flags
@@ -74,8 +83,11 @@ def serve(
         builtins=False if no_builtins else None,
         require_auth=True if require_auth else None,
         insecure=True if insecure else None,
+        cluster=cluster,
     )
     _configure_logging(log_level)
+    if settings.cluster and importlib.util.find_spec("ray") is None:
+        _fail("--cluster (AIMASS_CLUSTER) needs Ray: pip install 'aimass[ray]'")
     try:
         get_sessionmaker(settings.resolved_database_url)  # migrates the schema: docs/database.md
         _prepare_models(settings, config)
