@@ -34,6 +34,11 @@ class Settings(BaseSettings):
     worker_mode: str = "process"
     """``process`` runs each replica in its own OS process; ``inprocess`` runs it in a thread."""
 
+    cluster: str = ""
+    """Where replicas run: empty for local worker processes (the default); ``auto`` (the Ray
+    cluster this machine belongs to, started with ``ray start``), ``ray://HOST:PORT`` (Ray
+    Client) or ``HOST:PORT`` (a cluster's GCS) to run each replica as a Ray actor there."""
+
     max_body_bytes: int = 16 * 1024 * 1024
     """Largest request body accepted (413 beyond it); uploads to ``/v1/files`` have their own
     limit, ``max_file_bytes``."""
@@ -103,6 +108,25 @@ class Settings(BaseSettings):
     vector_store_embed_batch: int = Field(default=16, ge=1, le=1024)
     """Chunks per embedding request during ingestion: small, so that a search's query waits
     behind little ingestion work in the model's queue."""
+
+    vector_store_embed_in_flight: int = Field(default=4, ge=1, le=64)
+    """Embedding requests in flight per file during ingestion: enough for the model's batcher
+    to merge them into full batches while each stays small."""
+
+    vector_store_image_model: str = "efficientnet-lite0-embed"
+    """Image-embedding model of a vector store created without ``image_model``, when the
+    server serves it (image → image search); empty: none."""
+
+    vector_store_ocr_model: str = "pp-ocrv4"
+    """OCR model that reads the text of image files added to vector stores (text → image
+    search); empty, or not served: image text is not read."""
+
+    vector_store_label_model: str = "efficientnet-lite0"
+    """Classifier whose top labels describe image files added to vector stores (text → image
+    search); empty, or not served: no labels."""
+
+    vector_store_image_labels: int = Field(default=3, ge=1, le=20)
+    """How many of the classifier's top labels an image file is indexed with."""
 
     jobs_max_concurrent: int = Field(default=2, ge=1, le=64)
     """Jobs one server runs at once; more wait, queued, in the order they were made."""

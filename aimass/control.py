@@ -5,6 +5,11 @@ this loop applies it to the ``ModelManager`` at start-up and every ``reconcile_i
 so a model added with the CLI — or by another server on the same PostgreSQL — is picked up,
 and a restarted server loads again what was loaded. Observed states are written back.
 
+Serving routes (``registry.routes``: which versions serve a plain model name, with weights)
+are part of the same poll: each reconcile hands the routes in force to the engine, so a
+promotion, canary or rollback made by any process reaches every server's next request within
+``reconcile_interval_s``, and at once on the server that made it.
+
 Registration goes through ``provision.registration`` (validation, the registry's own copy of
 the files, a trial load), as it does from the CLI. Every load is logged at INFO when it starts
 and when it ends, with its time, and so is the moment every model of the start-up is served.
@@ -19,8 +24,10 @@ import time
 from aimass.config import Settings
 from aimass.engine.deployment import FAILED, LOADING, READY, Deployment, Supervision
 from aimass.engine.manager import ModelManager
+from aimass.errors import Unavailable
 from aimass.provision import registration
 from aimass.registry import models as registry
+from aimass.registry import routes as routing
 from aimass.spec import ModelSpec
 
 log = logging.getLogger("aimass.control")
@@ -29,6 +36,7 @@ log = logging.getLogger("aimass.control")
 def supervision_from(settings: Settings) -> Supervision:
     return Supervision(
         in_process=settings.worker_mode == "inprocess",
+        cluster=settings.cluster,
         load_timeout_s=settings.load_timeout_s,
         backoff_s=settings.restart_backoff_s,
         backoff_max_s=settings.restart_backoff_max_s,
@@ -51,18 +59,21 @@ class ControlPlane:
     async def start(self) -> None:
         started = time.monotonic()
         await self.reconcile()
-        initial = list(self._loading.values())
+        initial = dict(self._loading)
         log.info("%d model version(s) to load", len(initial))
         if initial:
             self._track(asyncio.create_task(self._report_startup(initial, started)))
         self._loop_task = asyncio.create_task(self._loop())
 
-    async def _report_startup(self, loads: list[asyncio.Task], started: float) -> None:
-        """One line when the start-up loads are over: all served, or which ones failed."""
-        deployments = await asyncio.gather(*loads, return_exceptions=True)
+    async def _report_startup(
+        self, loads: dict[tuple[str, int], asyncio.Task], started: float
+    ) -> None:
+        """One line when the start-up loads are over: all served, or which ones failed (a load
+        cancelled by a stop during start-up counts as not ready)."""
+        outcomes = await asyncio.gather(*loads.values(), return_exceptions=True)
         failed = [
-            f"{d.spec.name}:{d.spec.version}"
-            for d in deployments
+            f"{name}:{version}"
+            for (name, version), d in zip(loads, outcomes, strict=True)
             if not isinstance(d, Deployment) or d.state != READY
         ]
         took = time.monotonic() - started
@@ -96,6 +107,8 @@ class ControlPlane:
 
     async def reconcile(self) -> None:
         entries = await asyncio.to_thread(registry.list_models, self.url)
+        routes = await asyncio.to_thread(routing.current_routes, self.url)
+        self.manager.set_routes({name: route.weights for name, route in routes.items()})
         wanted = {e.spec.key: e.spec for e in entries if e.desired == registry.LOADED}
         self.wanted = set(wanted)
         for key, spec in wanted.items():
@@ -183,6 +196,44 @@ class ControlPlane:
             if v in loaded:
                 await self.manager.unload(name, v)
         return versions
+
+    async def routes(self) -> dict[str, routing.Route]:
+        """The route in force of every model name that has one."""
+        return await asyncio.to_thread(routing.current_routes, self.url)
+
+    async def route_history(self, name: str) -> list[routing.Route]:
+        await self.entry(name)  # NotFound for a name that is not registered
+        return await asyncio.to_thread(routing.history, self.url, name)
+
+    async def set_route(self, name: str, weights: dict) -> routing.Route:
+        """Route ``name``'s plain requests by ``weights`` (version to percent). Every version
+        with a positive weight is loaded first, and the route changes only once they all
+        serve: a version that fails to load is a 503 and the route stays as it was."""
+        specs = await asyncio.to_thread(routing.routed_specs, self.url, name, weights)
+        for spec in specs:
+            dep = await self.load(spec)
+            if dep.state != READY:
+                raise Unavailable(
+                    f"model {name!r} version {spec.version} failed to load, so the route "
+                    f"is unchanged: {dep.last_error}"
+                )
+        route = await asyncio.to_thread(routing.set_route, self.url, name, weights)
+        await self.reconcile()
+        log.info("model %r now routed %s", name, route.describe())
+        return route
+
+    async def promote(self, name: str, version: int) -> routing.Route:
+        """Make ``version`` the one that serves ``name`` (loaded first if it is not)."""
+        return await self.set_route(name, {version: routing.TOTAL})
+
+    async def rollback(self, name: str) -> routing.Route:
+        """Back to the route before the current one, at once: while a version it names is
+        loading again, its share goes to the others (``ModelManager``)."""
+        await self.entry(name)  # NotFound for a name that is not registered
+        route = await asyncio.to_thread(routing.rollback, self.url, name)
+        await self.reconcile()
+        log.info("model %r rolled back to %s", name, route.describe())
+        return route
 
     async def index(self) -> list[dict]:
         """Every registered version with its state as the repository extension names them."""

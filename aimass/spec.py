@@ -78,6 +78,47 @@ class Limits(BaseModel):
     naming this limit as soon as the decoded sound passes it."""
 
 
+class Resources(BaseModel):
+    """What one replica reserves on a Ray cluster (the local backend ignores it)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    num_cpus: float | None = Field(default=None, ge=0, le=1024)
+    """CPUs Ray reserves for a replica; None: ``threads``."""
+    memory_mb: int | None = Field(default=None, ge=1)
+    """Memory Ray reserves for a replica (a scheduling reservation, not a cap); None: none."""
+    num_gpus: float = Field(default=0, ge=0, le=64)
+    """GPUs Ray reserves for a replica (and makes visible to it through CUDA_VISIBLE_DEVICES)."""
+    placement: Literal["spread", "default"] = "spread"
+    """``spread`` puts the replicas on different nodes where it can (Ray's SPREAD strategy);
+    ``default`` lets Ray pack them (its DEFAULT strategy)."""
+
+
+class Autoscaling(BaseModel):
+    """Replicas follow the load between ``min_replicas`` and ``max_replicas`` (both backends).
+
+    The load is the requests waiting and running (sequences, for generative models); the
+    replicas wanted are ``ceil(load / target_ongoing_requests)``. A change happens only when
+    every sample over the last ``upscale_delay_s`` (or ``downscale_delay_s``) wanted it, so a
+    burst shorter than that moves nothing; a replica removed finishes what it was computing.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    min_replicas: int = Field(default=1, ge=1, le=64)
+    max_replicas: int = Field(default=4, ge=1, le=64)
+    target_ongoing_requests: float = Field(default=2.0, gt=0, le=100_000)
+    """Requests waiting or running per replica that the scaler aims at."""
+    upscale_delay_s: float = Field(default=5.0, ge=0, le=3600)
+    downscale_delay_s: float = Field(default=30.0, ge=0, le=86_400)
+
+    @model_validator(mode="after")
+    def _check(self) -> Autoscaling:
+        if self.min_replicas > self.max_replicas:
+            raise ValueError("min_replicas must not exceed max_replicas")
+        return self
+
+
 class ModelSpec(BaseModel):
     """One version of one model and how to serve it."""
 
@@ -94,6 +135,10 @@ class ModelSpec(BaseModel):
     replicas: int = Field(default=1, ge=1, le=64)
     threads: int = Field(default=1, ge=1, le=256)
     """Intra-op threads per replica."""
+    autoscaling: Autoscaling | None = None
+    """None: always ``replicas``; else ``replicas`` is the count at load, within min..max."""
+    resources: Resources = Field(default_factory=Resources)
+    """What a replica reserves, and where it goes, on a Ray cluster (setting ``cluster``)."""
     trust_pickle: bool = False
     """Allow joblib/pickle model files, which run code when loaded."""
     options: dict[str, Any] = Field(default_factory=dict)
@@ -107,6 +152,12 @@ class ModelSpec(BaseModel):
 
     @model_validator(mode="after")
     def _check(self) -> ModelSpec:
+        scale = self.autoscaling
+        if scale is not None and not scale.min_replicas <= self.replicas <= scale.max_replicas:
+            raise ValueError(
+                f"replicas ({self.replicas}) must be within autoscaling.min_replicas "
+                f"({scale.min_replicas}) and autoscaling.max_replicas ({scale.max_replicas})"
+            )
         if self.runtime == "llamacpp" and self.task != "text-generation":
             raise ValueError("runtime 'llamacpp' serves task 'text-generation' only")
         if self.runtime == "vision" and self.task not in VISION_TASKS:

@@ -19,35 +19,22 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import io
 import tempfile
 import time
 from pathlib import Path
 
 import httpx
 from common import append_section, command, machine_note, serve, stamp, table
-from PIL import Image, ImageDraw, ImageFont
 
 from aimass.provision.builtin import OCR, ocr_builtins
+from tests.factories_vision import render
 
-FONT = Path("/usr/share/fonts/truetype/wqy/wqy-microhei.ttc")
 PAGES = [
     ["Invoice 2024-117: total due 1,250.00 USD", "Pay by bank transfer within 30 days."],
     ["人工智能大模型即服务", "图像识别与多模态交互"],
     ["Meeting notes, March 3", "Decisions: ship the OCR API", "Owner: platform team"],
     ["订单编号 88231 已发货", "预计三天内送达"],
 ]
-
-
-def render(lines: list[str]) -> bytes:
-    font = ImageFont.truetype(str(FONT), 36)
-    image = Image.new("RGB", (900, 80 + 70 * len(lines)), "white")
-    draw = ImageDraw.Draw(image)
-    for i, line in enumerate(lines):
-        draw.text((30, 40 + 70 * i), line, font=font, fill="black")
-    buf = io.BytesIO()
-    image.save(buf, "PNG")
-    return buf.getvalue()
 
 
 def in_process(engine, pages: list[bytes], duration: float) -> tuple[float, list[str]]:

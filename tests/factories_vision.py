@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 from onnx import TensorProto, helper, numpy_helper
-from PIL import Image
+from PIL import Image, ImageDraw, ImageFont
 
 from tests.conftest import _save
 
@@ -22,6 +22,26 @@ SENSIBLE = {
     "chelsea": {"tabby", "tiger cat", "Egyptian cat", "Persian cat", "Siamese cat"},
 }
 COLOURS = ["red", "green", "blue", "gray"]
+CJK_FONTS = [
+    Path("/usr/share/fonts/truetype/wqy/wqy-microhei.ttc"),
+    Path("/usr/share/fonts/truetype/wqy/wqy-zenhei.ttc"),
+    Path("/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc"),
+]
+FONT = next((f for f in CJK_FONTS if f.exists()), None)
+"""A font with Chinese and Latin glyphs to render OCR test pages (``None``: not installed;
+``apt-get install -y fonts-wqy-microhei``, as ``.ci/run`` does)."""
+
+
+def render(lines: list[str]) -> bytes:
+    """A white PNG with ``lines`` in black, 36 px, one below the other (needs ``FONT``)."""
+    font = ImageFont.truetype(str(FONT), 36)
+    image = Image.new("RGB", (900, 80 + 70 * len(lines)), "white")
+    draw = ImageDraw.Draw(image)
+    for i, line in enumerate(lines):
+        draw.text((30, 40 + 70 * i), line, font=font, fill="black")
+    buf = io.BytesIO()
+    image.save(buf, "PNG")
+    return buf.getvalue()
 
 
 def photo(name: str, fmt: str = "PNG") -> bytes:

@@ -6,6 +6,7 @@ picks changes up within ``reconcile_interval_s``.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
@@ -58,6 +59,14 @@ def serve(
             "(model loads and their times), debug, trace."
         ),
     ] = "info",
+    cluster: Annotated[
+        str | None,
+        typer.Option(
+            help="Run replicas as Ray actors on this cluster: auto, ray://HOST:PORT or "
+            "HOST:PORT (needs aimass[ray]; docs/cluster.md) [default: AIMASS_CLUSTER, or "
+            "local worker processes]."
+        ),
+    ] = None,
 ) -> None:
     """Start the server with the registered models (and the built-in ones)."""
     # --host/--port default to None so AIMASS_HOST/AIMASS_PORT (Settings) apply when the flags
@@ -74,8 +83,11 @@ def serve(
         builtins=False if no_builtins else None,
         require_auth=True if require_auth else None,
         insecure=True if insecure else None,
+        cluster=cluster,
     )
     _configure_logging(log_level)
+    if settings.cluster and importlib.util.find_spec("ray") is None:
+        _fail("--cluster (AIMASS_CLUSTER) needs Ray: pip install 'aimass[ray]'")
     try:
         get_sessionmaker(settings.resolved_database_url)  # migrates the schema: docs/database.md
         _prepare_models(settings, config)
@@ -242,19 +254,31 @@ def _parse_options(items: list[str]) -> dict[str, Any]:
 
 @models_app.command("list")
 def models_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
-    """Every registered version with its desired and observed state."""
+    """Every registered version with its desired and observed state, and its share (WEIGHT,
+    percent) of the requests that name no version when the model has a serving route."""
     from aimass.registry import models as registry
+    from aimass.registry import routes as routing
 
     entries = registry.list_models(_url())
+    routes = routing.current_routes(_url())
+
+    def weight(e: registry.ModelEntry) -> int | None:
+        route = routes.get(e.spec.name)
+        return None if route is None else route.weights.get(e.spec.version, 0)
+
     if as_json:
-        typer.echo(json.dumps([e.as_dict() for e in entries], indent=2, default=str))
+        rows = [{**e.as_dict(), "weight": weight(e)} for e in entries]
+        typer.echo(json.dumps(rows, indent=2, default=str))
         return
-    typer.echo(f"{'NAME':<28}{'VERSION':>8}  {'RUNTIME':<13}{'DESIRED':<10}{'STATE':<10}ERROR")
+    typer.echo(
+        f"{'NAME':<28}{'VERSION':>8}  {'RUNTIME':<13}{'DESIRED':<10}{'STATE':<10}"
+        f"{'WEIGHT':>6}  ERROR"
+    )
     for e in entries:
-        s = e.spec
+        s, w = e.spec, weight(e)
         typer.echo(
             f"{s.name:<28}{s.version:>8}  {s.runtime:<13}{e.desired:<10}{e.state:<10}"
-            f"{e.last_error or ''}"
+            f"{'-' if w is None else f'{w}%':>6}  {e.last_error or ''}"
         )
 
 
@@ -293,6 +317,72 @@ def _set_desired(name: str, version: int | None, desired: str) -> None:
         lambda: registry.set_desired(_url(), name, version, desired),
     )
     typer.echo(f"{name} version(s) {', '.join(map(str, versions))}: {desired}")
+
+
+@models_app.command("promote")
+def models_promote(name: str, version: int) -> None:
+    """Make VERSION serve every request that names no version (it is loaded if it is not);
+    the route before it is kept, for `aimass models rollback`."""
+    from aimass.cli.access import run_audited
+    from aimass.registry import routes as routing
+
+    route = run_audited(
+        "model.promote", _target(name, version), lambda: routing.promote(_url(), name, version)
+    )
+    typer.echo(f"{name}: version {version} serves 100% (route {route.describe()})")
+
+
+@models_app.command("route")
+def models_route(
+    name: str,
+    weights: Annotated[
+        str | None,
+        typer.Option(
+            help="VERSION:PERCENT pairs that sum to 100, e.g. 3:90,4:10 (a 10% canary of "
+            "version 4). Without it, show the route and its history."
+        ),
+    ] = None,
+) -> None:
+    """Split the requests that name no version among versions by weight (canary), or show
+    the route. Every version with a weight is loaded; a running server follows within
+    AIMASS_RECONCILE_INTERVAL_S, and a version not ready yet gives its share to the others."""
+    from aimass.cli.access import run_audited
+    from aimass.registry import routes as routing
+
+    url = _url()
+    if weights is None:
+        _show_routes(name, routing.history(url, name))
+        return
+    route = run_audited(
+        "model.route",
+        name,
+        lambda: routing.set_route(url, name, routing.parse_weights(weights)),
+    )
+    typer.echo(f"{name}: routed {route.describe()}")
+
+
+def _show_routes(name: str, history: list) -> None:
+    """The history of ``name``'s routes, newest first, the one in force marked."""
+    if not history:
+        typer.echo(f"{name}: no route; the newest ready version serves")
+        return
+    current = next((r for r in history if r.rolled_back_at is None), None)
+    for route in history:
+        if route.rolled_back_at is not None:
+            state = f"rolled back {route.rolled_back_at:%Y-%m-%d %H:%M:%S}"
+        else:
+            state = "in force" if route is current else "replaced"
+        typer.echo(f"{route.created_at:%Y-%m-%d %H:%M:%S}  {route.describe():<24}{state}")
+
+
+@models_app.command("rollback")
+def models_rollback(name: str) -> None:
+    """Go back to the route before the current one (promote and route keep their history)."""
+    from aimass.cli.access import run_audited
+    from aimass.registry import routes as routing
+
+    route = run_audited("model.rollback", name, lambda: routing.rollback(_url(), name))
+    typer.echo(f"{name}: rolled back to {route.describe()}")
 
 
 # --- embeddings (issue 4): int8 variant behind a quality gate ---

@@ -9,6 +9,11 @@ waits up to ``max_delay_ms`` from the oldest item's arrival for more. Items whos
 passed are answered 504 and never reach the model; items whose client went away are removed
 from the queue at once. Batches run as tasks, so several replicas compute at the same time.
 
+Background requests (vector store ingestion, batch jobs) yield to online ones: while an online
+item waits, batches are made of online items only, and a background item joins a batch only
+when no online item waits. An online request then waits behind at most the one background
+batch already computing, never behind queued ones, and is not padded to their length.
+
 ``limits.max_queue`` counts requests, not items: a request waits while any of its chunks is
 queued, and it is admitted whole or refused whole (an immediate 429). So any request an idle
 queue can take is admitted, however many chunks it needs; what bounds its size is the
@@ -52,6 +57,7 @@ class _Item:
     signature: tuple
     deadline: float
     request: _Request | None = None  # None: the item is a whole request
+    background: bool = False
     queued: bool = True
     enqueued: float = field(default_factory=time.monotonic)
     future: asyncio.Future = field(
@@ -90,14 +96,18 @@ class Batcher:
                 retry_after=1,
             )
 
-    async def submit(self, payload: Payload, rows: int, deadline: float) -> Payload:
+    async def submit(
+        self, payload: Payload, rows: int, deadline: float, background: bool = False
+    ) -> Payload:
         """Queue one request and await its outputs; more rows than ``max_batch_size`` are
-        queued as chunks and their outputs joined in order."""
+        queued as chunks and their outputs joined in order. ``background``: it yields to
+        online requests (see the module note)."""
         self.check_room()
         step = self.spec.batching.max_batch_size
         if rows > step:
-            return await self._submit_chunks(payload, rows, step, deadline)
+            return await self._submit_chunks(payload, rows, step, deadline, background)
         item = _Item(payload, rows, _max_cost(payload), _signature(payload), deadline)
+        item.background = background
         self._enqueue([item])
         try:
             return await self._within(asyncio.shield(item.future), deadline)
@@ -105,7 +115,7 @@ class Batcher:
             self._abandon(item)
 
     async def _submit_chunks(
-        self, payload: Payload, rows: int, step: int, deadline: float
+        self, payload: Payload, rows: int, step: int, deadline: float, background: bool
     ) -> Payload:
         """When one chunk fails (its deadline, a row error), the others leave the queue too:
         the client already has its error, so their rows must not be computed."""
@@ -114,7 +124,9 @@ class Batcher:
         for start in range(0, rows, step):
             chunk = {k: v[start : start + step] for k, v in payload.items()}
             n = min(step, rows - start)
-            items.append(_Item(chunk, n, _max_cost(chunk), _signature(chunk), deadline, request))
+            item = _Item(chunk, n, _max_cost(chunk), _signature(chunk), deadline, request)
+            item.background = background
+            items.append(item)
         self._enqueue(items)
         try:
             parts = await self._within(asyncio.gather(*(i.future for i in items)), deadline)
@@ -184,7 +196,7 @@ class Batcher:
             if not self._queue:
                 return []
             items, full = self._fit()
-            remaining = self._queue[0].enqueued + delay - time.monotonic()
+            remaining = items[0].enqueued + delay - time.monotonic()
             if full or remaining <= 0:
                 break
             self._arrived.clear()
@@ -203,10 +215,10 @@ class Batcher:
         """Items that fit one batch, in order, and whether nothing more could join it."""
         max_rows = self.spec.batching.max_batch_size
         max_tokens = self.spec.batching.max_batch_tokens
-        first = self._queue[0]
+        first = next((i for i in self._queue if not i.background), self._queue[0])
         items, rows, longest = [], 0, 0
         for item in self._queue:
-            if item.signature != first.signature:
+            if item.signature != first.signature or (item.background and not first.background):
                 continue
             new_rows, new_longest = rows + item.rows, max(longest, item.cost)
             too_many_tokens = max_tokens is not None and new_longest * new_rows > max_tokens

@@ -10,6 +10,7 @@ failed with the last error kept for the API. A model's ``state`` is a ``Deployme
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -17,13 +18,14 @@ from enum import StrEnum
 from typing import Any
 
 from aimass import metrics, metrics_llm
+from aimass.engine.autoscale import INTERVAL_S, Autoscaler
 from aimass.engine.batcher import COST_KEY, Batcher
 from aimass.engine.local.messages import GenerationEvent, check_payload
-from aimass.engine.local.replica import Replica
 from aimass.engine.pool import ReplicaPool
+from aimass.engine.replica import Replica, create_replica
 from aimass.errors import AimassError, InvalidInput, PayloadTooLarge, QueueFull, Unavailable
 from aimass.runtimes.base import Payload
-from aimass.spec import ModelSpec
+from aimass.spec import Autoscaling, ModelSpec
 
 
 class DeploymentState(StrEnum):
@@ -46,9 +48,11 @@ LOADING, READY, FAILED, UNLOADED = (
 
 @dataclass
 class Supervision:
-    """Restart policy and process mode, taken from the server settings."""
+    """Restart policy and where replicas run, taken from the server settings."""
 
     in_process: bool = False
+    cluster: str = ""
+    """Empty: replicas are local worker processes; else the Ray cluster they run on."""
     load_timeout_s: float = 300.0
     backoff_s: float = 0.5
     backoff_max_s: float = 30.0
@@ -76,6 +80,8 @@ class Deployment:
         self._crashes: list[float] = []
         self._restart_tasks: set[asyncio.Task] = set()
         self._streams = 0
+        self._target = spec.replicas
+        self._scaler: asyncio.Task | None = None
         self._labels = metrics.labels(spec.name, spec.version)
         self.stats = metrics.InferenceStats()
 
@@ -89,8 +95,19 @@ class Deployment:
             return self._batcher.depth
         return max(0, self._streams - self._stream_capacity())
 
+    @property
+    def ongoing(self) -> int:
+        """Requests waiting and running (sequences, for generative models): the load the
+        autoscaler divides by ``target_ongoing_requests``."""
+        if self._batcher is not None:
+            return self._batcher.depth + sum(r.busy for r in self._pool.alive)
+        return self._streams
+
     def describe(self) -> dict[str, Any]:
+        nodes = sorted({r.info["node_id"] for r in self._pool.alive if "node_id" in r.info})
         return {
+            **({"nodes": nodes} if nodes else {}),
+            **({"target_replicas": self._target} if self.spec.autoscaling else {}),
             "name": self.spec.name,
             "version": self.spec.version,
             "state": self.state,
@@ -116,10 +133,50 @@ class Deployment:
         for index, result in enumerate(results):
             if isinstance(result, BaseException):
                 self._schedule_restart(index, str(result))
+        if self.spec.autoscaling is not None:
+            self._scaler = asyncio.create_task(self._autoscale(self.spec.autoscaling))
         self._set_state(READY)
 
+    async def _autoscale(self, policy: Autoscaling) -> None:
+        scaler = Autoscaler(policy)
+        while True:
+            await asyncio.sleep(INTERVAL_S)
+            if self.state != READY:
+                continue
+            count = scaler.sample(time.monotonic(), self.ongoing, self._target)
+            if count is not None:
+                await self._scale_to(count)
+
+    async def _scale_to(self, count: int) -> None:
+        """Start replicas ``target .. count-1``, or retire those from ``count`` up."""
+        old, self._target = self._target, count
+        self._notify()
+        if count > old:
+            indexes = range(old, count)
+            results = await asyncio.gather(
+                *(self._start_replica(i) for i in indexes), return_exceptions=True
+            )
+            for index, result in zip(indexes, results, strict=True):
+                if isinstance(result, BaseException):
+                    self._schedule_restart(index, str(result))
+            return
+        retiring = [r for r in self._pool.replicas if r.index >= count]
+        for replica in retiring:
+            self._pool.remove(replica)  # no new work; what it computes now finishes
+        self._update_up()
+        await asyncio.gather(*(self._retire(r) for r in retiring))
+
+    async def _retire(self, replica: Replica) -> None:
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(self.spec.limits.timeout_s):
+                while replica.busy:
+                    await asyncio.sleep(0.05)
+        await replica.stop()
+
     async def _start_replica(self, index: int) -> Replica:
-        replica = Replica(self.spec, index, in_process=self._sup.in_process)
+        replica = create_replica(
+            self.spec, index, in_process=self._sup.in_process, cluster=self._sup.cluster
+        )
         await replica.start(self._sup.load_timeout_s)
         if self.state in (FAILED, UNLOADED):
             await replica.stop()
@@ -155,8 +212,8 @@ class Deployment:
 
     async def _restart(self, index: int, delay: float) -> None:
         await asyncio.sleep(delay)
-        if self.state in (FAILED, UNLOADED):
-            return
+        if self.state in (FAILED, UNLOADED) or index >= self._target:
+            return  # unloaded, or scaled down meanwhile
         try:
             await self._start_replica(index)
         except AimassError as exc:
@@ -179,6 +236,8 @@ class Deployment:
         metrics_llm.forget(self.spec.name, self.spec.version)
 
     async def _shutdown(self, error: AimassError) -> None:
+        if self._scaler is not None and self._scaler is not asyncio.current_task():
+            self._scaler.cancel()
         for task in list(self._restart_tasks):
             if task is not asyncio.current_task():
                 task.cancel()
@@ -225,9 +284,11 @@ class Deployment:
         chosen = limit if timeout_s is None or timeout_s <= 0 else min(timeout_s, limit)
         return time.monotonic() + chosen
 
-    async def infer(self, payload: Payload, *, timeout_s: float | None = None) -> Payload:
+    async def infer(
+        self, payload: Payload, *, timeout_s: float | None = None, background: bool = False
+    ) -> Payload:
         """Batch and run one request; rows beyond ``max_batch_size`` are split across batches
-        (the batcher admits them as one request)."""
+        (the batcher admits them as one request); ``background`` yields to online requests."""
         started = time.monotonic()
         status = "200"
         try:
@@ -239,7 +300,9 @@ class Deployment:
                     "(setting max_request_rows)"
                 )
             check_payload(payload)
-            return await self._batcher.submit(payload, rows, self.deadline(timeout_s))
+            return await self._batcher.submit(
+                payload, rows, self.deadline(timeout_s), background=background
+            )
         except AimassError as exc:
             status = str(exc.status)
             raise

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 
-from aimass.engine.local.replica import Replica
+from aimass.engine.replica import Replica
 
 
 class ReplicaPool:

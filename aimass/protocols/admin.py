@@ -31,6 +31,9 @@ class RegisteredModel(BaseModel):
     """Replicas alive now (deployed versions only)."""
     queue_depth: int | None = None
     """Requests waiting for a replica now (deployed versions only)."""
+    weight: int | None = None
+    """This version's share of the requests that name no version, in percent, when the model
+    has a serving route (0: not in the route); absent when it has none."""
 
 
 class RegisteredModelList(BaseModel):
@@ -43,6 +46,44 @@ class RemovedModel(BaseModel):
 
     name: str
     removed_versions: list[int]
+
+
+class RouteUpdate(BaseModel):
+    """Body of ``PUT /v1/admin/models/{name}/route``: version (as text) to weight in percent,
+    e.g. ``{"weights": {"3": 90, "4": 10}}``; the weights sum to 100."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    weights: dict[str, int]
+
+
+class Promotion(BaseModel):
+    """Body of ``POST /v1/admin/models/{name}/promote``: the version to serve every request."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    version: int = Field(ge=1, le=2**31 - 1)
+
+
+class ModelRoute(BaseModel):
+    """A serving route: which versions serve requests that name no version, and how much."""
+
+    name: str
+    weights: dict[str, int]
+    """Version (as text) to weight in percent; they sum to 100."""
+    created_at: str
+    """ISO 8601, UTC (``2026-01-31T12:00:00Z``), as keys' times."""
+    rolled_back_at: str | None = None
+    """When a rollback took this route out of force (history entries only)."""
+
+
+class ModelRouting(BaseModel):
+    """``GET /v1/admin/models/{name}/route``: the route in force (null: the newest ready
+    version serves) and every route the model has had, newest first."""
+
+    name: str
+    route: ModelRoute | None
+    history: list[ModelRoute]
 
 
 LIMIT_MAX = 2**31 - 1

@@ -20,6 +20,7 @@ from pydantic import (
     StrictInt,
     StrictStr,
     field_validator,
+    model_validator,
 )
 
 AttributeValue = StrictStr | StrictBool | StrictInt | StrictFloat
@@ -86,6 +87,9 @@ class VectorStoreCreate(BaseModel):
     description: str | None = Field(default=None, max_length=512)
     embedding_model: str | None = Field(default=None, min_length=1, max_length=160)
     """AI Mass extension: the embedding model (``name`` or ``name:version``) of the store."""
+    image_model: str | None = Field(default=None, min_length=1, max_length=160)
+    """AI Mass extension: the image-embedding model of the store's image files (default: the
+    setting ``vector_store_image_model`` when the server serves it)."""
 
     _metadata = field_validator("metadata")(check_metadata)
 
@@ -122,6 +126,9 @@ class VectorStore(BaseModel):
     metadata: dict[str, str]
     embedding_model: str
     """AI Mass extension: the store's embedding model."""
+    image_model: str | None = None
+    """AI Mass extension: the store's image-embedding model (``None``: images are found by
+    their text only)."""
 
 
 class VectorStoreList(BaseModel):
@@ -287,7 +294,8 @@ class RankingOptions(BaseModel):
 class SearchRequest(BaseModel):
     model_config = ConfigDict(extra="ignore", strict=True)
 
-    query: StrictStr | list[StrictStr]
+    query: StrictStr | list[StrictStr] | None = None
+    """Required unless ``query_image`` is given."""
     max_num_results: int = Field(default=10, ge=1, le=50)
     filters: ComparisonFilter | CompoundFilter | None = None
     ranking_options: RankingOptions | None = None
@@ -301,10 +309,21 @@ class SearchRequest(BaseModel):
     )
     """AI Mass extension: search the index with this vector instead of the query's embedding
     (as Qdrant and Chroma allow); ``query`` is still the text keyword search reads."""
+    query_image: str | None = Field(default=None, min_length=1)
+    """AI Mass extension: an image (data URL or base64) to find the store's images nearest to
+    it, by the store's image model; with ``query`` too, both rankings are fused."""
+
+    @model_validator(mode="after")
+    def _something_to_search(self):
+        if self.query is None and self.query_image is None:
+            raise ValueError("query (text) or query_image (an image) is required")
+        return self
 
     @field_validator("query")
     @classmethod
     def _not_empty(cls, value):
+        if value is None:
+            return value
         texts = [value] if isinstance(value, str) else value
         if not texts or not all(t.strip() for t in texts):
             raise ValueError("query must hold non-blank text")
@@ -313,6 +332,8 @@ class SearchRequest(BaseModel):
         return value
 
     def queries(self) -> list[str]:
+        if self.query is None:
+            return []
         return [self.query] if isinstance(self.query, str) else list(self.query)
 
     def filter_dict(self) -> dict[str, Any] | None:

@@ -194,9 +194,9 @@ def _check_folder(spec: ModelSpec, source: Path) -> None:
 async def trial_load(spec: ModelSpec, timeout_s: float) -> dict[str, Any]:
     """Load the model once in a throwaway worker process, then stop it; returns what the
     worker reported (tensors, metadata). A failure is ``Unprocessable`` naming the reason."""
-    from aimass.engine.local.replica import Replica
+    from aimass.engine.local.replica import LocalReplica
 
-    replica = Replica(spec.model_copy(update={"replicas": 1, "sha256": {}}), 0)
+    replica = LocalReplica(spec.model_copy(update={"replicas": 1, "sha256": {}}), 0)
     try:
         await replica.start(timeout_s)
     except Unavailable as exc:

@@ -16,7 +16,7 @@ from sqlalchemy import select
 
 from aimass.errors import Conflict, InvalidInput, NotFound
 from aimass.registry.db import session_scope
-from aimass.registry.tables import LOADED, UNLOADED, ModelRow
+from aimass.registry.tables import LOADED, UNLOADED, ModelRouteRow, ModelRow
 from aimass.spec import ModelSpec
 
 
@@ -149,4 +149,9 @@ def remove_model(url: str, name: str, version: int | None = None) -> list[int]:
             )
         for row in rows:
             s.delete(row)
+        s.flush()
+        if s.scalar(select(ModelRow.id).filter_by(name=name).limit(1)) is None:
+            # the name is gone: registered again later, it starts without a route
+            for route in s.scalars(select(ModelRouteRow).filter_by(name=name)):
+                s.delete(route)
         return [r.version for r in rows]

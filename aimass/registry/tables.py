@@ -1,5 +1,5 @@
-"""Every table the registry owns, in one module: models, API keys, usage counters, audit log,
-files, vector stores, jobs and their events.
+"""Every table the registry owns, in one module: models and their serving routes, API keys,
+usage counters, audit log, files, vector stores, jobs and their events.
 
 One module so that ``Base.metadata`` is complete as soon as it is imported: the migrations
 (``registry/migrations``) and the test that compares them with this metadata see every table,
@@ -168,6 +168,11 @@ class VectorStoreRow(Base):
     """The embedding model's reference (``name`` or ``name:version``) every chunk went through."""
     dimensions: Mapped[int] = mapped_column(Integer, default=0)
     """The vectors' width, fixed by the first embedded chunk (0 until then)."""
+    image_model: Mapped[str | None] = mapped_column(String(160), nullable=True)
+    """The image-embedding model of its image files (``None``: images are found by their text
+    only)."""
+    image_dimensions: Mapped[int] = mapped_column(Integer, default=0)
+    """The image vectors' width, fixed by the first image (0 until then)."""
     metadata_json: Mapped[str] = mapped_column(Text, default="{}")
     expires_after_days: Mapped[int | None] = mapped_column(Integer, nullable=True)
     """OpenAI's ``expires_after`` (anchor ``last_active_at``), in days; ``None``: never."""
@@ -221,6 +226,9 @@ class VectorStoreChunkRow(Base):
     text: Mapped[str] = mapped_column(Text)
     tokens: Mapped[int] = mapped_column(Integer)
     vector: Mapped[bytes] = mapped_column(LargeBinary)
+    image_vector: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    """An image file's vector by the store's image model (float32 bytes), on its first chunk:
+    the key of that chunk in the store's image index."""
 
 
 class VectorStoreBatchRow(Base):
@@ -232,6 +240,26 @@ class VectorStoreBatchRow(Base):
     store_id: Mapped[str] = mapped_column(String(40), index=True)
     cancelled: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class ModelRouteRow(Base):
+    """One serving route of a model name: which versions serve requests that name no version,
+    with integer weights in percent (``{"3": 90, "4": 10}``).
+
+    Append-only history: the route in force is the newest row not rolled back, so a rollback
+    marks the current row (``rolled_back_at``) and the one before it serves again. A name with
+    no row serves its newest ready version, as before routes existed.
+    """
+
+    __tablename__ = "model_routes"
+    __table_args__ = (Index("ix_model_routes_name_id", "name", "id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(128))
+    weights_json: Mapped[str] = mapped_column(Text)
+    """JSON object of version (as text) to weight in percent; the weights sum to 100."""
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    rolled_back_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
 
 
 class JobRow(Base):

@@ -30,6 +30,10 @@ _TEXT_EXTENSIONS = (
 TEXT_EXTENSIONS = frozenset(_TEXT_EXTENSIONS.split())
 """Extensions read as UTF-8 text (OpenAI's file search accepts these source and text types)."""
 HTML_EXTENSIONS = frozenset({".html", ".htm", ".xhtml"})
+IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".webp", ".gif", ".bmp", ".tif", ".tiff"})
+"""Image files: indexed by models (OCR text, labels, an image vector), not extracted."""
+_IMAGE_SIGNATURES = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"GIF87a", b"GIF89a", b"II*\x00",
+                     b"MM\x00*")  # fmt: skip
 DOCX_TYPE = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
 
 _KINDS_BY_TYPE = {"text/html": "html", "application/xhtml+xml": "html", "application/pdf": "pdf"}
@@ -42,7 +46,9 @@ def extract_text(data: bytes | Path, filename: str, content_type: str | None = N
     signature decides when neither does. Raises ``InvalidInput`` (param ``file``) naming the
     reason for an unsupported type or a file that cannot be read as its type.
     """
-    kind = file_kind(filename, content_type, _head(data))
+    kind = kind_of(data, filename, content_type)
+    if kind == "image":
+        raise InvalidInput(f"{filename!r} is an image: it has no text to extract", param="file")
     if kind == "pdf":
         return _pdf_text(data, filename)
     if kind == "docx":
@@ -52,10 +58,17 @@ def extract_text(data: bytes | Path, filename: str, content_type: str | None = N
     return html_text(text) if kind == "html" else text
 
 
+def kind_of(data: bytes | Path, filename: str, content_type: str | None = None) -> str:
+    """What ``file_kind`` makes of a file given as bytes or a path."""
+    return file_kind(filename, content_type, _head(data))
+
+
 def file_kind(filename: str, content_type: str | None, head: bytes) -> str:
-    """``text``, ``html``, ``pdf`` or ``docx``; ``InvalidInput`` when none fits."""
+    """``text``, ``html``, ``pdf``, ``docx`` or ``image``; ``InvalidInput`` when none fits."""
     ext = Path(filename).suffix.lower()
     media = (content_type or "").split(";")[0].strip().lower()
+    if ext in IMAGE_EXTENSIONS or media.startswith("image/") or _is_image(head):
+        return "image"
     if ext == ".pdf" or head.startswith(b"%PDF-"):
         return "pdf"
     if ext == ".docx" or media == DOCX_TYPE:
@@ -70,7 +83,7 @@ def file_kind(filename: str, content_type: str | None, head: bytes) -> str:
         return "text"
     raise InvalidInput(
         f"cannot extract text from {filename!r} ({media or 'no content type'}): supported are "
-        "plain text and source files, Markdown, HTML, PDF and .docx",
+        "plain text and source files, Markdown, HTML, PDF, .docx and images",
         param="file",
     )
 
@@ -78,8 +91,16 @@ def file_kind(filename: str, content_type: str | None, head: bytes) -> str:
 def _head(data: bytes | Path) -> bytes:
     if isinstance(data, Path):
         with data.open("rb") as f:
-            return f.read(8)
-    return data[:8]
+            return f.read(12)
+    return data[:12]
+
+
+def _is_image(head: bytes) -> bool:
+    """PNG, JPEG, GIF, WebP or TIFF by their signatures (BMP's ``BM`` is too short to tell
+    from text: a BMP needs its extension or content type)."""
+    if head.startswith(_IMAGE_SIGNATURES):
+        return True
+    return head[:4] == b"RIFF" and head[8:12] == b"WEBP"
 
 
 def _decode(raw: bytes, filename: str) -> str:

@@ -7,12 +7,18 @@ cancelling its batch cancels its task. Resumable: ``start`` queues every file st
 ``in_progress``, so a server stopped or killed mid-file ingests it again from the start; nothing
 of it was committed before (see ``records.complete_file``).
 
-Online traffic first: a file is embedded in small batches (``embed_batch`` chunks, one request
-at a time per file) through the same pipeline as every other call, yielding to the event loop
-between them, so a search's query embedding waits behind at most a few small batches.
+Online traffic first: a file is embedded in small batches (``embed_batch`` chunks, at most
+``in_flight`` requests at a time per file) through the same pipeline as every other call, so a
+search's query embedding waits behind at most a few small batches. Several requests in flight
+let the model's batcher merge them into full batches (one at a time left the model idle between
+a request's answer and the next request). While searches run (``Work.busy``), a file goes on
+one request of ``BUSY_BATCH`` chunks at a time: a search then waits behind one tiny batch, not
+several big ones (benchmarks/bench_ingest.py measures both sides).
 
-How a file becomes text depends on its kind (``Work.extract``); image files, for example, would
-be a kind of their own with their own extractor, and are refused until one exists.
+How a file becomes text depends on its kind (``Work.read``): documents are extracted, image
+files are read by models (their OCR text and top labels, so a text query finds them) and also
+embedded whole by the store's image model, a vector kept on the image's first chunk for image
+search.
 """
 
 from __future__ import annotations
@@ -35,32 +41,52 @@ log = logging.getLogger("aimass.search")
 Key = tuple[str, str]
 """(store id, file id)"""
 
+BUSY_BATCH = 2
+"""Chunks per embedding request while searches run (see the module note)."""
+
 RETRY_S = 300.0
 """How long a file waits for its embedding model (still loading after a start, queue full,
 replica restarting) before it fails; retries back off from 0.5 s to 10 s."""
 
 
 @dataclass(frozen=True)
+class Document:
+    """A file as ingestion indexes it: its text, and for an image file the image itself."""
+
+    text: str
+    image: bytes | None = None
+
+
+@dataclass(frozen=True)
 class Work:
     """What ingestion needs from the layers above (the service provides it)."""
 
-    read_text: Callable[[records.Store, str], Awaitable[str]]
-    """The text of a file (read from file storage, extracted by its kind); InvalidInput or
-    NotFound when it has none."""
+    read: Callable[[records.Store, str], Awaitable[Document]]
+    """A file's text (read from file storage, extracted by its kind, or read off an image by
+    models); InvalidInput or NotFound when it has none."""
     chunk: Callable[[records.Store, records.StoreFile, str], Awaitable[list[Chunk]]]
     """The text cut in the store's embedding model's tokens."""
     embed: Callable[[records.Store, list[str]], Awaitable[np.ndarray]]
     """Vectors of texts by the store's embedding model, as the store's owner."""
+    busy: Callable[[records.Store], bool]
+    """Whether online work (searches) wants the store's embedding model now: ingestion then
+    sends one tiny request at a time."""
+    embed_image: Callable[[records.Store, bytes], Awaitable[np.ndarray | None]]
+    """An image's vector by the store's image model, as the store's owner (``None``: the
+    store has no image model)."""
 
 
 class Ingestor:
     """The ingestion queue and workers of one server."""
 
-    def __init__(self, stores: Stores, work: Work, *, concurrency: int, embed_batch: int):
+    def __init__(
+        self, stores: Stores, work: Work, *, concurrency: int, embed_batch: int, in_flight: int
+    ):
         self.stores = stores
         self.work = work
         self.concurrency = concurrency
         self.embed_batch = embed_batch
+        self.in_flight = in_flight
         self._queue: asyncio.Queue[Key] | None = None
         self._queued: set[Key] = set()
         self._running: dict[Key, asyncio.Task] = {}
@@ -146,23 +172,60 @@ class Ingestor:
             wait = min(wait * 2, 10.0)
 
     async def _ingest_file(self, store: records.Store, f: records.StoreFile) -> None:
-        text = await self.work.read_text(store, f.file_id)
-        chunks = await self.work.chunk(store, f, text)
-        vectors = []
-        for start in range(0, len(chunks), self.embed_batch):
-            batch = chunks[start : start + self.embed_batch]
-            vectors.append(await self.work.embed(store, [c.text for c in batch]))
-            await asyncio.sleep(0)
+        doc = await self.work.read(store, f.file_id)
+        chunks = await self.work.chunk(store, f, doc.text)
+        image = None if doc.image is None else await self.work.embed_image(store, doc.image)
+        vectors = await self._embed_all(store, [c.text for c in chunks])
         new = [
-            records.NewChunk(i, c.text, c.n_tokens, v)
+            records.NewChunk(i, c.text, c.n_tokens, v, image if i == 0 else None)
             for i, (c, v) in enumerate(zip(chunks, _rows(vectors), strict=True))
         ]
         usage = sum(len(c.text.encode()) for c in chunks)
         await self.stores.add_file(store, f.file_id, f.attributes, new, usage)
 
+    async def _embed_all(self, store: records.Store, texts: list[str]) -> list[np.ndarray]:
+        """The texts' vectors, ``embed_batch`` at a time with ``in_flight`` requests at once,
+        or ``BUSY_BATCH`` one at a time while the store is busy; the first error cancels the
+        rest and is raised as it is (the retry loop reads its type)."""
+        blocks: dict[int, np.ndarray] = {}
+
+        async def embed(start: int, stop: int) -> None:
+            blocks[start] = await self.work.embed(store, texts[start:stop])
+
+        pending: set[asyncio.Task] = set()
+        start = 0
+        try:
+            while start < len(texts):
+                busy = self.work.busy(store)
+                window = 1 if busy else self.in_flight
+                while len(pending) >= window:
+                    pending = await _first_done(pending)
+                stop = min(start + (BUSY_BATCH if busy else self.embed_batch), len(texts))
+                pending.add(asyncio.create_task(embed(start, stop)))
+                start = stop
+            while pending:
+                pending = await _first_done(pending)
+        finally:
+            for task in pending:
+                task.cancel()
+            if pending:
+                await asyncio.wait(pending)
+        return [blocks[key] for key in sorted(blocks)]
+
     async def _fail(self, store: records.Store, f: records.StoreFile, code: str, msg: str) -> None:
         log.info("vector store %s: file %s failed (%s: %s)", store.id, f.file_id, code, msg)
         await self.stores.run(records.fail_file, store.id, f.file_id, code, msg)
+
+
+async def _first_done(pending: set[asyncio.Task]) -> set[asyncio.Task]:
+    """Wait for one of ``pending`` to end; raise the first error of those that ended (each one
+    read, so none is reported as never retrieved); return the rest."""
+    done, rest = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+    errors = [task.exception() for task in done]
+    for error in errors:
+        if error is not None:
+            raise error
+    return rest
 
 
 def _rows(blocks: list[np.ndarray]) -> list[np.ndarray]:

@@ -52,6 +52,8 @@ class Store:
     name: str
     embedding_model: str
     dimensions: int
+    image_model: str | None
+    image_dimensions: int
     metadata: dict[str, str]
     expires_after_days: int | None
     created_at: datetime
@@ -95,6 +97,8 @@ class NewChunk:
     text: str
     tokens: int
     vector: np.ndarray
+    image_vector: np.ndarray | None = None
+    """An image file's own vector (its first chunk only)."""
 
 
 def _store(row: VectorStoreRow) -> Store:
@@ -104,6 +108,8 @@ def _store(row: VectorStoreRow) -> Store:
         row.name,
         row.embedding_model,
         row.dimensions,
+        row.image_model,
+        row.image_dimensions or 0,
         json.loads(row.metadata_json),
         row.expires_after_days,
         row.created_at,
@@ -142,6 +148,7 @@ def create_store(
     embedding_model: str,
     metadata: dict[str, str],
     expires_after_days: int | None,
+    image_model: str | None = None,
 ) -> Store:
     row = VectorStoreRow(
         id=new_id("vs_"),
@@ -149,6 +156,8 @@ def create_store(
         name=name,
         embedding_model=embedding_model,
         dimensions=0,
+        image_model=image_model,
+        image_dimensions=0,
         metadata_json=json.dumps(metadata),
         expires_after_days=expires_after_days,
     )
@@ -181,10 +190,10 @@ def list_stores(
 
 
 def update_store(url: str, store_id: str, **changes: Any) -> Store | None:
-    """Set ``name``, ``metadata``, ``expires_after_days``, ``dimensions`` or ``touch`` (last
-    active now) on a store."""
+    """Set ``name``, ``metadata``, ``expires_after_days``, ``dimensions``, ``image_dimensions``
+    or ``touch`` (last active now) on a store."""
     values: dict[str, Any] = {}
-    for key in ("name", "expires_after_days", "dimensions"):
+    for key in ("name", "expires_after_days", "dimensions", "image_dimensions"):
         if key in changes:
             values[key] = changes[key]
     if "metadata" in changes:
@@ -385,26 +394,37 @@ def in_progress(url: str) -> list[StoreFile]:
 # ---- chunks ----------------------------------------------------------------------------------
 
 
-def chunk_ids(url: str, store_id: str) -> np.ndarray:
+def chunk_ids(url: str, store_id: str, images: bool = False) -> np.ndarray:
+    """Ids of the store's chunks, in order: its vector index's keys, or with ``images`` those
+    of the chunks that carry an image vector (its image index's keys)."""
+    column = _vector_column(images)
     with session_scope(url) as s:
         ids = s.scalars(
             select(VectorStoreChunkRow.id)
-            .where(VectorStoreChunkRow.store_id == store_id)
+            .where(VectorStoreChunkRow.store_id == store_id, column.is_not(None))
             .order_by(VectorStoreChunkRow.id)
         ).all()
         return np.array(ids, dtype=np.int64)
 
 
-def chunk_vectors(url: str, store_id: str, dimensions: int) -> tuple[np.ndarray, np.ndarray]:
+def chunk_vectors(
+    url: str, store_id: str, dimensions: int, images: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
+    """The ids and vectors (text, or with ``images`` image vectors) to rebuild an index from."""
+    column = _vector_column(images)
     with session_scope(url) as s:
         rows = s.execute(
-            select(VectorStoreChunkRow.id, VectorStoreChunkRow.vector).where(
-                VectorStoreChunkRow.store_id == store_id
+            select(VectorStoreChunkRow.id, column).where(
+                VectorStoreChunkRow.store_id == store_id, column.is_not(None)
             )
         ).all()
     ids = np.array([r[0] for r in rows], dtype=np.int64)
     matrix = np.frombuffer(b"".join(r[1] for r in rows), dtype="<f4").reshape(len(rows), dimensions)
     return ids, matrix
+
+
+def _vector_column(images: bool):
+    return VectorStoreChunkRow.image_vector if images else VectorStoreChunkRow.vector
 
 
 def chunk_texts(url: str, store_id: str) -> list[tuple[int, str, str]]:
@@ -444,10 +464,15 @@ def _chunk_rows(
             seq=c.seq,
             text=c.text,
             tokens=c.tokens,
-            vector=np.ascontiguousarray(c.vector, dtype="<f4").tobytes(),
+            vector=_float_bytes(c.vector),
+            image_vector=None if c.image_vector is None else _float_bytes(c.image_vector),
         )
         for c in chunks
     ]
+
+
+def _float_bytes(vector: np.ndarray) -> bytes:
+    return np.ascontiguousarray(vector, dtype="<f4").tobytes()
 
 
 def insert_chunks(url: str, store_id: str, file_id: str, chunks: Iterable[NewChunk]) -> np.ndarray:

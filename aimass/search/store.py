@@ -1,8 +1,10 @@
 """Open vector stores in memory: each store's HNSW index, BM25 index and chunk table.
 
 A store is opened on first use after a start: its chunks are read from the database, its
-index file is checked against them (rebuilt when it disagrees, see ``index.py``), and its BM25
-index is built. Changes go to the database first and to memory second, under the store's lock,
+index files are checked against them (rebuilt when they disagree, see ``index.py``), and its
+BM25 index is built. A store holding image files has a second HNSW index, of their image
+vectors (another model, another width), keyed by the id of each image's first chunk.
+Changes go to the database first and to memory second, under the store's lock,
 so memory never holds a chunk the database lacks:
 
 - ``add_file`` runs the file's ``complete`` transaction, then adds its chunks to both indexes;
@@ -59,6 +61,8 @@ class LiveStore:
     """file id -> attributes, of every file whose chunks may be found"""
     hidden: set[str] = field(default_factory=set)
     """files being removed: never returned, even before their chunks leave the indexes"""
+    images: VectorIndex | None = None
+    """image vectors of the store's image files (``None`` until its first image)"""
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     def _keep(self, flt: Mapping[str, Any] | None) -> Callable[[int], bool]:
@@ -73,18 +77,25 @@ class LiveStore:
 
     def vector_search(self, vector: np.ndarray, limit: int, flt=None) -> list[Hit]:
         """The ``limit`` nearest chunks that pass ``flt``, by cosine similarity."""
-        if self.index is None or limit <= 0:
+        return self._nearest(self.index, vector, limit, flt)
+
+    def image_search(self, vector: np.ndarray, limit: int, flt=None) -> list[Hit]:
+        """The ``limit`` image files nearest to an image's vector (their first chunks)."""
+        return self._nearest(self.images, vector, limit, flt)
+
+    def _nearest(self, index: VectorIndex | None, vector, limit: int, flt) -> list[Hit]:
+        if index is None or limit <= 0:
             return []
         keep = self._keep(flt)
         k = limit if flt is None and not self.hidden else limit * OVERSAMPLE
         while True:
-            keys, scores = self.index.search(vector, k)
+            keys, scores = index.search(vector, k)
             hits = [
                 self.hit(int(key), float(score))
                 for key, score in zip(keys, scores, strict=True)
                 if keep(int(key))
             ]
-            if len(hits) >= limit or k >= len(self.index):
+            if len(hits) >= limit or k >= len(index):
                 return hits[:limit]
             k *= OVERSAMPLE
 
@@ -97,10 +108,17 @@ class LiveStore:
         file_id, text = self.chunks[key]
         return Hit(key, file_id, text, score)
 
-    def _add_memory(self, file_id: str, attributes, keys: np.ndarray, texts, vectors) -> None:
+    def _add_memory(
+        self, file_id: str, attributes, keys: np.ndarray, chunks: list[records.NewChunk]
+    ) -> None:
         self.attributes[file_id] = attributes
+        texts = [c.text for c in chunks]
         if self.index is not None and len(keys):
-            self.index.add(keys, vectors)
+            self.index.add(keys, np.stack([c.vector for c in chunks]))
+        pictured = [i for i, c in enumerate(chunks) if c.image_vector is not None]
+        if self.images is not None and pictured:
+            vectors = np.stack([chunks[i].image_vector for i in pictured])
+            self.images.add(keys[pictured], vectors)
         pairs = [(int(k), t) for k, t in zip(keys, texts, strict=True)]
         self.bm25.add(pairs)
         for key, text in pairs:
@@ -109,8 +127,9 @@ class LiveStore:
     def _remove_memory(self, file_id: str) -> None:
         pairs = [(k, t) for k, (f, t) in self.chunks.items() if f == file_id]
         keys = np.array([k for k, _ in pairs], dtype=np.int64)
-        if self.index is not None and len(keys):
-            self.index.remove(keys)
+        for index in (self.index, self.images):
+            if index is not None and len(keys):
+                index.remove(keys)  # keys it never held are skipped
         self.bm25.remove(pairs)
         for key, _ in pairs:
             del self.chunks[key]
@@ -128,6 +147,9 @@ class Stores:
 
     def path(self, store_id: str) -> Path:
         return self.root / f"{store_id}.usearch"
+
+    def image_path(self, store_id: str) -> Path:
+        return self.root / f"{store_id}.images.usearch"
 
     async def get(self, store: records.Store) -> LiveStore:
         """The store, opened (and its index checked or rebuilt) on first use."""
@@ -157,6 +179,15 @@ class Stores:
                 lambda: records.chunk_vectors(self.url, store.id, store.dimensions),
             )
         live = LiveStore(store.id, path, index)
+        if store.image_dimensions:
+            live.images, _ = open_index(
+                self.image_path(store.id),
+                store.image_dimensions,
+                records.chunk_ids(self.url, store.id, images=True),
+                lambda: records.chunk_vectors(
+                    self.url, store.id, store.image_dimensions, images=True
+                ),
+            )
         for f in records.files_of(self.url, store.id):
             if f.status == records.COMPLETED:
                 live.attributes[f.file_id] = f.attributes
@@ -181,13 +212,19 @@ class Stores:
                 dims = len(chunks[0].vector)
                 await asyncio.to_thread(records.update_store, self.url, store.id, dimensions=dims)
                 live.index = VectorIndex(live.path, dims)
+            image = next((c.image_vector for c in chunks if c.image_vector is not None), None)
+            if live.images is None and image is not None:
+                dims = len(image)
+                await asyncio.to_thread(
+                    records.update_store, self.url, store.id, image_dimensions=dims
+                )
+                live.images = VectorIndex(self.image_path(store.id), dims)
             keys = await asyncio.to_thread(
                 records.complete_file, self.url, store.id, file_id, chunks, usage
             )
             if keys is None:
                 return False
-            vectors = np.stack([c.vector for c in chunks]) if chunks else np.empty((0, 0))
-            live._add_memory(file_id, attributes, keys, [c.text for c in chunks], vectors)
+            live._add_memory(file_id, attributes, keys, chunks)
             return True
 
     async def remove_file(self, store: records.Store, file_id: str) -> bool:
@@ -214,13 +251,15 @@ class Stores:
             async with live.lock:
                 live.hidden.update(live.attributes)
         self.path(store_id).unlink(missing_ok=True)
+        self.image_path(store_id).unlink(missing_ok=True)
 
     async def save(self) -> None:
         """Write every index changed since it was last saved (a worker thread each)."""
         for live in list(self._open.values()):
-            if live.index is not None and live.index.dirty:
-                async with live.lock:
-                    await asyncio.to_thread(live.index.save)
+            for index in (live.index, live.images):
+                if index is not None and index.dirty:
+                    async with live.lock:
+                        await asyncio.to_thread(index.save)
 
     def run(self, fn: Callable[..., Any], *args: Any) -> Awaitable[Any]:
         """A database function of ``records`` on this registry, in a worker thread."""

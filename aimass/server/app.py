@@ -34,6 +34,7 @@ from aimass.jobs.service import JobsService
 from aimass.server import health
 from aimass.server.admin import access as admin_access
 from aimass.server.admin import models as admin_models
+from aimass.server.admin import routing as admin_routing
 from aimass.server.auth import AccessMiddleware
 from aimass.server.errors import install_error_handlers
 from aimass.server.fastpath import FastPath
@@ -70,6 +71,7 @@ ROUTERS = [
     v2_statistics,
     v2_routes,
     admin_models,
+    admin_routing,
     completions,
     embeddings,
     images,
@@ -149,7 +151,9 @@ def fastapi_app(settings: Settings) -> FastAPI:
     state.ocr = OcrService(pipeline)
     state.audio = AudioService(pipeline)
     state.files = FilesService(file_store, gate)
-    state.vector_stores = VectorStoreService(pipeline, state.embeddings, settings, file_store)
+    state.vector_stores = VectorStoreService(
+        pipeline, state.embeddings, settings, file_store, state.vision, state.ocr
+    )
     sender = LineSender(state.embeddings, state.llm, state.tensors)
     batch = BatchKind(pipeline, sender, file_store, settings)
     state.runner = JobRunner(settings, [batch], ready=control.ready)

@@ -39,7 +39,8 @@ WHY = {
     400: "Invalid request; the message names the field (OpenAI: also in `param`)",
     401: "API key missing, unknown, expired or revoked (when access control is on)",
     403: "The API key may not use this model, or the action needs an admin key",
-    404: "No such model, version or key",
+    404: "Not found: no such model, version, key, file, vector store or job, or it belongs to "
+    "another API key",
     409: "Conflicts with what is registered (an existing version or key, a revoked key)",
     413: "Body larger than max_body_bytes, or more rows or items than allowed",
     422: "The model files were refused: wrong format for the runtime, or they do not load",

@@ -25,7 +25,7 @@ from typing import Any
 
 from aimass import metrics
 from aimass.access.gate import Caller, Gate
-from aimass.engine.deployment import READY, Deployment, GenerationEvent, Payload
+from aimass.engine.deployment import Deployment, GenerationEvent, Payload
 from aimass.engine.manager import ModelManager
 from aimass.errors import AimassError, DeadlineExceeded
 
@@ -41,7 +41,8 @@ class CallContext:
     timeout_source: str = "the Request-Timeout header"
     """Where ``timeout_s`` came from, named in the 504 it causes."""
     background: bool = False
-    """Work that yields to online calls (batch lines): not counted in ``Pipeline.online``."""
+    """Work that yields to online calls (vector store ingestion, batch lines): the batcher
+    serves online requests first."""
 
 
 @dataclass(frozen=True)
@@ -108,9 +109,10 @@ class Pipeline:
 
     async def resolve(self, ctx: CallContext, name: str, version: int | None = None) -> Deployment:
         """The deployment ``ctx.caller`` may look at (metadata, readiness): authorized like a
-        call, but not a use of the model, so nothing is recorded beyond the gate's refusals."""
+        call, but not a use of the model, so nothing is recorded beyond the gate's refusals. A
+        routed name is described by its main version, not a random one."""
         await self.gate.authorize(ctx.caller, name, served=self.serves(name))
-        return self.manager.get(name, version)
+        return self.manager.get(name, version, choose=False)
 
     def call(
         self, ctx: CallContext, name: str, version: int | None = None, *, estimate: int = 0
@@ -172,7 +174,9 @@ class ModelCall:
         """Run one batched request on the deployment, under the caller's deadline."""
         self._reached = True
         try:
-            return await self.deployment.infer(payload, timeout_s=self.ctx.timeout_s)
+            return await self.deployment.infer(
+                payload, timeout_s=self.ctx.timeout_s, background=self.ctx.background
+            )
         except DeadlineExceeded as exc:
             raise self.deadline.explain(exc) from None
 
@@ -193,7 +197,7 @@ class ModelCall:
             return
         if usage:
             self._pipeline.gate.record(self.ctx.caller, self.name, error=True)
-        dep = _labelled(versions, self.version)
+        dep = _labelled(self._pipeline.manager, versions, self.version)
         if dep is not None:
             labels = metrics.labels(self.name, dep.spec.version)
             metrics.REQUESTS.labels(**labels, status=str(exc.status)).inc()
@@ -238,10 +242,12 @@ class _Opening:
         return False
 
 
-def _labelled(versions: list[Deployment], version: int | None) -> Deployment | None:
+def _labelled(
+    manager: ModelManager, versions: list[Deployment], version: int | None
+) -> Deployment | None:
     """The version a refused request is counted under: the one it named if loaded, else the
-    one ``ModelManager.get`` would pick; None for a named version that is not loaded."""
+    one a plain name mostly goes to (``ModelManager.primary``: its route, or the newest ready
+    version); None for a named version that is not loaded."""
     if version is not None:
         return next((d for d in versions if d.spec.version == version), None)
-    ready = [d for d in versions if d.state == READY]
-    return (ready or versions)[-1]
+    return manager.primary(versions[0].spec.name)

@@ -9,6 +9,10 @@ holds its next request while searches run, so online traffic goes first.
 A search runs up to three measurable parts (docs/vector_stores.md): vector (the store's HNSW
 index), keyword (BM25), hybrid (both fused by reciprocal rank, the default), then an optional
 rerank by a loaded rerank model.
+
+Image files are read by models at ingestion: their OCR text and the classifier's top labels are
+their text (so a text query finds them), and the store's image model embeds each whole for
+image → image search (``query_image``); the models are settings (``vector_store_*_model``).
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from aimass.access.gate import Caller
 from aimass.config import Settings
 from aimass.errors import InvalidInput, NotFound
 from aimass.files.store import ANY_OWNER, FileRecord, FileStore
+from aimass.media.image import image_from_data_url
 from aimass.protocols.embeddings import EmbeddingRequest, RerankRequest
 from aimass.protocols.vector_stores import (
     ChunkingStrategy,
@@ -42,12 +47,14 @@ from aimass.registry.keys import list_keys
 from aimass.registry.tables import utcnow
 from aimass.search import records
 from aimass.search.chunking import AUTO_MAX_TOKENS, Chunk, chunk_text
-from aimass.search.extract import extract_text
+from aimass.search.extract import extract_text, kind_of
 from aimass.search.fusion import reciprocal_rank_fusion
-from aimass.search.ingest import Ingestor, Work
+from aimass.search.ingest import Document, Ingestor, Work
 from aimass.search.store import Hit, LiveStore, Stores
 from aimass.serving.embeddings import EmbeddingsService
+from aimass.serving.ocr import OcrService
 from aimass.serving.pipeline import CallContext, Pipeline
+from aimass.serving.vision import VisionService
 
 RERANK_CANDIDATES = 50
 """How many fused candidates a rerank model reorders (at least ``max_num_results``)."""
@@ -56,6 +63,8 @@ CANDIDATES_PER_PART = 50
 SEARCH_FIRST_MAX_WAIT_S = 1.0
 """Ingestion holds its next embedding request while searches are running, for at most this
 long (so a steady stream of searches slows ingestion down but never stops it)."""
+SEARCH_QUIET_S = 1.0
+"""Ingestion goes at full speed only when no search ran for this long (``Ingestor``)."""
 TOUCH_INTERVAL_S = 60.0
 """``last_active_at`` is written at most this often per store (a search is not a write)."""
 
@@ -75,18 +84,23 @@ class VectorStoreService:
         embeddings: EmbeddingsService,
         settings: Settings,
         files: FileStore,
+        vision: VisionService,
+        ocr: OcrService,
     ):
         self.pipeline = pipeline
         self.embeddings = embeddings
+        self.vision = vision
+        self.ocr = ocr
         self.settings = settings
         self.url = settings.resolved_database_url
         self.files = files
         self.stores = Stores(self.url, settings.home / "stores")
         self.ingestor = Ingestor(
             self.stores,
-            Work(self._read_text, self._chunk, self._embed_for_owner),
+            Work(self._read, self._chunk, self._embed_for_owner, self._busy, self._embed_image),
             concurrency=settings.vector_store_ingest_concurrency,
             embed_batch=settings.vector_store_embed_batch,
+            in_flight=settings.vector_store_embed_in_flight,
         )
         self._owners: dict[str, Caller] = {}
         """store id -> its owner as a caller: ingestion embeds as the store's owner"""
@@ -98,6 +112,7 @@ class VectorStoreService:
         self._searches = 0
         self._no_searches = asyncio.Event()
         self._no_searches.set()
+        self._searched_at = float("-inf")
 
     async def start(self) -> None:
         await self.ingestor.start()
@@ -110,6 +125,9 @@ class VectorStoreService:
     async def create(self, ctx: CallContext, req: VectorStoreCreate) -> dict[str, Any]:
         model = req.embedding_model or self.settings.vector_store_default_model
         await self.pipeline.resolve(ctx, *split_model(model))
+        image_model = req.image_model or self._served(self.settings.vector_store_image_model)
+        if req.image_model:
+            await self.pipeline.resolve(ctx, *split_model(req.image_model))
         chunking = self._chunking(model, req.chunking_strategy)
         file_ids = list(dict.fromkeys(req.file_ids or []))
         for file_id in file_ids:
@@ -122,6 +140,7 @@ class VectorStoreService:
                 embedding_model=model,
                 metadata=req.metadata or {},
                 expires_after_days=req.expires_after.days if req.expires_after else None,
+                image_model=image_model,
             )
         )
         if store.owner_key_id == _key_id(ctx.caller):
@@ -260,6 +279,7 @@ class VectorStoreService:
             return await self._search(ctx, store_id, req)
         finally:
             self._searches -= 1
+            self._searched_at = time.monotonic()
             if not self._searches:
                 self._no_searches.set()
 
@@ -269,10 +289,16 @@ class VectorStoreService:
             raise InvalidInput(f"vector store {store_id!r} has expired", param="vector_store_id")
         live = await self.stores.get(store)
         queries, flt, limit = req.queries(), req.filter_dict(), req.max_num_results
+        if req.rerank_model and not queries:
+            raise InvalidInput("rerank_model needs a text query", param="rerank_model")
         wanted = max(limit, RERANK_CANDIDATES) if req.rerank_model else limit
-        hits = await self._find(
-            ctx, store, live, req.search_mode, queries, flt, wanted, req.query_vector
-        )
+        hits = []
+        if queries:
+            hits = await self._find(
+                ctx, store, live, req.search_mode, queries, flt, wanted, req.query_vector
+            )
+        if req.query_image is not None:
+            hits = await self._with_images(ctx, store, live, req.query_image, hits, flt, wanted)
         if req.rerank_model:
             hits = await self._rerank(ctx, req.rerank_model, " ".join(queries), hits)
         threshold = req.ranking_options.score_threshold if req.ranking_options else 0.0
@@ -315,6 +341,28 @@ class VectorStoreService:
         fused = reciprocal_rank_fusion([[h.chunk_id for h in r] for r in rankings])
         return [live.hit(key, score) for key, score in fused[:n] if key in live.chunks]
 
+    async def _with_images(
+        self, ctx, store: records.Store, live: LiveStore, image: str, hits, flt, n: int
+    ) -> list[Hit]:
+        """The image files nearest to ``image`` (by the store's image model), fused by rank
+        with the text query's ``hits`` when there are any."""
+        if store.image_model is None:
+            raise InvalidInput(
+                f"vector store {store.id!r} has no image model; create it with image_model "
+                "(or serve the setting vector_store_image_model) to search by image",
+                param="query_image",
+            )
+        data = image_from_data_url(image, param="query_image")
+        try:
+            vector = await self.vision.embeddings(ctx, store.image_model, [data], None)
+        except InvalidInput as exc:  # the image model's words for the image: name the field
+            raise InvalidInput(exc.message, param="query_image") from None
+        found = live.image_search(vector[0], max(n, CANDIDATES_PER_PART), flt)
+        if not hits:
+            return found[:n]
+        fused = reciprocal_rank_fusion([[h.chunk_id for h in r] for r in (hits, found)])
+        return [live.hit(key, score) for key, score in fused[:n] if key in live.chunks]
+
     async def _rerank(self, ctx: CallContext, model: str, query: str, hits: list[Hit]) -> list:
         if not hits:
             return hits
@@ -351,18 +399,57 @@ class VectorStoreService:
             self.ingestor.submit(store.id, file_id)
         return f
 
-    async def _read_text(self, store: records.Store, file_id: str) -> str:
+    async def _read(self, store: records.Store, file_id: str) -> Document:
         try:
             record = await asyncio.to_thread(self.files.get, file_id)
         except NotFound:
             raise InvalidInput(f"file {file_id!r} was deleted", param="file_id") from None
-        return await asyncio.to_thread(self._extract, record)
+        data = await asyncio.to_thread(self._data, record)
+        if kind_of(data, record.filename, record.content_type) != "image":
+            text = await asyncio.to_thread(extract_text, data, record.filename, record.content_type)
+            return Document(text)
+        image = data.read_bytes() if isinstance(data, Path) else data
+        text = await self._image_text(store, record.filename, image)
+        return Document(text, image if store.image_model else None)
 
-    def _extract(self, record: FileRecord) -> str:
-        """The file's text (a worker thread): read from file storage, extracted by its kind."""
+    def _data(self, record: FileRecord) -> bytes | Path:
+        """The file as a local path when storage has one, else its bytes (a worker thread)."""
         path = self.files.local_path(record)
-        data = path if path is not None else b"".join(self.files.read(record))
-        return extract_text(data, record.filename, record.content_type)
+        return path if path is not None else b"".join(self.files.read(record))
+
+    async def _image_text(self, store: records.Store, filename: str, image: bytes) -> str:
+        """What a text query finds an image by: its name, the classifier's top labels and the
+        OCR text, each read as the store's owner by a model the server serves."""
+        ocr_model = self._served(self.settings.vector_store_ocr_model)
+        label_model = self._served(self.settings.vector_store_label_model)
+        if not (ocr_model or label_model or store.image_model):
+            raise InvalidInput(
+                f"{filename!r} is an image, and this server serves no model that reads images "
+                "(settings vector_store_ocr_model, vector_store_label_model, "
+                "vector_store_image_model)",
+                param="file_id",
+            )
+        ctx = CallContext(await self._caller(store), background=True)
+        lines = [filename]
+        if label_model:
+            top = self.settings.vector_store_image_labels
+            answer = await self.vision.classify(ctx, label_model, [image], top)
+            lines.append(", ".join(label["label"] for label in answer["data"][0]["labels"]))
+        if ocr_model:
+            read = await self.ocr.read(ctx, ocr_model, image)
+            if read["text"].strip():
+                lines.append(read["text"])
+        return "\n".join(lines)
+
+    async def _embed_image(self, store: records.Store, image: bytes) -> np.ndarray | None:
+        if store.image_model is None:
+            return None
+        ctx = CallContext(await self._caller(store), background=True)
+        return (await self.vision.embeddings(ctx, store.image_model, [image], None))[0]
+
+    def _served(self, model: str) -> str | None:
+        """``model`` if the server serves it (any version, any state), else ``None``."""
+        return model if model and self.pipeline.serves(split_model(model)[0]) else None
 
     async def _chunk(self, store: records.Store, f: records.StoreFile, text: str) -> list[Chunk]:
         tokenizer = self._tokenizer(store.embedding_model)
@@ -376,8 +463,15 @@ class VectorStoreService:
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(SEARCH_FIRST_MAX_WAIT_S):
                 await self._no_searches.wait()
-        caller = self._owners.get(store.id) or await self._owner(store)
-        return await self.embed(CallContext(caller), store.embedding_model, texts)
+        ctx = CallContext(await self._caller(store), background=True)
+        return await self.embed(ctx, store.embedding_model, texts)
+
+    def _busy(self, store: records.Store) -> bool:
+        """Searches run now, or one ended less than ``SEARCH_QUIET_S`` ago."""
+        return bool(self._searches) or time.monotonic() - self._searched_at < SEARCH_QUIET_S
+
+    async def _caller(self, store: records.Store) -> Caller:
+        return self._owners.get(store.id) or await self._owner(store)
 
     async def _owner(self, store: records.Store) -> Caller:
         """The store's owner as a caller (after a restart: found by its key id)."""
@@ -580,6 +674,7 @@ def _store_dict(store: records.Store, counts: dict[str, int], size: int) -> dict
         "last_active_at": _ts(store.last_active_at),
         "metadata": store.metadata,
         "embedding_model": store.embedding_model,
+        "image_model": store.image_model,
     }
 
 

@@ -31,6 +31,9 @@ DESTRUCTIVE = {
     ("POST", "/v2/repository/models/{name}/load"),  # may register a new config first
     ("POST", "/v2/repository/models/{name}/unload"),
     ("DELETE", "/v1/admin/models/{name}"),
+    ("POST", "/v1/admin/models/{name}/promote"),  # change which version serves
+    ("PUT", "/v1/admin/models/{name}/route"),
+    ("POST", "/v1/admin/models/{name}/rollback"),
     ("POST", "/v1/keys/{name}/rotate"),
     ("DELETE", "/v1/keys/{name}"),
 }

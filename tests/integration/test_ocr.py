@@ -5,7 +5,6 @@ refusals (400/413) that leave the replica serving."""
 from __future__ import annotations
 
 import base64
-import io
 import json
 import shutil
 from pathlib import Path
@@ -13,17 +12,11 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
-from PIL import Image, ImageDraw, ImageFont
 
 from aimass.provision.builtin import OCR, ocr_builtins
 from tests.conftest import run_server
+from tests.factories_vision import FONT, render
 
-CJK_FONTS = [
-    Path("/usr/share/fonts/truetype/wqy/wqy-microhei.ttc"),
-    Path("/usr/share/fonts/truetype/wqy/wqy-zenhei.ttc"),
-    Path("/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc"),
-]
-FONT = next((f for f in CJK_FONTS if f.exists()), None)
 LIMITED = "ocr-limited"
 PAGES = {
     "english": ["Invoice 2024-117: total due 1,250.00 USD", "Pay by bank transfer within 30 days."],
@@ -35,18 +28,6 @@ pytestmark = pytest.mark.skipif(
     reason="no CJK font to render test images (apt-get install -y fonts-wqy-microhei; "
     ".ci/run does it)",
 )
-
-
-def render(lines: list[str]) -> bytes:
-    """A white PNG with ``lines`` in black, 36 px, one below the other."""
-    font = ImageFont.truetype(str(FONT), 36)
-    image = Image.new("RGB", (900, 80 + 70 * len(lines)), "white")
-    draw = ImageDraw.Draw(image)
-    for i, line in enumerate(lines):
-        draw.text((30, 40 + 70 * i), line, font=font, fill="black")
-    buf = io.BytesIO()
-    image.save(buf, "PNG")
-    return buf.getvalue()
 
 
 @pytest.fixture(scope="module")

@@ -328,6 +328,13 @@ def _calls(server) -> list[tuple]:
         ("POST", "/v1/admin/models", {"body": onnx_spec(NEW, server.add_file)}),
         ("GET", "/v1/admin/models", {}),
         ("POST", "/v2/repository/models/{name}/load", _n(NEW)),
+        ("POST", "/v1/admin/models/{name}/promote", {**_n(NEW), "body": {"version": 1}}),
+        ("PUT", "/v1/admin/models/{name}/route", {**_n(NEW), "body": {"weights": {"1": 100}}}),
+        ("GET", "/v1/admin/models/{name}/route", _n(NEW)),
+        ("POST", "/v1/admin/models/{name}/rollback", _n(NEW)),
+        ("POST", "/v1/admin/models/{name}/rollback", _n(NEW), 409),
+        ("PUT", "/v1/admin/models/{name}/route", {**_n(NEW), "body": {"weights": {"1": 90}}}, 400),
+        ("POST", "/v1/admin/models/{name}/promote", {**_n(NEW), "body": {"version": 7}}, 404),
         ("POST", "/v2/repository/models/{name}/unload", _n(NEW)),
         ("DELETE", "/v1/admin/models/{name}", _n(NEW)),
         # what schemathesis found, answered since as documented (a 500 or a 200 before)

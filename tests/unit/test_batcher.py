@@ -87,6 +87,23 @@ async def test_requests_queued_while_busy_merge_into_one_batch():
     assert [len(b["x"]) for b in rep.batches] == [1, 6]
 
 
+async def test_online_requests_pass_queued_background_ones_and_are_batched_alone():
+    """Ingestion's requests were queued first; the search's query still goes next, on its
+    own (not padded to their length), and the background ones follow together."""
+    batcher, (rep,) = make(max_batch_size=8)
+    first = asyncio.create_task(batcher.submit(rows(0), 1, far(), background=True))
+    await rep.started.wait()
+    background = [
+        asyncio.create_task(batcher.submit(rows(i, i), 2, far(), background=True)) for i in (1, 2)
+    ]
+    await wait_queued(batcher, 2)
+    online = asyncio.create_task(batcher.submit(rows(9), 1, far()))
+    await wait_queued(batcher, 3)
+    rep.release.set()
+    await asyncio.gather(first, online, *background)
+    assert [b["x"].ravel().tolist() for b in rep.batches] == [[0], [9], [1, 1, 2, 2]]
+
+
 async def test_rows_not_requests_are_counted():
     batcher, (rep,) = make(max_batch_size=4)
     blocker = asyncio.create_task(batcher.submit(rows(0), 1, far()))

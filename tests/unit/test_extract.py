@@ -9,7 +9,7 @@ import pytest
 from fpdf import FPDF
 
 from aimass.errors import InvalidInput
-from aimass.search.extract import extract_text, html_text
+from aimass.search.extract import extract_text, html_text, kind_of
 
 HTML = """<!doctype html><html><head><title>T</title><style>p{color:red}</style>
 <script>var hidden = 1;</script></head><body><h1>Vector&nbsp;stores</h1>
@@ -68,7 +68,8 @@ def test_text_and_markdown_as_utf8():
 @pytest.mark.parametrize(
     ("data", "name", "ctype", "reason"),
     [
-        (b"\x89PNG\r\n\x1a\n", "image.png", "image/png", "cannot extract text"),
+        (b"\x00\x01\x02", "blob.bin", "application/octet-stream", "cannot extract text"),
+        (b"\x89PNG\r\n\x1a\n", "image.png", "image/png", "is an image"),
         (b"%PDF-1.7 garbage", "broken.pdf", None, "not a readable PDF"),
         (b"PK\x03\x04 nope", "broken.docx", None, "not a readable .docx"),
         (b"caf\xe9", "latin1.txt", None, "not UTF-8 text"),
@@ -86,3 +87,21 @@ def test_a_pdf_without_a_text_layer_says_so():
     pdf.add_page()
     with pytest.raises(InvalidInput, match="no text layer"):
         extract_text(bytes(pdf.output()), "scan.pdf", None)
+
+
+@pytest.mark.parametrize(
+    ("head", "name", "ctype"),
+    [
+        (b"\x89PNG\r\n\x1a\n\0\0\0\r", "scan", None),
+        (b"\xff\xd8\xff\xe0", "upload.bin", None),
+        (b"RIFF\x10\0\0\0WEBP", "x", None),
+        (b"anything", "photo.JPG", None),
+        (b"anything", "noext", "image/tiff"),
+    ],
+)
+def test_images_are_told_by_extension_type_or_signature(head, name, ctype):
+    assert kind_of(head, name, ctype) == "image"
+
+
+def test_text_that_starts_like_a_bmp_stays_text():
+    assert kind_of(b"BMW cars", "notes", None) == "text"

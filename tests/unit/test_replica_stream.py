@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from aimass.engine.local.replica import Replica
+from aimass.engine.local.replica import LocalReplica
 
 
 @pytest.mark.parametrize("deadline_s", [None, 60.0])
@@ -17,7 +17,7 @@ async def test_a_cancel_that_arrives_with_the_next_event_is_not_lost(deadline_s)
     this with ``asyncio.wait_for``, which returns the item and drops the cancellation)."""
     inbox: asyncio.Queue = asyncio.Queue()
     deadline = None if deadline_s is None else time.monotonic() + deadline_s
-    waiter = asyncio.ensure_future(Replica._next(None, inbox, deadline))
+    waiter = asyncio.ensure_future(LocalReplica._next(None, inbox, deadline))
     await asyncio.sleep(0)  # it waits on the inbox now
     inbox.put_nowait("event")
     waiter.cancel()

@@ -136,3 +136,38 @@ def test_racing_adds_of_one_file_make_one_row(tmp_path):
         t.join()
     assert sorted(new for _, new in added) == [False] * 5 + [True]
     assert len(records.files_of(url, store.id)) == 1
+
+
+async def test_a_store_of_images_is_rebuilt_from_the_database_after_a_restart(tmp_path):
+    """The image index (another width than the text index) lives on image vectors kept on the
+    first chunk of each image; without its file, a new server rebuilds it from the rows."""
+    from aimass.search import records
+    from aimass.search.store import Stores
+
+    url = f"sqlite:///{tmp_path / 'registry.db'}"
+    made = records.create_store(
+        url, owner_key_id=None, name="s", embedding_model="m", metadata={},
+        expires_after_days=None, image_model="img",
+    )  # fmt: skip
+    rng = np.random.default_rng(1)
+    pictures = rng.standard_normal((2, 24)).astype(np.float32)
+    stores = Stores(url, tmp_path / "stores")
+    for n, file_id in enumerate(["photo-a", "photo-b"]):
+        records.add_file(url, made.id, file_id, attributes={}, max_chunk_tokens=100,
+                         chunk_overlap_tokens=0)  # fmt: skip
+        chunks = [
+            records.NewChunk(0, f"{file_id} label", 2, rng.standard_normal(8), pictures[n]),
+            records.NewChunk(1, "more text", 2, rng.standard_normal(8)),
+        ]
+        assert await stores.add_file(made, file_id, {}, chunks, usage=10)
+    await stores.save()
+    live = await stores.get(made)
+    assert [h.file_id for h in live.image_search(pictures[1], 2)] == ["photo-b", "photo-a"]
+    stores.image_path(made.id).unlink()
+    again = Stores(url, tmp_path / "stores")
+    reopened = await again.get(records.get_store(url, made.id))
+    assert reopened.images is not None and len(reopened.images) == 2  # image chunks only
+    hit = reopened.image_search(pictures[0], 1)[0]
+    assert hit.file_id == "photo-a" and hit.score == pytest.approx(1.0, abs=1e-5)
+    assert await again.remove_file(made, "photo-a")
+    assert [h.file_id for h in reopened.image_search(pictures[0], 2)] == ["photo-b"]

@@ -1,4 +1,4 @@
-"""Replicas as the scheduler sees them: a worker process (or thread) behind a pipe.
+"""The local backend of ``engine/replica``: a worker process (or thread) behind a pipe.
 
 ``submit`` sends a whole batch and awaits its result; ``stream`` admits a sequence to a
 generative runtime and yields its events. What crosses the pipe are the declared messages of
@@ -20,8 +20,7 @@ import multiprocessing as mp
 import os
 import threading
 import time
-from collections.abc import AsyncIterator, Callable
-from enum import StrEnum
+from collections.abc import AsyncIterator
 from typing import Any
 
 import msgspec
@@ -29,8 +28,16 @@ import msgspec
 from aimass import metrics_llm
 from aimass.engine.local import messages as m
 from aimass.engine.local.worker import run_worker
-from aimass.errors import DeadlineExceeded, InvalidInput, Unavailable
-from aimass.runtimes.base import ROW_ERRORS, Payload
+from aimass.engine.replica import (
+    ReplicaBase,
+    ReplicaState,
+    account,
+    batch_outputs,
+    encode_add,
+    replica_lost,
+)
+from aimass.errors import AimassError, DeadlineExceeded, Unavailable
+from aimass.runtimes.base import Payload
 from aimass.spec import ModelSpec
 
 log = logging.getLogger("aimass.replica")
@@ -38,46 +45,21 @@ _ids = itertools.count(1)
 _PIPE_CLOSED = "worker closed its pipe"
 
 
-class ReplicaState(StrEnum):
-    STARTING = "starting"
-    READY = "ready"
-    STOPPING = "stopping"
-    STOPPED = "stopped"
-    EXITED = "exited"
-
-
-class Replica:
+class LocalReplica(ReplicaBase):
     """One copy of a model; ``in_process`` runs the worker loop in a thread (tests only)."""
 
     def __init__(self, spec: ModelSpec, index: int, *, in_process: bool = False):
-        self.spec = spec
-        self.index = index
+        super().__init__(spec, index)
         self.in_process = in_process
-        self.info: dict[str, Any] = {}
-        self.state = ReplicaState.STARTING
-        self.on_exit: Callable[[Replica, str], None] | None = None
         self._conn = None
         self._proc: Any = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._pending: dict[int, asyncio.Future] = {}
         self._streams: dict[int, asyncio.Queue] = {}
-        self._last_stats: dict[str, float] = {}
-
-    @property
-    def label(self) -> str:
-        return f"model {self.spec.name!r} version {self.spec.version} replica {self.index}"
-
-    @property
-    def alive(self) -> bool:
-        return self.state is ReplicaState.READY
 
     @property
     def busy(self) -> int:
         return len(self._pending) + len(self._streams)
-
-    @property
-    def pid(self) -> int | None:
-        return self.info.get("pid")
 
     async def start(self, load_timeout_s: float) -> None:
         """Start the worker and wait until its model is loaded; raise Unavailable if not."""
@@ -141,7 +123,7 @@ class Replica:
         """Admit a sequence and yield its events; leaving early cancels it in the replica."""
         self._require_alive()
         req_id = next(_ids)
-        add = _encode_add(req_id, request)
+        add = encode_add(req_id, request)
         inbox: asyncio.Queue = asyncio.Queue()
         self._streams[req_id] = inbox
         finished = False
@@ -211,7 +193,7 @@ class Replica:
         log.error("%s %s", self.label, reason)
         self._loop.remove_reader(self._conn.fileno())
         self.state = ReplicaState.EXITED
-        self._fail_all(Unavailable(f"{self.label} {reason}; the request was not completed"))
+        self._fail_all(replica_lost(self.label, reason))
         self._proc_kill()
         self._on_eof(reason)
 
@@ -225,9 +207,7 @@ class Replica:
         if self.state is ReplicaState.READY:
             self.state = ReplicaState.EXITED
         reason = self._exit_reason(wait_s=0)
-        self._fail_all(
-            Unavailable(f"{self.label} crashed ({reason}); the request was not completed")
-        )
+        self._fail_all(replica_lost(self.label, f"crashed ({reason})"))
         if reason != _PIPE_CLOSED:
             self._on_eof(reason)
             return
@@ -248,7 +228,7 @@ class Replica:
 
     def _dispatch(self, msg: m.ToServer) -> None:
         if isinstance(msg, m.Event):
-            self._account(msg.event)
+            self._last_stats = account(self.spec, self.index, msg.event) or self._last_stats
             inbox = self._streams.get(msg.id)
             if inbox is not None:
                 inbox.put_nowait(msg)
@@ -261,25 +241,10 @@ class Replica:
         fut = self._pending.get(msg.id)
         if fut is None or fut.done():
             return
-        if isinstance(msg, m.Failed):
-            fut.set_exception(msg.error.exception())
-            return
-        outputs = m.decode_payload(msg.outputs)
-        if msg.row_errors is not None:
-            outputs[ROW_ERRORS] = [e and e.exception() for e in msg.row_errors]
-        fut.set_result(outputs)
-
-    def _account(self, event: m.GenerationEvent) -> None:
-        """Stamp this replica's index into the gauges an event carries (the metrics are per
-        replica), and count a request's prompt once (on its choice 0's last event)."""
-        if event.stats is not None:
-            event.stats["replica"] = self.index
-            self._last_stats = event.stats
-        if event.usage is not None and event.index == 0:
-            usage = event.usage
-            metrics_llm.record_prompt(
-                self.spec.name, self.spec.version, usage.prompt_tokens, usage.cached_tokens
-            )
+        try:
+            fut.set_result(batch_outputs(msg))
+        except AimassError as exc:
+            fut.set_exception(exc)
 
     def _on_eof(self, reason: str) -> None:
         if self.state is ReplicaState.EXITED and self.on_exit is not None:
@@ -321,15 +286,6 @@ class Replica:
         if proc is not None and not self.in_process and proc.is_alive():
             proc.kill()
             proc.join(timeout=5)
-
-
-def _encode_add(req_id: int, request: dict[str, Any]) -> bytes:
-    """The ``Add`` message; a request it cannot carry (an integer beyond 64 bits deep in a
-    JSON schema, say) is this client's 400, found before anything is sent."""
-    try:
-        return m.encode(m.Add(req_id, m.GenerationRequest.of(request)))
-    except (OverflowError, TypeError) as exc:
-        raise InvalidInput(f"the generation request cannot be sent to the model: {exc}") from None
 
 
 def _poll_until(conn, proc, timeout_s: float) -> bool:

@@ -20,7 +20,7 @@ import queue
 import threading
 import traceback
 from multiprocessing.connection import Connection
-from typing import Any
+from typing import Any, Protocol
 
 import msgspec
 
@@ -29,16 +29,22 @@ from aimass.errors import AimassError, InvalidInput, ModelFailed
 from aimass.runtimes.base import ROW_ERRORS
 
 
+class Sender(Protocol):
+    """Where answers go: the pipe of a worker process, or a Ray actor's reply (``engine/ray``)."""
+
+    def send_bytes(self, buf: bytes) -> None: ...
+
+
 def run_worker(spec_json: str, conn: Connection, in_process: bool = False) -> None:
     """Entry point of a replica; returns when told to stop or when the server goes away."""
     from aimass.spec import ModelSpec
 
     spec = ModelSpec.model_validate_json(spec_json)
     if not in_process:
-        _limit_threads(spec.threads)
+        limit_threads(spec.threads)
     try:
-        runtime = _load(spec)
-        ready = m.encode(m.Ready(_info(runtime)))
+        runtime = load_runtime(spec)
+        ready = m.encode(m.Ready(runtime_info(runtime)))
     except Exception as exc:  # any load failure is reported, not raised
         conn.send_bytes(m.encode(m.LoadError(f"{type(exc).__name__}: {exc}")))
         return
@@ -47,19 +53,19 @@ def run_worker(spec_json: str, conn: Connection, in_process: bool = False) -> No
         if runtime.generative:
             inbox: queue.Queue = queue.Queue()
             threading.Thread(target=_read_into, args=(conn, inbox), daemon=True).start()
-            _serve_generative(runtime, conn, inbox)
+            serve_generative(runtime, conn, inbox)
         else:
             _serve_batches(runtime, conn)
     finally:
         runtime.unload()
 
 
-def _limit_threads(threads: int) -> None:
+def limit_threads(threads: int) -> None:
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
         os.environ[var] = str(threads)
 
 
-def _load(spec):
+def load_runtime(spec):
     from aimass.runtimes import create_runtime
 
     runtime = create_runtime(spec)
@@ -67,7 +73,7 @@ def _load(spec):
     return runtime
 
 
-def _info(runtime) -> dict[str, Any]:
+def runtime_info(runtime) -> dict[str, Any]:
     return {
         "inputs": [t.as_dict() for t in runtime.inputs()],
         "outputs": [t.as_dict() for t in runtime.outputs()],
@@ -114,10 +120,12 @@ def _serve_batches(runtime, conn: Connection) -> None:
         if isinstance(msg, m.Stop):
             return
         if msg is not None:
-            _handle(runtime, conn, msg)
+            handle(runtime, conn, msg)
 
 
-def _serve_generative(runtime, conn: Connection, inbox: queue.Queue) -> None:
+def serve_generative(runtime, conn: Sender, inbox: queue.Queue) -> None:
+    """Step the runtime while it has work, taking new messages from ``inbox`` between steps,
+    until a ``Stop``; the worker process and the Ray actor (``engine/ray``) both run it."""
     gauges = _Gauges(runtime, conn)
     while True:
         busy = runtime.has_work()
@@ -130,7 +138,7 @@ def _serve_generative(runtime, conn: Connection, inbox: queue.Queue) -> None:
         for msg in messages:
             if isinstance(msg, m.Stop):
                 return
-            if _handle(runtime, conn, msg):
+            if handle(runtime, conn, msg):
                 gauges.handled(msg)
         events = runtime.step() if runtime.has_work() else []
         gauges.attach(events)
@@ -139,7 +147,7 @@ def _serve_generative(runtime, conn: Connection, inbox: queue.Queue) -> None:
         gauges.flush()
 
 
-def _send_event(runtime, conn: Connection, req_id: int, data: dict, done: bool) -> None:
+def _send_event(runtime, conn: Sender, req_id: int, data: dict, done: bool) -> None:
     """One step's event; an event the runtime shaped wrongly ends its sequence with 500."""
     try:
         raw = m.encode(m.Event(req_id, m.GenerationEvent.of(data), done))
@@ -160,7 +168,7 @@ class _Gauges:
     and the gauges would keep counting a sequence that is gone.
     """
 
-    def __init__(self, runtime, conn: Connection):
+    def __init__(self, runtime, conn: Sender):
         self.runtime = runtime
         self.conn = conn
         self.live: dict[int, None] = {}  # insertion-ordered set of sequences in the runtime
@@ -190,7 +198,7 @@ class _Gauges:
         self.changed = False
 
 
-def _handle(runtime, conn: Connection, msg: m.Infer | m.Add | m.Cancel) -> bool:
+def handle(runtime, conn: Sender, msg: m.Infer | m.Add | m.Cancel) -> bool:
     """Carry out one message; False when it failed (the error is sent to its request)."""
     try:
         if isinstance(msg, m.Infer):
@@ -223,5 +231,5 @@ def _row_error(error: AimassError | str) -> AimassError:
     return error if isinstance(error, AimassError) else InvalidInput(str(error))
 
 
-def _fail(conn: Connection, req_id: int, error: AimassError) -> None:
+def _fail(conn: Sender, req_id: int, error: AimassError) -> None:
     conn.send_bytes(m.encode(m.Failed(req_id, m.ErrorEnvelope.of(error))))

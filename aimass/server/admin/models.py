@@ -141,7 +141,11 @@ async def openai_models(request: Request) -> dict:
         if visible(request, dep.spec.name):
             loaded.setdefault(dep.spec.name, []).append(dep)
     registered = await _registered(request) if loaded else {}
-    data = [_openai_model(name, deps, registered) for name, deps in loaded.items()]
+    manager = request.app.state.manager
+    data = [
+        _openai_model(name, deps, manager.primary(name), registered)
+        for name, deps in loaded.items()
+    ]
     return {"object": "list", "data": data}
 
 
@@ -157,7 +161,8 @@ async def openai_model(request: Request, model: str) -> dict:
     ]
     if not deps or not visible(request, name):
         raise NotFound(f"model {model!r} is not loaded", param="model")
-    return _openai_model(model, deps, await _registered(request))
+    served = deps[0] if version is not None else request.app.state.manager.primary(name)
+    return _openai_model(model, deps, served, await _registered(request))
 
 
 async def _registered(request: Request) -> dict[tuple[str, int], ModelEntry]:
@@ -165,11 +170,13 @@ async def _registered(request: Request) -> dict[tuple[str, int], ModelEntry]:
 
 
 def _openai_model(
-    model_id: str, versions: list[Deployment], registered: dict[tuple[str, int], ModelEntry]
+    model_id: str,
+    versions: list[Deployment],
+    served: Deployment,
+    registered: dict[tuple[str, int], ModelEntry],
 ) -> dict:
-    """``versions`` of one model (oldest first) as an OpenAI model object."""
-    ready = [d for d in versions if d.state == READY]
-    served = (ready or versions)[-1]  # as ModelManager.get picks for a plain name
+    """``versions`` of one model (oldest first) as an OpenAI model object; ``served`` is the
+    version its id names (``ModelManager.primary`` for a plain name)."""
     entry = registered.get(served.spec.key)
     return {
         "id": model_id,
@@ -191,12 +198,17 @@ def _unix(naive_utc: datetime) -> int:
 @router.get("/v1/admin/models", response_model=wire.RegisteredModelList,
             response_model_exclude_unset=True, responses=errors("v1", 403))  # fmt: skip
 async def admin_list(request: Request) -> dict:
-    """Every registered version with desired and observed state and the last error."""
+    """Every registered version with desired and observed state, the last error, and its
+    ``weight`` in the model's serving route when it has one."""
     await require_admin(request)
     control = request.app.state.control
+    routes = await control.routes()
     out = []
     for entry in await control.entries():
         item = entry.as_dict()
+        route = routes.get(entry.spec.name)
+        if route is not None:
+            item["weight"] = route.weights.get(entry.spec.version, 0)
         dep = control.manager.find(*entry.spec.key)
         if dep is not None:
             item.update(
