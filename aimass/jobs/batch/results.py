@@ -30,6 +30,7 @@ class Tally:
     completed: int = 0
     failed: int = 0
     input_tokens: int = 0
+    cached_tokens: int = 0
     output_tokens: int = 0
 
     def add(self, ok: bool, body: Any) -> None:
@@ -40,12 +41,14 @@ class Tally:
         usage = body.get("usage") if isinstance(body, dict) else None
         if isinstance(usage, dict):
             self.input_tokens += int(usage.get("prompt_tokens") or 0)
+            details = usage.get("prompt_tokens_details") or {}
+            self.cached_tokens += int(details.get("cached_tokens") or 0)
             self.output_tokens += int(usage.get("completion_tokens") or 0)
 
     def usage(self) -> dict[str, Any]:
         return {
             "input_tokens": self.input_tokens,
-            "input_tokens_details": {"cached_tokens": 0},
+            "input_tokens_details": {"cached_tokens": self.cached_tokens},
             "output_tokens": self.output_tokens,
             "output_tokens_details": {"reasoning_tokens": 0},
             "total_tokens": self.input_tokens + self.output_tokens,
