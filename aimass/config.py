@@ -156,9 +156,11 @@ class Settings(BaseSettings):
     batch_max_lines: int = Field(default=50_000, ge=1)
     """Most requests in one batch input file (OpenAI's limit)."""
 
-    batch_max_in_flight: int = Field(default=64, ge=1, le=1024)
+    batch_max_in_flight: int = Field(default=16, ge=1, le=1024)
     """Lines of one batch sent to the model at once while the model has no online traffic
-    (see ``batch_yield_s``; benchmarks/bench_batches.py)."""
+    (see ``batch_yield_s``). 16 keeps a 1,000-line MiniLM batch at 0.9x online throughput;
+    64 gains little and lets the first online request after a quiet spell wait behind a whole
+    batch (benchmarks/RESULTS.md, "Batches")."""
 
     batch_yield_s: float = Field(default=1.0, ge=0)
     """Online requests come first: while online calls of a model are open, and for this long

@@ -282,7 +282,7 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=20.0)
     parser.add_argument("--interval-ms", type=float, default=100.0)
     parser.add_argument("--big-lines", type=int, default=50_000)
-    parser.add_argument("--in-flight", type=int, nargs="+", default=[64, 16])
+    parser.add_argument("--in-flight", type=int, nargs="+", default=[16, 64])
     parser.add_argument("--no-append", action="store_true")
     args = parser.parse_args()
 
