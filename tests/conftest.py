@@ -55,16 +55,22 @@ def run_server(
     timeout_s: float = 180,
     port_from_env: bool = False,
     cwd: Path = ROOT,
+    prefix: list[str] = (),
+    host: str = "127.0.0.1",
 ) -> Iterator[Server]:
     """Start ``aimass serve`` on a free loopback port; stop it (gracefully) afterwards.
 
     ``port_from_env`` passes the port as ``AIMASS_PORT`` instead of ``--port``; ``cwd`` is the
-    folder it runs in, whose ``aimass`` package ``-m`` imports (another checkout's, to compare)."""
+    folder it runs in, whose ``aimass`` package ``-m`` imports (another checkout's, to compare).
+    ``prefix`` goes before the command and ``host`` is the address it binds (``ip netns exec NS``
+    and the namespace's address: a server on another host, as the network sees it)."""
     home = tmp_path / "home"
     home.mkdir(parents=True, exist_ok=True)
     port = free_port()
     port_args = [] if port_from_env else ["--port", str(port)]
+    host_args = [] if host == "127.0.0.1" else ["--host", host]
     cmd = [
+        *prefix,
         sys.executable,
         "-m",
         "aimass",
@@ -73,6 +79,7 @@ def run_server(
         "--no-builtins",
         "--log-level",
         "warning",
+        *host_args,
         *extra_args,
     ]
     if models:
@@ -89,7 +96,7 @@ def run_server(
     log_path = tmp_path / f"server-{port}.log"
     log_file = log_path.open("w")
     proc = subprocess.Popen(cmd, stdout=log_file, stderr=subprocess.STDOUT, env=full_env, cwd=cwd)
-    server = Server(f"http://127.0.0.1:{port}")
+    server = Server(f"http://{host}:{port}")
     server.proc, server.home, server.log_path, server.port = proc, home, log_path, port
     try:
         _wait_until_up(server, wait, timeout_s)
