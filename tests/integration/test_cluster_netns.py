@@ -22,12 +22,10 @@ import tempfile
 import time
 import uuid
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
 import numpy as np
 import onnxruntime as ort
 import openai
@@ -36,7 +34,12 @@ import tritonclient.http as triton
 
 from tests.conftest import ROOT, make_slow_model, onnx_spec, run_server
 from tests.factories_text import SENTENCES, tiny_encoder
-from tests.integration.test_cluster_ray import _infer_slow, _metadata, _within  # skips sans Ray
+from tests.integration.test_cluster_ray import (  # skips without Ray
+    _infer_slow,
+    _kill_under_load,
+    _metadata,
+    _within,
+)
 
 HEAD_IP, WORKER_IP = "10.213.0.1", "10.213.0.2"
 GCS_PORT = 6379
@@ -262,20 +265,7 @@ def test_killing_the_worker_hosts_raylet_under_load(server, cluster):
         p for p in _pids(hosts.b) if Path(f"/proc/{p}/comm").read_text().strip() == "raylet"
     )
     restarts = _metadata(server, "slow")["restarts"]
-    answers: list[httpx.Response] = []
-
-    def load(seconds: float) -> None:
-        end = time.monotonic() + seconds
-        while time.monotonic() < end:
-            answers.append(_infer_slow(server, 1.0))
-
-    with ThreadPoolExecutor(4) as pool:
-        running = [pool.submit(load, 6.0) for _ in range(4)]
-        time.sleep(2.0)
-        killed = time.monotonic()
-        os.kill(raylet, signal.SIGKILL)
-        for f in running:
-            f.result()
+    answers, killed = _kill_under_load(server, lambda: os.kill(raylet, signal.SIGKILL))
     statuses = [r.status_code for r in answers]
     assert set(statuses) <= {200, 503}, statuses
     assert 503 in statuses, "the worker host's replica was computing when its raylet went"

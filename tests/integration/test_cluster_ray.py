@@ -1,14 +1,15 @@
 """Replicas as Ray actors on a real two-node Ray cluster, behind the real server.
 
 The cluster is ``ray.cluster_utils.Cluster``: a head and a worker node on this machine, each
-with its own raylet and object store (separate hosts would need network namespaces made as
-root). Models are served with ``--cluster`` and driven with the official clients; then the
-worker node's raylet is killed under load.
+with its own raylet and object store (``test_cluster_netns.py`` runs two hosts in network
+namespaces, with ``ray start``). Models are served with ``--cluster`` and driven with the
+official clients; then the worker node's raylet is killed under load.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -192,10 +193,10 @@ def _within(seconds: float, check) -> bool:
     return True
 
 
-def test_a_lost_node_fails_in_flight_requests_with_503_then_its_replicas_come_back(server, cluster):
-    nodes, worker = cluster
+def _kill_under_load(server: str, kill: Callable[[], None]) -> tuple[list[httpx.Response], float]:
+    """Four clients call the slow model for 6 s; ``kill`` runs 2 s in. Their answers, and when
+    the kill happened."""
     answers: list[httpx.Response] = []
-    restarts = _metadata(server, "slow")["restarts"]
 
     def load(seconds: float) -> None:
         end = time.monotonic() + seconds
@@ -206,9 +207,16 @@ def test_a_lost_node_fails_in_flight_requests_with_503_then_its_replicas_come_ba
         running = [pool.submit(load, 6.0) for _ in range(4)]
         time.sleep(2.0)
         killed = time.monotonic()
-        nodes.remove_node(worker, allow_graceful=False)
+        kill()
         for f in running:
             f.result()
+    return answers, killed
+
+
+def test_a_lost_node_fails_in_flight_requests_with_503_then_its_replicas_come_back(server, cluster):
+    nodes, worker = cluster
+    restarts = _metadata(server, "slow")["restarts"]
+    answers, killed = _kill_under_load(server, lambda: nodes.remove_node(worker, False))
     statuses = [r.status_code for r in answers]
     assert set(statuses) <= {200, 503}, statuses
     assert 503 in statuses, "the lost replica was computing when its node went"
