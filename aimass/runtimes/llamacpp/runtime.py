@@ -454,6 +454,8 @@ class LlamaCppRuntime(GenerativeRuntime):
         now = time.time()
         events = []
         for choice, index in rows_of:
+            if choice.request.req_id not in self.by_id:
+                continue  # a sibling choice's error ended the request in this step
             event = self._sample(choice, index, now)
             if event is not None:
                 events.append(event)
@@ -506,12 +508,21 @@ class LlamaCppRuntime(GenerativeRuntime):
             llm.copy_seq(leader.slot, choice.slot)
             choice.n_past = end
         now = time.time()
-        events = [self._sample(choice, index, now) for choice in request.choices]
-        return [e for e in events if e is not None]
+        events = []
+        for choice in request.choices:
+            if request.req_id not in self.by_id:
+                break  # a sibling choice's error ended the request
+            event = self._sample(choice, index, now)
+            if event is not None:
+                events.append(event)
+        return events
 
     def _sample(self, choice: Choice, index: int, now: float) -> StepEvent | None:
         llm = self._llm()
-        token = choice.chain.sample(llm.ctx, index)
+        try:
+            token = choice.chain.sample(llm.ctx, index)
+        except InvalidInput as exc:
+            return self._error(choice.request, exc)
         top = choice.request.top_logprobs
         if top is not None and not llm.is_eog(token):
             choice.pending.append(token_logprob(llm.logits(index), token, top, llm.piece))

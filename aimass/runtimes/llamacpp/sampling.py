@@ -146,13 +146,27 @@ class Sampler:
             return lc.llama_sampler_sample(self.chain, ctx, index)
         logits = np.ctypeslib.as_array(lc.llama_get_logits_ith(ctx, index), shape=(self.n_vocab,))
         token = self._pick(logits, self.chain)
-        self._one[0] = (token, logits[token], 0.0)
-        lc.llama_sampler_apply(self.grammar, ctypes.byref(_array(self._one)))
-        if np.isneginf(self._one[0]["logit"]):
+        if not self._allowed(token, logits):
             token = self._pick(logits, self.grammar, self.chain)
+            if not self._allowed(token, logits):
+                raise InvalidInput(
+                    "no token is left that the grammar (response_format, tools or grammar) "
+                    "allows and the sampling settings keep (logit_bias, penalties, top_k, "
+                    "top_p, min_p)",
+                    param="response_format",
+                )
         lc.llama_sampler_accept(self.grammar, token)
         lc.llama_sampler_accept(self.chain, token)
         return token
+
+    def _allowed(self, token: int, logits: np.ndarray) -> bool:
+        """Whether the grammar accepts ``token`` now. The second pick is checked too: when
+        the settings leave no allowed token, the chain's pick is arbitrary, and llama.cpp
+        accepting a token its grammar refuses throws a C++ exception that ends the process
+        (found by tests/integration/test_llm_fuzz.py)."""
+        self._one[0] = (token, logits[token], 0.0)
+        lc.llama_sampler_apply(self.grammar, ctypes.byref(_array(self._one)))
+        return not np.isneginf(self._one[0]["logit"])
 
     def _pick(self, logits: np.ndarray, *samplers: Any) -> int:
         self._all["logit"] = logits
