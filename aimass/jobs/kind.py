@@ -21,6 +21,7 @@ wrote to ``job.workdir`` before is still there. A kind:
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -135,14 +136,18 @@ class JobContext:
 
 
 def disk_usage(folder: Path) -> int:
-    """Bytes of every file under ``folder`` (0 when it does not exist)."""
+    """Bytes of every file under ``folder`` (0 when it does not exist).
+
+    ``os.walk``, not ``Path.rglob``: jobs remove their folders while this counts, and rglob
+    raises FileNotFoundError for a folder that vanishes mid-walk (a 500 on POST /v1/batches,
+    found by the schemathesis test); os.walk skips it."""
     total = 0
-    for path in folder.rglob("*"):
-        try:
-            if path.is_file():
-                total += path.stat().st_size
-        except FileNotFoundError:
-            continue
+    for root, _, names in os.walk(folder):
+        for name in names:
+            try:
+                total += os.stat(os.path.join(root, name)).st_size
+            except FileNotFoundError:
+                continue
     return total
 
 
