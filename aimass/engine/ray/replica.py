@@ -2,11 +2,14 @@
 
 ``start`` joins the cluster (once per server), ships the model files (``files``), and creates
 the actor with the spec's ``resources``: ``num_cpus`` (default ``threads``), ``memory_mb``, and
-the SPREAD strategy unless the spec asks for Ray's default. A lost actor (its process or its
-node died) fails the request it was computing with 503 and ``Retry-After`` (``replica_lost``),
-and ``on_exit`` tells the deployment, which starts a new actor; Ray places it on a live node.
-Loss is seen by the call in flight or, when idle, by the pending ``wait_stopped`` call.
-Generative models stream: ``stream`` reads the actor's ``generate`` stream of messages.
+``placement: spread`` (the default) unless the spec asks for Ray's default. Spread pins replica
+*i* to the *i*-th alive node that can hold it (soft node affinity): Ray's own SPREAD is best
+effort and was seen to put both replicas of a deployment on one of two idle nodes. A lost
+actor (its process or its node died) fails the request it was computing with 503 and
+``Retry-After`` (``replica_lost``), and ``on_exit`` tells the deployment, which starts a new
+actor; Ray places it on a live node. Loss is seen by the call in flight or, when idle, by the
+pending ``wait_stopped`` call. Generative models stream: ``stream`` reads the actor's
+``generate`` stream of messages.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from typing import Any
 import msgspec
 import ray
 from ray.exceptions import RayActorError, RayError, RayTaskError
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from aimass import metrics_llm
 from aimass.engine.local import messages as m
@@ -91,8 +95,10 @@ class RayReplica(ReplicaBase):
             "namespace": NAMESPACE,
             "num_cpus": self.spec.threads if resources.num_cpus is None else resources.num_cpus,
             "num_gpus": resources.num_gpus,
-            "scheduling_strategy": "SPREAD" if resources.placement == "spread" else "DEFAULT",
+            "scheduling_strategy": "DEFAULT",
         }
+        if resources.placement == "spread":
+            options["scheduling_strategy"] = _spread(self.index, options["num_cpus"])
         if resources.memory_mb is not None:
             options["memory"] = resources.memory_mb * 1024 * 1024
         return options
@@ -227,6 +233,20 @@ class RayReplica(ReplicaBase):
                 ray.kill(self._actor, no_restart=True)
             except RayError:
                 pass
+
+
+def _spread(index: int, num_cpus: float) -> Any:
+    """Replica ``index`` goes to the ``index``-th of the alive nodes with ``num_cpus`` in all
+    (in a stable order), softly: if that node cannot take it now, Ray places it elsewhere. A
+    replica restarted after its node died counts only the nodes still alive."""
+    fits = sorted(
+        node["NodeID"]
+        for node in ray.nodes()
+        if node.get("Alive") and node.get("Resources", {}).get("CPU", 0) >= num_cpus
+    )
+    if not fits:
+        return "SPREAD"
+    return NodeAffinitySchedulingStrategy(node_id=fits[index % len(fits)], soft=True)
 
 
 def _first_line(exc: BaseException) -> str:
