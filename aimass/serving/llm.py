@@ -82,6 +82,8 @@ class Generation:
     n: int = 1
     tools: frozenset[str] | None = None
     """The names of the functions offered when tool calls are to be read out of the text."""
+    stream: bool = False
+    """The answer streams: tool calls are also cut into deltas as they are written."""
     prompt_tokens: int = 0
     cached_tokens: int = 0
     last_text_at: float | None = None
@@ -108,7 +110,9 @@ class Generation:
 
     def choice(self, index: int) -> Choice:
         if index not in self.choices:
-            parser = ToolCallParser(self.tools) if self.tools is not None else None
+            parser = None
+            if self.tools is not None:
+                parser = ToolCallParser(self.tools, stream=self.stream)
             self.choices[index] = Choice(index, parser)
         return self.choices[index]
 
@@ -176,7 +180,7 @@ class LLMService:
         estimate = (runtime_request.get("max_tokens") or 0) * body.n
         call = await self.pipeline.open(ctx, name, version, estimate=estimate)
         tools = _tool_names(body)
-        gen = Generation(call, started, n=body.n, tools=tools)
+        gen = Generation(call, started, n=body.n, tools=tools, stream=body.stream)
         try:
             _check_generative(call.deployment, body.model)
             self._check_max_tokens(runtime_request.get("max_tokens"))
@@ -261,8 +265,8 @@ async def _sse_stream(
                 yield _sse(chunk)
         event: GenerationEvent | None = first
         while event is not None:
-            choice, content, calls = gen.take(event)
-            for chunk in shape.pieces(choice, event, content, calls):
+            choice, content, _ = gen.take(event)
+            for chunk in shape.pieces(choice, event, content):
                 yield _sse(chunk)
             event = await anext(events, None)
         if usage:

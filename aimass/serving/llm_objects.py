@@ -124,23 +124,24 @@ class ResponseShape:
             yield self._completion_chunk(index, self.echo)
 
     def pieces(
-        self, choice: Choice, event: GenerationEvent, content: str, calls: list[ParsedCall]
+        self, choice: Choice, event: GenerationEvent, content: str
     ) -> Iterator[dict[str, Any]]:
         """The chunks one event of ``choice`` makes: its text (with its logprobs), the tool
-        calls it completed (each as OpenAI streams them: id and name, then arguments), and
-        the choice's end."""
+        call pieces its parser queued (as OpenAI streams them: id and name, then the
+        arguments as they are written), and the choice's end."""
         entries = event.logprobs or []
         if self.chat:
             if content or entries:
                 logprobs = chat_logprobs(entries) if self.logprobs else None
                 yield self._chat_chunk(choice.index, {"content": content or None}, None, logprobs)
-            first = len(choice.calls) - len(calls)
-            for k, call in enumerate(calls, start=first):
-                function = {"name": call.name, "arguments": ""}
-                head = {"index": k, "id": call.id, "type": "function", "function": function}
-                yield self._chat_chunk(choice.index, {"tool_calls": [head]})
-                args = {"index": k, "function": {"arguments": call.arguments}}
-                yield self._chat_chunk(choice.index, {"tool_calls": [args]})
+            for delta in choice.parser.take_deltas() if choice.parser else ():
+                piece: dict[str, Any] = {"index": delta.index}
+                if delta.id is not None:
+                    piece |= {"id": delta.id, "type": "function"}
+                    piece["function"] = {"name": delta.name, "arguments": ""}
+                else:
+                    piece["function"] = {"arguments": delta.arguments}
+                yield self._chat_chunk(choice.index, {"tool_calls": [piece]})
             if event.finish_reason is not None:
                 yield self._chat_chunk(choice.index, {}, choice.finish_reason)
             return

@@ -59,17 +59,23 @@ def test_completion_logprobs_offsets_follow_the_echo():
 def test_tool_calls_as_a_message_and_as_deltas():
     call = '<tool_call>\n{"name": "add", "arguments": {"a": 1}}\n</tool_call>'
     shape = ResponseShape("id", "m", chat=True)
-    gen = Generation(call=None, started=0.0, tools=frozenset({"add"}))
+    cut = call.index(": 1")
+    pieces = [call[:20], call[20:cut], call[cut:], ""]
+    streamed = Generation(call=None, started=0.0, tools=frozenset({"add"}), stream=True)
     chunks = []
-    for event in (GenerationEvent(text=call[:20]), GenerationEvent(text=call[20:]), done(0, "", 9)):
-        choice, content, calls = gen.gather(event)
-        chunks += list(shape.pieces(choice, event, content, calls))
+    for k, text in enumerate(pieces):
+        event = done(0, text, 9) if k == len(pieces) - 1 else GenerationEvent(text=text)
+        choice, content, _ = streamed.gather(event)
+        chunks += list(shape.pieces(choice, event, content))
     deltas = [c["choices"][0]["delta"] for c in chunks]
     assert deltas[0]["tool_calls"][0]["function"] == {"name": "add", "arguments": ""}
     assert deltas[0]["tool_calls"][0]["id"].startswith("call_")
-    assert deltas[1] == {"tool_calls": [{"index": 0, "function": {"arguments": '{"a": 1}'}}]}
+    assert deltas[1] == {"tool_calls": [{"index": 0, "function": {"arguments": '{"a"'}}]}
+    assert deltas[2] == {"tool_calls": [{"index": 0, "function": {"arguments": ": 1}"}}]}
     assert chunks[-1]["choices"][0]["finish_reason"] == "tool_calls"
     assert not any("content" in d for d in deltas)
+    gen = Generation(call=None, started=0.0, tools=frozenset({"add"}))
+    feed(gen, GenerationEvent(text=call), done(0, "", 9))
     message = shape.whole(gen)["choices"][0]["message"]
     assert message["content"] is None
     assert message["tool_calls"][0]["function"] == {"name": "add", "arguments": '{"a": 1}'}
