@@ -19,6 +19,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import httpx
+import numpy as np
 import pytest
 
 from aimass.registry import keys
@@ -48,7 +49,7 @@ pytestmark = pytest.mark.skipif(
 @pytest.fixture(scope="module")
 def console(tmp_path_factory, request):
     tmp = tmp_path_factory.mktemp("console")
-    encoder = tiny_encoder(tmp / "encoder", max_length=16)
+    encoder = tiny_encoder(tmp / "encoder", max_length=64)
     gemma = llm_spec(gemma_file(request.config), options={"n_ctx_per_seq": 256})
     with run_server(tmp, [gemma], extra_args=["--require-auth"]) as srv:
         url = f"sqlite:///{srv.home / 'aimass.db'}"
@@ -120,6 +121,12 @@ def _sign_in(page, base: str, key: str) -> None:
     page.wait_for_url(re.compile(r"/ui/(models|playground)$"))
 
 
+def _embed(base: str, key: str, texts: list[str]) -> np.ndarray:
+    body = {"model": "tiny", "input": texts}
+    r = httpx.post(f"{base}/v1/embeddings", json=body, headers=_bearer(key))
+    return np.array([d["embedding"] for d in r.json()["data"]])
+
+
 def _usage_total(page, base: str) -> int:
     page.goto(f"{base}/ui/usage")
     return sum(int(t) for t in page.locator("#usage td.requests").all_inner_texts())
@@ -183,7 +190,11 @@ def test_admin_journey(console, browser, shots):
     embed.get_by_label("Inputs, one per line").fill(SENTENCES)
     embed.get_by_role("button", name="Embed").click()
     sync_api.expect(page.locator("#embeddings-answer")).to_contain_text("similarity(1, 2) = ")
-    assert "2 vectors of dimension 64" in page.locator("#embeddings-answer").inner_text()
+    vectors = _embed(base, admin, SENTENCES.splitlines())
+    cosine = vectors[0] @ vectors[1] / np.linalg.norm(vectors[0]) / np.linalg.norm(vectors[1])
+    shown = page.locator("#embeddings-answer").inner_text()
+    assert f"2 vectors of dimension {vectors.shape[1]}" in shown
+    assert f"similarity(1, 2) = {cosine:.4f}" in shown
     page.locator("#chat").scroll_into_view_if_needed()
     page.screenshot(path=shots / "playground.png", full_page=True)
 
@@ -253,7 +264,7 @@ def _metric_chart_updates(page, base: str, admin: str, shots: Path) -> None:
     sender = threading.Thread(target=traffic)
     sender.start()
     try:
-        first = int(page.locator("#charts").get_attribute("data-samples") or 0)
+        first = page.locator("#charts").get_attribute("data-updated")
         deadline = time.monotonic() + 30
         while not re.search(r"now: [1-9]", rps.locator(".now").inner_text()):
             assert time.monotonic() < deadline, rps.locator(".now").inner_text()
@@ -261,7 +272,7 @@ def _metric_chart_updates(page, base: str, admin: str, shots: Path) -> None:
     finally:
         stop.set()
         sender.join()
-    assert int(page.locator("#charts").get_attribute("data-samples")) > first
+    assert page.locator("#charts").get_attribute("data-updated") != first
     assert "L" in rps.locator("path").first.get_attribute("d")
     page.screenshot(path=shots / "metrics.png", full_page=True)
 
@@ -320,9 +331,9 @@ def test_every_form_carries_the_csrf_token_and_none_works_without_it(console):
             r = client.request(method, path, json=body, headers=headers)
             assert r.status_code == 403, (method, path, r.text)
             assert r.json()["error"]["code"] == "csrf_token_invalid"
-    ok = client.post("/ui/api/v1/embeddings", json={"model": "tiny", "input": "x"},
-                     headers={"x-csrf-token": token})  # fmt: skip
+    ok = client.post("/ui/api/v1/keys", json={"name": "made-here"}, headers={"x-csrf-token": token})
     assert ok.status_code == 200, ok.text
+    console["secrets"].append(ok.json()["key"])
     listed = httpx.get(f"{base}/v1/keys", headers=_bearer(console["admin"])).json()["data"]
     assert "forged" not in [k["name"] for k in listed]
     # a sign-in posted from elsewhere lacks the form's token (double submit): no session

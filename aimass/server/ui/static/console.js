@@ -376,7 +376,8 @@ async function updateCharts(box) {
     const latest = lists.map((l) => l[l.length - 1]).map((v) => (v === null || v === undefined ? "–" : v.toFixed(2)));
     figure.querySelector(".now").textContent = `now: ${latest.join(" / ")} ${figure.dataset.label}`;
   }
-  box.dataset.samples = String(history.samples.length);
+  const last = history.samples[history.samples.length - 1];
+  box.dataset.updated = last ? String(last.t) : "";
 }
 
 document.addEventListener("DOMContentLoaded", () => {
