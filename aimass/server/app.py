@@ -55,7 +55,7 @@ from aimass.server.openapi import install as install_openapi
 from aimass.server.ui import pages as ui_pages
 from aimass.server.ui.history import MetricsHistory
 from aimass.server.ui.middleware import ConsoleMiddleware
-from aimass.server.ui.sessions import SessionStore
+from aimass.server.ui.sessions import store_of
 from aimass.server.v2 import routes as v2_routes
 from aimass.server.v2 import statistics as v2_statistics
 from aimass.serving.audio import AudioService
@@ -94,9 +94,7 @@ Middleware = Callable[[ASGIApp, FastAPI], ASGIApp]
 
 MIDDLEWARE: list[Middleware] = [
     # outermost first: the console's session becomes the key the access middleware checks
-    lambda inner, app: ConsoleMiddleware(
-        inner, sessions=app.state.console_sessions, gate=app.state.gate
-    ),
+    lambda inner, app: ConsoleMiddleware(inner, sessions=store_of(app.state), gate=app.state.gate),
     # a request without a valid key is refused before its body is read
     lambda inner, app: AccessMiddleware(inner, gate=app.state.gate),
     lambda inner, app: BodyLimitMiddleware(
@@ -171,7 +169,6 @@ def fastapi_app(settings: Settings) -> FastAPI:
     state.runner = JobRunner(settings, [batch], ready=control.ready)
     state.batches = BatchService(state.runner, state.files, settings)
     state.jobs = JobsService(state.runner, state.files)
-    state.console_sessions = SessionStore()
     state.metrics_history = MetricsHistory()
     install_error_handlers(app)
     for routes in ROUTERS:

@@ -54,7 +54,8 @@ def test_history_turns_counters_into_rates_per_model():
 def test_with_keys_not_required_the_console_opens_without_signing_in(tmp_path):
     asgi = server_app.create_app(Settings(home=tmp_path, require_auth=False))
     with TestClient(asgi) as client:
-        r = client.get("/ui/keys")
-        assert r.status_code == 200 and "Create key" in r.text
+        for path in ("/ui/models", "/ui/playground", "/ui/keys", "/ui/usage", "/ui/jobs"):
+            assert client.get(path).status_code == 200, path
+        assert "Create key" in client.get("/ui/keys").text
         assert client.get("/ui/metrics/history").json()["interval_s"] == 2.0
         assert client.get("/ui/static/console.js").status_code == 200

@@ -27,7 +27,7 @@ from aimass.server.auth import caller_of
 from aimass.server.context import call_context, require_admin
 from aimass.server.ui.charts import bars
 from aimass.server.ui.middleware import SIGN_IN, session_of
-from aimass.server.ui.sessions import COOKIE, CSRF_FIELD, LOGIN_COOKIE
+from aimass.server.ui.sessions import COOKIE, CSRF_FIELD, LOGIN_COOKIE, store_of
 
 router = APIRouter(prefix="/ui", include_in_schema=False)
 templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
@@ -105,7 +105,7 @@ async def sign_in(request: Request) -> Response:
         return _sign_in_again(request, f"Sign-in refused: {err}", err.status)
     if caller.key is None:
         return _sign_in_again(request, "Sign-in refused: invalid API key", 401)
-    sid, _ = request.app.state.console_sessions.create(key.strip())
+    sid, _ = store_of(request.app.state).create(key.strip())
     target = "/ui/models" if caller.key.admin else "/ui/playground"
     response = RedirectResponse(target, status_code=303)
     response.set_cookie(COOKIE, sid, **_cookie_args(request))
@@ -123,7 +123,7 @@ def _sign_in_again(request: Request, error: str, status: int) -> Response:
 @router.post("/logout")
 async def sign_out(request: Request) -> Response:
     found = session_of(request.scope)
-    request.app.state.console_sessions.drop(found[0] if found else None)
+    store_of(request.app.state).drop(found[0] if found else None)
     response = RedirectResponse(SIGN_IN, status_code=303)
     response.delete_cookie(COOKIE, **_cookie_args(request))
     return response

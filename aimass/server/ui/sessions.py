@@ -64,3 +64,12 @@ class SessionStore:
         cutoff = self.clock() - self.ttl_s
         for sid in [s for s, v in self._by_id.items() if v.seen < cutoff]:
             del self._by_id[sid]
+
+
+def store_of(state) -> SessionStore:
+    """The app's session store (``app.state.console_sessions``), made on first use, so the
+    middleware list can wrap any app, also one built without the console's pages."""
+    store = getattr(state, "console_sessions", None)
+    if store is None:
+        store = state.console_sessions = SessionStore()
+    return store
