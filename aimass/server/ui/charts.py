@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-WIDTH, HEIGHT, GAP = 600.0, 160.0, 4.0
+WIDTH, HEIGHT, GAP = 600.0, 140.0, 4.0
+MIN_SLOTS = 14
+"""A chart has room for at least two weeks of days, so a lone day is one narrow bar."""
 
 
 @dataclass
@@ -29,7 +31,7 @@ class BarChart:
 def bars(points: list[tuple[str, float]], title: str) -> BarChart:
     """One bar per ``(label, value)``, scaled to the largest value."""
     top = max((v for _, v in points), default=0.0) or 1.0
-    step = WIDTH / max(len(points), 1)
+    step = WIDTH / max(len(points), MIN_SLOTS)
     out = []
     for i, (label, value) in enumerate(points):
         height = HEIGHT * value / top

@@ -165,12 +165,17 @@ async def usage(
     except (Forbidden, InvalidInput) as err:
         return denied(request, err)
     rows = listing["data"]
-    by_day: dict[str, float] = defaultdict(float)
+    requests: dict[str, float] = defaultdict(float)
+    tokens: dict[str, float] = defaultdict(float)
     for row in rows:
-        by_day[row["date"]] += row["requests"]
-    chart = bars(sorted(by_day.items()), "requests per day")
+        requests[row["date"]] += row["requests"]
+        tokens[row["date"]] += row["total_tokens"]
+    charts = [
+        bars(sorted(requests.items()), "requests per day"),
+        bars(sorted(tokens.items()), "tokens per day"),
+    ]
     filters = {"key": key or "", "model": model or "", "since": since or ""}
-    return page(request, "usage", rows=rows, chart=chart, filters=filters)
+    return page(request, "usage", rows=rows, charts=charts, filters=filters)
 
 
 @router.get("/audit")
