@@ -18,6 +18,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp
 
 from aimass import __version__
@@ -51,6 +52,10 @@ from aimass.server.openai import (
     vector_stores,
 )
 from aimass.server.openapi import install as install_openapi
+from aimass.server.ui import pages as ui_pages
+from aimass.server.ui.history import MetricsHistory
+from aimass.server.ui.middleware import ConsoleMiddleware
+from aimass.server.ui.sessions import store_of
 from aimass.server.v2 import routes as v2_routes
 from aimass.server.v2 import statistics as v2_statistics
 from aimass.serving.audio import AudioService
@@ -82,12 +87,15 @@ ROUTERS = [
     batches,
     jobs,
     admin_access,
+    ui_pages,
 ]
 
 Middleware = Callable[[ASGIApp, FastAPI], ASGIApp]
 
 MIDDLEWARE: list[Middleware] = [
-    # outermost first: a request without a valid key is refused before its body is read
+    # outermost first: the console's session becomes the key the access middleware checks
+    lambda inner, app: ConsoleMiddleware(inner, sessions=store_of(app.state), gate=app.state.gate),
+    # a request without a valid key is refused before its body is read
     lambda inner, app: AccessMiddleware(inner, gate=app.state.gate),
     lambda inner, app: BodyLimitMiddleware(
         inner,
@@ -120,9 +128,11 @@ def fastapi_app(settings: Settings) -> FastAPI:
         await app.state.files.start()
         await app.state.vector_stores.start()
         await app.state.runner.start()
+        app.state.metrics_history.ensure_started()
         try:
             yield
         finally:
+            await app.state.metrics_history.stop()
             await app.state.runner.stop()
             await app.state.vector_stores.stop()
             await app.state.files.stop()
@@ -159,10 +169,12 @@ def fastapi_app(settings: Settings) -> FastAPI:
     state.runner = JobRunner(settings, [batch], ready=control.ready)
     state.batches = BatchService(state.runner, state.files, settings)
     state.jobs = JobsService(state.runner, state.files)
+    state.metrics_history = MetricsHistory()
     install_error_handlers(app)
     for routes in ROUTERS:
         app.include_router(routes.router)
     install_openapi(app)
+    app.mount("/ui/static", StaticFiles(packages=[("aimass.server.ui", "static")]), "ui-static")
 
     @app.get("/metrics", include_in_schema=False)
     async def metrics() -> Response:

@@ -15,9 +15,13 @@ from aimass.access.gate import Caller, Gate
 from aimass.errors import AimassError
 from aimass.server.errors import send_error
 
-PUBLIC_PATHS = frozenset({"/v2/health/live", "/v2/health/ready", "/health", "/healthz"})
-"""Liveness/readiness probes answer without a key; everything else (``/metrics`` included)
-needs one when auth is on."""
+PUBLIC_PATHS = frozenset(
+    {"/v2/health/live", "/v2/health/ready", "/health", "/healthz", "/ui/login"}
+)
+"""Liveness/readiness probes and the console's sign-in page answer without a key; everything
+else (``/metrics`` included) needs one when auth is on."""
+PUBLIC_PREFIXES = ("/ui/static/",)
+"""The console's scripts and styles: the sign-in page needs them before there is a key."""
 
 _SCOPE_KEY = "aimass_caller"
 
@@ -44,7 +48,7 @@ class AccessMiddleware:
         if kind == "lifespan":
             await self.app(scope, receive, self._lifespan_send(send))
             return
-        if kind not in ("http", "websocket") or scope["path"] in PUBLIC_PATHS:
+        if kind not in ("http", "websocket") or _public(scope["path"]):
             await self.app(scope, receive, send)
             return
         if not self.gate.started:
@@ -73,6 +77,10 @@ class AccessMiddleware:
             await send(message)
 
         return wrapped
+
+
+def _public(path: str) -> bool:
+    return path in PUBLIC_PATHS or path.startswith(PUBLIC_PREFIXES)
 
 
 def _with_rate_headers(send, caller: Caller):
