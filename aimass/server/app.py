@@ -163,7 +163,7 @@ def fastapi_app(settings: Settings) -> FastAPI:
     fine_tune = FineTuneKind(pipeline, file_store, settings)
     state.runner = JobRunner(settings, [batch, fine_tune], ready=control.ready)
     state.batches = BatchService(state.runner, state.files, settings)
-    state.fine_tuning = FineTuningService(state.runner, state.files)
+    state.fine_tuning = FineTuningService(state.runner, state.files, pipeline)
     state.jobs = JobsService(state.runner, state.files)
     install_error_handlers(app)
     for routes in ROUTERS:

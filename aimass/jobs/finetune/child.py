@@ -32,14 +32,17 @@ class Report:
     """What a trainer says to the job, as the lines ``run_child`` reads."""
 
     def __init__(self, checkpoint: dict[str, Any]) -> None:
+        self.total = 0
+        """Steps the whole training takes (the trainer sets it): progress is steps of it."""
         self.checkpoint = dict(checkpoint)
         self.checkpoint.setdefault("checkpoints", [])
 
     def event(self, message: str, level: str = "info", **data: Any) -> None:
         self._say({"event": message, "level": level, "data": data})
 
-    def progress(self, **values: Any) -> None:
-        self._say({"progress": values})
+    def progress(self, epoch: int, step: int) -> None:
+        """How far training got, in the shape ``aimass jobs show --wait`` draws a bar of."""
+        self._say({"progress": {"epoch": epoch, "completed": step, "total": self.total}})
 
     def save(self, epoch: int, step: int, path: str, metrics: dict[str, float]) -> None:
         """An epoch's state is on disk at ``path``: record it (and its metrics) durably."""
@@ -49,6 +52,7 @@ class Report:
         self.checkpoint["checkpoints"] = [*self.checkpoint["checkpoints"], entry]
         self.checkpoint.update(epoch=epoch, step=step, path=path)
         self._say({"checkpoint": self.checkpoint})
+        self.progress(epoch, step)
         self.event(f"epoch {epoch} done: step {step}", **metrics)
 
     @staticmethod

@@ -119,7 +119,7 @@ def train(config: dict[str, Any], report) -> dict[str, Any]:
     features = torch.from_numpy(x)
     generator = torch.Generator().manual_seed(int(config["seed"]))
     per_epoch = -(-len(rows) // size)
-    step = done * per_epoch
+    step, report.total = done * per_epoch, per_epoch * epochs
     valid_x = encoder.encode([r["text"] for r in valid], convert_to_numpy=True)
     truth = np.array([index[r["label"]] for r in valid])
     for epoch in range(done + 1, epochs + 1):

@@ -88,7 +88,7 @@ def train(config: dict[str, Any], report) -> dict[str, Any]:
     optimizer = torch.optim.AdamW(model.parameters(), lr=rate)
     size, epochs = int(hyper["batch_size"]), int(hyper["n_epochs"])
     per_epoch = -(-len(rows) // size)
-    step = done * per_epoch
+    step, report.total = done * per_epoch, per_epoch * epochs
     if done:
         report.event(f"resuming after epoch {done} from its checkpoint", epoch=done)
     for epoch in range(done + 1, epochs + 1):
@@ -110,7 +110,7 @@ def train(config: dict[str, Any], report) -> dict[str, Any]:
             optimizer.step()
             step += 1
             total += float(value.detach())
-            report.progress(epoch=epoch, step=step, steps=per_epoch * epochs)
+            report.progress(epoch, step)
         model.eval()
         path = workdir / f"epoch-{epoch}"
         model.save(str(path))

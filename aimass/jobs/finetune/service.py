@@ -27,10 +27,11 @@ from aimass.protocols.fine_tuning import (
     FineTuningJobEventList,
     FineTuningJobList,
 )
+from aimass.refs import split_model
 from aimass.registry import jobs as rows
 from aimass.registry.jobs import JobRecord, unix
 from aimass.serving.files import FilesService
-from aimass.serving.pipeline import CallContext
+from aimass.serving.pipeline import CallContext, Pipeline
 
 KIND = "fine_tune"
 LEVELS = {"warning": "warn", "error": "error"}
@@ -81,10 +82,13 @@ def job_object(job: JobRecord) -> FineTuningJob:
 class FineTuningService:
     """Fine-tuning jobs of one server, over its job runner and Files API."""
 
-    def __init__(self, runner: JobRunner, files: FilesService) -> None:
-        self.runner, self.files = runner, files
+    def __init__(self, runner: JobRunner, files: FilesService, pipeline: Pipeline) -> None:
+        self.runner, self.files, self.pipeline = runner, files, pipeline
 
     async def create(self, ctx: CallContext, req: FineTuningJobCreate) -> FineTuningJob:
+        name = split_model(req.model)[0]
+        # a key scoped to other models may not train (nor learn of) this one: 403 first
+        await self.pipeline.gate.authorize(ctx.caller, name, served=self.pipeline.serves(name))
         base = await asyncio.to_thread(base_entry, self.runner.url, req.model)
         if (base.spec.runtime, base.spec.task) not in METHODS:
             kinds = ", ".join(f"{r}/{t}" for r, t in METHODS)

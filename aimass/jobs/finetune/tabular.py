@@ -113,6 +113,7 @@ def train(config: dict[str, Any], report) -> dict[str, Any]:
     if done:
         report.event(f"resuming after epoch {done} from its checkpoint", epoch=done)
     data = lightgbm.Dataset(x, y, free_raw_data=False)
+    report.total = int(hyper["n_epochs"]) * ROUNDS_PER_EPOCH
     for epoch in range(done + 1, int(hyper["n_epochs"]) + 1):
         model = lightgbm.train(params, data, num_boost_round=ROUNDS_PER_EPOCH, init_model=booster)
         path = workdir / f"epoch-{epoch}.txt"
