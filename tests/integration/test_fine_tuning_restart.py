@@ -15,11 +15,12 @@ EPOCHS = 6
 def test_kill_9_mid_training_then_restart_resumes_from_the_last_checkpoint(tmp_path):
     models = base_specs(tmp_path)[:1]
     env = {**ENV, "AIMASS_JOBS_LEASE_S": "1"}
-    hyper = {"n_epochs": EPOCHS, "batch_size": 4, "learning_rate_multiplier": 10}
+    hyper = {"n_epochs": EPOCHS, "batch_size": 8, "learning_rate_multiplier": 10}
     with run_server(tmp_path, models, env=env) as first:
         c = sdk(first)
-        job = create(c, "enc", pairs(160), hyperparameters=hyper)
-        wait(c, job.id, until=lambda j: c.fine_tuning.jobs.checkpoints.list(j.id).data)
+        job = create(c, "enc", pairs(48), hyperparameters=hyper)
+        first_epoch = lambda j: c.fine_tuning.jobs.checkpoints.list(j.id).data  # noqa: E731
+        assert wait(c, job.id, until=first_epoch, timeout_s=300).status == "running"
         first.proc.kill()
         first.proc.wait()
     with run_server(tmp_path, models, env=env) as second:

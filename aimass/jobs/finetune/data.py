@@ -34,11 +34,11 @@ class FileInvalid(JobFailed):
 
     def __init__(self, param: str, exc: ValueError) -> None:
         which = "training" if param == "training_file" else "validation"
-        super().__init__(f"invalid {which} file: {exc}", code=f"invalid_{which}_file")
-        self.param, self.line = param, getattr(exc, "line", None)
+        super().__init__(f"invalid {which} file: {exc}", f"invalid_{which}_file", param=param)
+        self.line = getattr(exc, "line", None)
 
     def as_error(self) -> dict[str, Any]:
-        return {**super().as_error(), "param": self.param, "line": self.line}
+        return {**super().as_error(), "line": self.line}
 
 
 def json_lines(data: bytes, check: Callable[[dict[str, Any]], dict[str, Any]]) -> list[dict]:

@@ -43,6 +43,7 @@ READY_WAIT_S = 120.0
 """How long a finished job waits for its new version to load before it reports success
 (with a warning event if the version is still loading)."""
 TRAINING_THREADS = 2
+CLASSIFIER = ClassifierMethod.name
 
 
 def fine_tuned_name(base: str, suffix: str | None, job_id: str) -> str:
@@ -76,22 +77,24 @@ class FineTuneKind:
         try:
             base = await asyncio.to_thread(base_entry, self.url, params["model"])
         except AimassError as exc:
-            raise JobFailed(str(exc), "model_not_found") from None
+            raise JobFailed(str(exc), "model_not_found", param="model") from None
         training = await self._read(params["training_file"], "training_file")
         try:
             method = method_for(base.spec, training.split(b"\n", 1)[0])
+            target = method.target(base, params.get("suffix"))
+            encoder = ClassifierMethod.encoder(base) if method.name == CLASSIFIER else None
         except InvalidInput as exc:
-            raise JobFailed(str(exc), "invalid_model") from None
+            raise JobFailed(str(exc), "invalid_model", param="model") from None
         hyper = hyperparameters(method, params.get("hyperparameters") or {})
         train, valid, dataset = await self._examples(job, method, base, training, hyper)
         await job.status("queued")
         job.check_cancelled()
         await job.status("running")
-        target = method.target(base, params.get("suffix"))
         serving = await asyncio.to_thread(self._serving, target)
         out_dir = self.settings.home / "fine_tuned" / job.id
         if not (job.workdir / RESULT).exists():
             config = self._config(job, method, base, serving, train, valid, hyper, out_dir)
+            config["encoder"] = encoder
             path = job.workdir / "config.json"
             await asyncio.to_thread(path.write_text, json.dumps(config))
             argv = [sys.executable, "-m", "aimass.jobs.finetune.child", str(path)]
@@ -132,9 +135,9 @@ class FineTuneKind:
             record = await asyncio.to_thread(self.files.get, file_id)
             return b"".join(await asyncio.to_thread(lambda: list(self.files.read(record))))
         except (AimassError, FileNotFoundError):
-            failure = FileInvalid(param, ValueError(f"the file {file_id!r} is gone"))
-            failure.code = "file_not_found"
-            raise failure from None
+            raise JobFailed(
+                f"the file {file_id!r} is gone", "file_not_found", param=param
+            ) from None
 
     async def _examples(
         self, job: JobContext, method: Method, base: ModelEntry, training: bytes, hyper: dict
@@ -188,7 +191,6 @@ class FineTuneKind:
         hyper: dict,
         out_dir: Path,
     ) -> dict[str, Any]:
-        encoder = ClassifierMethod.encoder(base) if isinstance(method, ClassifierMethod) else None
         return {
             "method": method.name,
             "seed": job.params["seed"],
@@ -196,7 +198,6 @@ class FineTuneKind:
             "out_dir": str(out_dir),
             "base_source": base.spec.source,
             "base_options": base.spec.options,
-            "encoder": encoder,
             "serving_source": self._comparable(method, serving),
             "hyper": hyper,
             "train": train,
@@ -255,7 +256,7 @@ class FineTuneKind:
                     "method": method.name,
                     "base": f"{base.spec.name}:{base.spec.version}",
                     "encoder": ClassifierMethod.encoder(base)
-                    if isinstance(method, ClassifierMethod) else None,
+                    if method.name == CLASSIFIER else None,
                 }
             }  # fmt: skip
             entry = registry.add_model(self.url, spec, load=True, notes=notes)
