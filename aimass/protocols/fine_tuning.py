@@ -9,7 +9,7 @@ Objects have OpenAI's shapes: ``fine_tuning.job``, ``fine_tuning.job.event`` and
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -20,37 +20,21 @@ Status = Literal["validating_files", "queued", "running", "succeeded", "failed",
 Auto = Literal["auto"]
 
 
+Epochs = Annotated[int, Field(ge=1, le=50)]
+BatchSize = Annotated[int, Field(ge=1, le=256)]
+RateMultiplier = Annotated[float, Field(gt=0, le=100)]
+
+
 class Hyperparameters(BaseModel):
     """OpenAI's three knobs ("auto": the method's default), plus ``label_column`` for CSV."""
 
     model_config = ConfigDict(extra="forbid")
 
-    n_epochs: int | Auto = Field(default="auto")
-    batch_size: int | Auto = Field(default="auto")
-    learning_rate_multiplier: float | Auto = Field(default="auto")
+    n_epochs: Epochs | Auto = "auto"
+    batch_size: BatchSize | Auto = "auto"
+    learning_rate_multiplier: RateMultiplier | Auto = "auto"
     label_column: str | None = Field(default=None, min_length=1, max_length=200)
     """Tabular training files: the CSV column that holds the target (default ``label``)."""
-
-    @field_validator("n_epochs")
-    @classmethod
-    def _epochs(cls, value: int | str) -> int | str:
-        if isinstance(value, int) and not 1 <= value <= 50:
-            raise ValueError("n_epochs must be between 1 and 50")
-        return value
-
-    @field_validator("batch_size")
-    @classmethod
-    def _batch(cls, value: int | str) -> int | str:
-        if isinstance(value, int) and not 1 <= value <= 256:
-            raise ValueError("batch_size must be between 1 and 256")
-        return value
-
-    @field_validator("learning_rate_multiplier")
-    @classmethod
-    def _rate(cls, value: float | str) -> float | str:
-        if isinstance(value, float | int) and not 0 < value <= 100:
-            raise ValueError("learning_rate_multiplier must be > 0 and <= 100")
-        return value
 
 
 class Supervised(BaseModel):
