@@ -16,6 +16,7 @@ import json
 import os
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -65,6 +66,10 @@ def main(argv: list[str]) -> int:
     config = json.loads(Path(argv[1]).read_text())
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    # progress bars and deprecation notes would become the job's log events
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    warnings.simplefilter("ignore")
     trainer = importlib.import_module(TRAINERS[config["method"]])
     result = trainer.train(config, Report(config.get("checkpoint") or {}))
     out = Path(config["workdir"]) / RESULT
