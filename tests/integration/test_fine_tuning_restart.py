@@ -5,6 +5,7 @@ per epoch and one registered version."""
 from __future__ import annotations
 
 import httpx
+import pytest
 
 from tests.conftest import run_server
 from tests.integration.conftest_fine_tuning import ENV, base_specs, create, pairs, sdk, wait
@@ -12,6 +13,7 @@ from tests.integration.conftest_fine_tuning import ENV, base_specs, create, pair
 EPOCHS = 6
 
 
+@pytest.mark.timeout(900)  # two server starts and a training; slow on a loaded machine
 def test_kill_9_mid_training_then_restart_resumes_from_the_last_checkpoint(tmp_path):
     models = base_specs(tmp_path)[:1]
     env = {**ENV, "AIMASS_JOBS_LEASE_S": "1"}
