@@ -176,7 +176,7 @@ def _export(encoder, head, labels: list[str], out: Path) -> None:
         architectures=["OnnxTextClassifier"],
     )
     (out / "config.json").write_text(json.dumps(config, indent=2))
-    pooling = encoder[1].get_config_dict().get("pooling_mode", "mean")
+    pooling = _pooling(encoder[1].get_config_dict())
     normalize = any(type(m).__name__ == "Normalize" for m in encoder)
     graph = _graph(model, head, pooling, normalize)
     names = [n for n in ("input_ids", "attention_mask", "token_type_ids")
@@ -189,6 +189,14 @@ def _export(encoder, head, labels: list[str], out: Path) -> None:
         torch.onnx.export(graph, example, str(out / GRAPH), input_names=names,
                           output_names=["logits"], dynamic_axes=axes, opset_version=17,
                           dynamo=False)  # fmt: skip
+
+
+def _pooling(config: dict[str, Any]) -> str:
+    """The Pooling module's mode: ``pooling_mode`` (sentence-transformers 6) or the older
+    ``pooling_mode_*_tokens`` flags."""
+    if "pooling_mode" in config:
+        return str(config["pooling_mode"])
+    return "cls" if config.get("pooling_mode_cls_token") else "mean"
 
 
 def _graph(model, head, pooling: str, normalize: bool):

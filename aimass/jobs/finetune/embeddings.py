@@ -75,7 +75,7 @@ class EmbeddingsMethod:
 def train(config: dict[str, Any], report) -> dict[str, Any]:
     import torch
     from sentence_transformers import SentenceTransformer
-    from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
+    from sentence_transformers.losses import MultipleNegativesRankingLoss
 
     torch.manual_seed(int(config["seed"]))  # threads: OMP_NUM_THREADS, set by run_child
     hyper, workdir = config["hyper"], Path(config["workdir"])
