@@ -17,7 +17,7 @@ import typer
 
 from aimass.cli.files import ApiKey, Url, _request
 
-jobs_app = typer.Typer(help="Durable jobs: batches (/v1/jobs).", no_args_is_help=True)
+jobs_app = typer.Typer(help="Durable jobs: batches, fine-tuning (/v1/jobs).", no_args_is_help=True)
 
 AsJson = Annotated[bool, typer.Option("--json", help="The answer as JSON.")]
 FINISHED = {"completed", "succeeded", "failed", "cancelled", "expired"}
@@ -40,7 +40,9 @@ def _done(job: dict[str, Any]) -> str:
 
 @jobs_app.command("list")
 def list_(
-    kind: Annotated[str | None, typer.Option(help="Only jobs of this kind (batch).")] = None,
+    kind: Annotated[
+        str | None, typer.Option(help="Only jobs of this kind (batch, fine_tune).")
+    ] = None,
     limit: Annotated[int, typer.Option(min=1, max=100)] = 20,
     as_json: AsJson = False,
     url: Url = None,

@@ -557,3 +557,12 @@ def _register_jobs_commands() -> None:
 
 
 _register_jobs_commands()
+
+
+def _register_fine_tune_commands() -> None:
+    from aimass.cli.fine_tune import fine_tune_app
+
+    app.add_typer(fine_tune_app, name="fine-tune")
+
+
+_register_fine_tune_commands()

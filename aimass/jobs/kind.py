@@ -43,14 +43,18 @@ class JobCancelled(Exception):
 class JobFailed(Exception):
     """A failure a retry cannot fix (bad input); the job ends ``failed`` with this error."""
 
-    def __init__(self, message: str, code: str = "job_failed", data: Any = None) -> None:
+    def __init__(
+        self, message: str, code: str = "job_failed", data: Any = None, param: str | None = None
+    ) -> None:
         super().__init__(message)
-        self.code, self.data = code, data
+        self.code, self.data, self.param = code, data, param
 
     def as_error(self) -> dict[str, Any]:
         error: dict[str, Any] = {"code": self.code, "message": str(self)}
         if self.data is not None:
             error["data"] = self.data
+        if self.param is not None:
+            error["param"] = self.param
         return error
 
 

@@ -30,6 +30,8 @@ from aimass.files.store import FileStore
 from aimass.jobs.batch.kind import BatchKind
 from aimass.jobs.batch.lines import LineSender
 from aimass.jobs.batch.service import BatchService
+from aimass.jobs.finetune.kind import FineTuneKind
+from aimass.jobs.finetune.service import FineTuningService
 from aimass.jobs.runner import JobRunner
 from aimass.jobs.service import JobsService
 from aimass.server import health
@@ -46,6 +48,7 @@ from aimass.server.openai import (
     completions,
     embeddings,
     files,
+    fine_tuning,
     images,
     jobs,
     ocr,
@@ -85,6 +88,7 @@ ROUTERS = [
     files,
     vector_stores,
     batches,
+    fine_tuning,
     jobs,
     admin_access,
     ui_pages,
@@ -166,8 +170,10 @@ def fastapi_app(settings: Settings) -> FastAPI:
     )
     sender = LineSender(state.embeddings, state.llm, state.tensors)
     batch = BatchKind(pipeline, sender, file_store, settings)
-    state.runner = JobRunner(settings, [batch], ready=control.ready)
+    fine_tune = FineTuneKind(pipeline, file_store, settings)
+    state.runner = JobRunner(settings, [batch, fine_tune], ready=control.ready)
     state.batches = BatchService(state.runner, state.files, settings)
+    state.fine_tuning = FineTuningService(state.runner, state.files, pipeline)
     state.jobs = JobsService(state.runner, state.files)
     state.metrics_history = MetricsHistory()
     install_error_handlers(app)

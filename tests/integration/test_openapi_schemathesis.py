@@ -143,6 +143,7 @@ def server(tmp_path_factory, pytestconfig):
         srv.file_id = _upload_file(srv, admin)
         srv.stores = _stores(srv, admin)
         srv.batch_file, srv.batch_id = _batch(srv, admin)
+        srv.ft_file, srv.ft_id = _fine_tuning_job(srv, admin)
         yield srv
 
 
@@ -188,6 +189,21 @@ def _batch(server, key: str) -> tuple[str, str]:
     return file_id, httpx.post(f"{server}/v1/batches", json=made, headers=auth).json()["id"]
 
 
+def _fine_tuning_job(server, key: str) -> tuple[str, str]:
+    """A training file of one pair (too few: its job fails validation, nothing trains), and a
+    fine-tuning job made from it."""
+    auth = {"Authorization": f"Bearer {key}"}
+    form = {
+        "file": ("t.jsonl", b'{"anchor": "a", "positive": "b"}'),
+        "purpose": (None, "fine-tune"),
+    }
+    file_id = httpx.post(f"{server}/v1/files", files=form, headers=auth).json()["id"]
+    made = {"model": EMBED, "training_file": file_id}
+    return file_id, httpx.post(f"{server}/v1/fine_tuning/jobs", json=made, headers=auth).json()[
+        "id"
+    ]
+
+
 def _vs(server, file_key: str | None = None, **extra: Any) -> dict[str, Any]:
     params = {"vector_store_id": server.stores["store"]}
     if file_key is not None:
@@ -218,6 +234,8 @@ def _calls(server) -> list[tuple]:
     batch_made = {"input_file_id": server.batch_file, "endpoint": "/v1/embeddings",
                   "completion_window": "24h"}  # fmt: skip
     job = {"path_parameters": {"job_id": server.batch_id}}
+    ft, ft_path = {"path_parameters": {"fine_tuning_job_id": server.ft_id}}, "/v1/fine_tuning/jobs"
+    ft_made = {"model": EMBED, "training_file": server.ft_file}
     return [
         ("GET", "/healthz", {}),
         ("GET", "/health", {}),
@@ -320,6 +338,13 @@ def _calls(server) -> list[tuple]:
             {"path_parameters": {"batch_id": "batch_x"}},
             404,
         ),
+        ("POST", ft_path, {"body": {**ft_made, "suffix": "sm", "metadata": {"k": "v"}}}),
+        ("POST", ft_path, {"body": {**ft_made, "model": ADD}}, 400),
+        ("GET", ft_path, {"query": {"limit": 2}}),
+        ("GET", ft_path + "/{fine_tuning_job_id}", ft),
+        ("GET", ft_path + "/{fine_tuning_job_id}/events", {**ft, "query": {"limit": 5}}),
+        ("GET", ft_path + "/{fine_tuning_job_id}/checkpoints", ft),
+        ("POST", ft_path + "/{fine_tuning_job_id}/cancel", ft),
         ("GET", "/v1/usage", {"query": {"since": "2020-01-01"}}),
         ("GET", "/v1/keys", {}),
         ("POST", "/v1/keys", {"body": {"name": "sm-created", "models": [ADD], "rpm": 600}}),

@@ -130,6 +130,7 @@ MODEL_ROUTES = [
     ("POST", "/v1/ocr", {"model": "other", "image": "aGk="}),
     ("POST", "/v1/audio/transcriptions", Upload({"model": "other"})),
     ("POST", "/v1/vector_stores", {"name": "x", "embedding_model": "other"}),
+    ("POST", "/v1/fine_tuning/jobs", {"model": "other", "training_file": "file-x"}),
 ]  # fmt: skip
 
 

@@ -1,0 +1,1 @@
+"""The ``fine_tune`` job kind: OpenAI's fine-tuning jobs over the registry's models."""
