@@ -17,10 +17,8 @@ class TrainingFileError(ValueError):
     """A training file that cannot be used, with where (line, column) and why."""
 
     def __init__(self, message: str, line: int | None = None, column: str | None = None):
-        where = ", ".join(
-            part for part in (f"line {line}" if line else "", f"column {column!r}" if column else "")
-            if part
-        )
+        parts = (f"line {line}" if line else "", f"column {column!r}" if column else "")
+        where = ", ".join(part for part in parts if part)
         super().__init__(f"{where}: {message}" if where else message)
         self.line, self.column = line, column
 

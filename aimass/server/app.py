@@ -29,6 +29,7 @@ from aimass.files.store import FileStore
 from aimass.jobs.batch.kind import BatchKind
 from aimass.jobs.batch.lines import LineSender
 from aimass.jobs.batch.service import BatchService
+from aimass.jobs.recommend_train import RecommendTrainKind
 from aimass.jobs.runner import JobRunner
 from aimass.jobs.service import JobsService
 from aimass.server import health
@@ -48,6 +49,7 @@ from aimass.server.openai import (
     images,
     jobs,
     ocr,
+    recommendations,
     vector_stores,
 )
 from aimass.server.openapi import install as install_openapi
@@ -59,6 +61,7 @@ from aimass.serving.files import FilesService
 from aimass.serving.llm import LLMService
 from aimass.serving.ocr import OcrService
 from aimass.serving.pipeline import Pipeline
+from aimass.serving.recommendations import RecommendationService
 from aimass.serving.tensors import TensorService
 from aimass.serving.vector_stores import VectorStoreService
 from aimass.serving.vision import VisionService
@@ -81,6 +84,7 @@ ROUTERS = [
     vector_stores,
     batches,
     jobs,
+    recommendations,
     admin_access,
 ]
 
@@ -156,7 +160,9 @@ def fastapi_app(settings: Settings) -> FastAPI:
     )
     sender = LineSender(state.embeddings, state.llm, state.tensors)
     batch = BatchKind(pipeline, sender, file_store, settings)
-    state.runner = JobRunner(settings, [batch], ready=control.ready)
+    recommend_train = RecommendTrainKind(file_store, settings)
+    state.runner = JobRunner(settings, [batch, recommend_train], ready=control.ready)
+    state.recommendations = RecommendationService(pipeline, settings)
     state.batches = BatchService(state.runner, state.files, settings)
     state.jobs = JobsService(state.runner, state.files)
     install_error_handlers(app)

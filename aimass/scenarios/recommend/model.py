@@ -52,9 +52,7 @@ def hyperparameters(given: dict[str, Any]) -> dict[str, Any]:
     return merged
 
 
-def _matrix(
-    data: Interactions, users: dict[str, int], items: dict[str, int]
-) -> sp.csr_matrix:
+def _matrix(data: Interactions, users: dict[str, int], items: dict[str, int]) -> sp.csr_matrix:
     """User × item confidence (summed weights) over the users and items given."""
     pairs = [(users[u], items[i], w) for u, i, w in zip(data.users, data.items, data.weights,
              strict=True) if u in users and i in items]  # fmt: skip

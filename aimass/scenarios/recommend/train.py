@@ -28,6 +28,8 @@ def main(spec_path: str) -> None:
     try:
         params = hyperparameters(spec.get("hyperparameters") or {})
         data = read_interactions(Path(spec["training_file"]))
+        if spec.get("events_file"):
+            data = data.extended(read_interactions(Path(spec["events_file"])))
         metadata = read_items(Path(spec["items_file"])) if spec.get("items_file") else None
         split = time_split(data, float(params["holdout_fraction"]))
     except TrainingFileError as exc:

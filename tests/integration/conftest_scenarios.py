@@ -1,0 +1,41 @@
+"""Helpers shared by the scenario services' tests: upload a training file, start a training job
+through HTTP, wait for it, and wait for the version it promoted to serve."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import httpx
+
+from tests.integration.conftest_batches import ENV
+
+SCENARIO_ENV = {**ENV, "OPENBLAS_NUM_THREADS": "1"}
+TERMINAL = ("completed", "failed", "cancelled", "expired")
+
+
+def upload(http: httpx.Client, path: Path) -> str:
+    with open(path, "rb") as handle:
+        answer = http.post("/v1/files", data={"purpose": "fine-tune"},
+                           files={"file": (path.name, handle, "text/csv")})  # fmt: skip
+    assert answer.status_code == 200, answer.text
+    return answer.json()["id"]
+
+
+def wait_job(http: httpx.Client, job_id: str, timeout_s: float = 120) -> dict:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        job = http.get(f"/v1/jobs/{job_id}").json()
+        if job["status"] in TERMINAL:
+            return job
+        time.sleep(0.2)
+    raise AssertionError(f"job {job_id} is still {job['status']} after {timeout_s} s")
+
+
+def wait_ready(http: httpx.Client, model: str, timeout_s: float = 60) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if http.get(f"/v2/models/{model}/ready").status_code == 200:
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"model {model} is not ready after {timeout_s} s")
