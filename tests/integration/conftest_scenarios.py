@@ -8,6 +8,9 @@ from pathlib import Path
 
 import httpx
 
+from aimass.scenarios.recommend.data import read_interactions, read_items
+from aimass.scenarios.recommend.model import hyperparameters, train
+from examples.data.make_recommend import generate
 from tests.integration.conftest_batches import ENV
 
 SCENARIO_ENV = {**ENV, "OPENBLAS_NUM_THREADS": "1"}
@@ -39,3 +42,13 @@ def wait_ready(http: httpx.Client, model: str, timeout_s: float = 60) -> None:
             return
         time.sleep(0.2)
     raise AssertionError(f"model {model} is not ready after {timeout_s} s")
+
+
+def tiny_recommender(folder: Path) -> Path:
+    """A small trained recommender artifact (generated shop data), built in process."""
+    generate(60, 30, 8, 20, 3, folder / "data")
+    params = hyperparameters({"factors": 8, "iterations": 3})
+    data = read_interactions(folder / "data" / "interactions.csv")
+    model = train(data, params, read_items(folder / "data" / "items.csv"))
+    model.save(folder / "model")
+    return folder / "model"

@@ -42,6 +42,7 @@ from tests.conftest import ROOT, make_add_model, make_identity_text_model, onnx_
 from tests.factories_text import tiny_classifier, tiny_encoder
 from tests.factories_vision import COLOURS, make_colour_classifier, solid
 from tests.integration.conftest_llm import gemma_file, llm_spec
+from tests.integration.conftest_scenarios import tiny_recommender
 from tests.integration.schemathesis_names import (
     ADD,
     ADMIN,
@@ -50,6 +51,7 @@ from tests.integration.schemathesis_names import (
     EMBED,
     LLM,
     OCR,
+    RECOMMEND,
     REMOVABLE,
     RERANK,
     SCRATCH,
@@ -131,6 +133,7 @@ def server(tmp_path_factory, pytestconfig):
             "source": str(make_colour_classifier(tmp / "colours.onnx")),
             "options": {"size": 8, "scale": 1 / 255, "labels": COLOURS},
         },
+        {"name": RECOMMEND, "runtime": "recommend", "source": str(tiny_recommender(tmp / "rec"))},
     ]
     env = {
         "AIMASS_AUTH_FAILURE_DELAY_S": "0",
@@ -318,6 +321,20 @@ def _calls(server) -> list[tuple]:
             "POST",
             "/v1/batches/{batch_id}/cancel",
             {"path_parameters": {"batch_id": "batch_x"}},
+            404,
+        ),
+        ("POST", "/v1/recommendations", {"body": {"model": RECOMMEND, "user": "u00001"}}),
+        ("POST", "/v1/recommendations/similar", {"body": {"model": RECOMMEND, "item": "i00001"}}),
+        ("POST", "/v1/recommendations/similar", {"body": {"model": RECOMMEND, "item": "no"}}, 400),
+        (
+            "POST",
+            "/v1/recommendations/events",
+            {"body": {"model": RECOMMEND, "events": [{"user": "u00001", "item": "i00002"}]}},
+        ),
+        (
+            "POST",
+            "/v1/recommend/models",
+            {"body": {"name": "sm-reco", "training_file": "file-missing"}},
             404,
         ),
         ("GET", "/v1/usage", {"query": {"since": "2020-01-01"}}),

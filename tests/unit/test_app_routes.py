@@ -126,6 +126,10 @@ MODEL_ROUTES = [
     ("POST", "/v1/ocr", {"model": "other", "image": "aGk="}),
     ("POST", "/v1/audio/transcriptions", Upload({"model": "other"})),
     ("POST", "/v1/vector_stores", {"name": "x", "embedding_model": "other"}),
+    ("POST", "/v1/recommendations", {"model": "other", "user": "u"}),
+    ("POST", "/v1/recommendations/similar", {"model": "other", "item": "i"}),
+    ("POST", "/v1/recommendations/events",
+     {"model": "other", "events": [{"user": "u", "item": "i"}]}),
 ]  # fmt: skip
 
 
