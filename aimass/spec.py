@@ -17,7 +17,7 @@ from aimass.errors import InvalidInput, Unavailable
 from aimass.refs import MAX_VERSION
 
 Runtime = Literal[
-    "onnx", "tabular", "llamacpp", "transformers", "ocr", "asr", "vision", "recommend"
+    "onnx", "tabular", "llamacpp", "transformers", "ocr", "asr", "vision", "recommend", "forecast"
 ]
 Task = Literal[
     "tensor",
@@ -30,6 +30,7 @@ Task = Literal[
     "ocr",
     "transcription",
     "recommendation",
+    "forecasting",
 ]
 
 GENERATIVE_TASKS = frozenset({"text-generation"})
@@ -37,7 +38,7 @@ VISION_TASKS = ("classification", "embedding")
 RUNTIME_TASKS = {"ocr": "ocr", "asr": "transcription"}
 """Runtimes that serve one task only, one file per request: a spec naming no task gets that
 one, and their requests are not batched (``max_batch_size`` 1)."""
-SCENARIO_TASKS = {"recommend": "recommendation"}
+SCENARIO_TASKS = {"recommend": "recommendation", "forecast": "forecasting"}
 """Runtimes of the scenario services (trained by a job), one task each; their rows batch."""
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
 SOURCE_KEY, ONNX_KEY = "source", "options.onnx"

@@ -327,3 +327,19 @@ class RecommendationEventRow(Base):
     at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     """When the interaction happened (the client's timestamp, else when it was received)."""
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class ForecastObservationRow(Base):
+    """A point sent to ``POST /v1/forecasts/observations``: appended to its series by the
+    versions registered before it (the fitted model re-applied, not refit)."""
+
+    __tablename__ = "forecast_observations"
+    __table_args__ = (Index("ix_forecast_observations_model_series", "model", "series_id", "id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    model: Mapped[str] = mapped_column(String(128))
+    series_id: Mapped[str] = mapped_column(String(256))
+    at: Mapped[float] = mapped_column(Float)
+    """The point's time, seconds since the epoch (UTC)."""
+    value: Mapped[float] = mapped_column(Float)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)

@@ -16,6 +16,7 @@ _MODULES = {
     "ocr": "aimass.runtimes.ocr.runtime:OcrRuntime",
     "asr": "aimass.runtimes.audio.runtime:WhisperRuntime",
     "recommend": "aimass.runtimes.recommend:RecommendRuntime",
+    "forecast": "aimass.runtimes.forecast:ForecastRuntime",
 }
 
 

@@ -29,6 +29,7 @@ from aimass.files.store import FileStore
 from aimass.jobs.batch.kind import BatchKind
 from aimass.jobs.batch.lines import LineSender
 from aimass.jobs.batch.service import BatchService
+from aimass.jobs.forecast_train import ForecastTrainKind
 from aimass.jobs.recommend_train import RecommendTrainKind
 from aimass.jobs.runner import JobRunner
 from aimass.jobs.service import JobsService
@@ -46,6 +47,7 @@ from aimass.server.openai import (
     completions,
     embeddings,
     files,
+    forecasts,
     images,
     jobs,
     ocr,
@@ -58,6 +60,7 @@ from aimass.server.v2 import statistics as v2_statistics
 from aimass.serving.audio import AudioService
 from aimass.serving.embeddings import EmbeddingsService
 from aimass.serving.files import FilesService
+from aimass.serving.forecasts import ForecastService
 from aimass.serving.llm import LLMService
 from aimass.serving.ocr import OcrService
 from aimass.serving.pipeline import Pipeline
@@ -85,6 +88,7 @@ ROUTERS = [
     batches,
     jobs,
     recommendations,
+    forecasts,
     admin_access,
 ]
 
@@ -161,7 +165,10 @@ def fastapi_app(settings: Settings) -> FastAPI:
     sender = LineSender(state.embeddings, state.llm, state.tensors)
     batch = BatchKind(pipeline, sender, file_store, settings)
     recommend_train = RecommendTrainKind(file_store, settings)
-    state.runner = JobRunner(settings, [batch, recommend_train], ready=control.ready)
+    forecast_train = ForecastTrainKind(file_store, settings)
+    kinds = [batch, recommend_train, forecast_train]
+    state.runner = JobRunner(settings, kinds, ready=control.ready)
+    state.forecasts = ForecastService(pipeline, settings)
     state.recommendations = RecommendationService(pipeline, settings)
     state.batches = BatchService(state.runner, state.files, settings)
     state.jobs = JobsService(state.runner, state.files)

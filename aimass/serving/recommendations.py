@@ -12,14 +12,10 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime
-from typing import Any
 
-import numpy as np
 import orjson
 
 from aimass.config import Settings
-from aimass.engine.deployment import Deployment
-from aimass.errors import InvalidInput, NotFound
 from aimass.protocols.recommendations import (
     EventsRequest,
     EventsResponse,
@@ -29,27 +25,13 @@ from aimass.protocols.recommendations import (
     SimilarResponse,
 )
 from aimass.refs import split_model
-from aimass.registry import models as registry
 from aimass.registry import recommendations as events
 from aimass.serving.pipeline import CallContext, Pipeline
+from aimass.serving.scenarios import Registered, check_task, one_row
 
 TASK = "recommendation"
 MAX_FOLDED_EVENTS = 500
 """Most recent events of a user folded into one answer."""
-
-
-def check_task(dep: Deployment, ref: str, task: str, path: str) -> None:
-    if dep.spec.task != task:
-        raise InvalidInput(
-            f"model {ref!r} has task {dep.spec.task!r}; {path} needs a {task!r} model",
-            param="model",
-        )
-
-
-def one_row(request: dict[str, Any]) -> dict[str, np.ndarray]:
-    rows = np.empty(1, dtype=object)
-    rows[0] = orjson.dumps(request).decode()
-    return {"request": rows}
 
 
 class RecommendationService:
@@ -58,7 +40,7 @@ class RecommendationService:
     def __init__(self, pipeline: Pipeline, settings: Settings) -> None:
         self.pipeline = pipeline
         self.url = settings.resolved_database_url
-        self._trained_at: dict[tuple[str, int], datetime | None] = {}
+        self.registered = Registered(self.url)
 
     async def recommend(
         self, ctx: CallContext, req: RecommendationRequest
@@ -67,7 +49,7 @@ class RecommendationService:
         async with self.pipeline.call(ctx, name, version) as call:
             dep = call.deployment
             check_task(dep, req.model, TASK, "/v1/recommendations")
-            since = await self._trained_at_of(name, dep.spec.version)
+            since = await self.registered.at(name, dep.spec.version)
             recent = await asyncio.to_thread(
                 events.user_events, self.url, name, req.user, since, MAX_FOLDED_EVENTS
             )
@@ -104,14 +86,3 @@ class RecommendationService:
         ]  # fmt: skip
         stored = await asyncio.to_thread(events.add_events, self.url, name, rows)
         return EventsResponse(model=req.model, stored=stored)
-
-    async def _trained_at_of(self, name: str, version: int) -> datetime | None:
-        """When ``name:version`` was registered: events stored later are new to it."""
-        key = (name, version)
-        if key not in self._trained_at:
-            try:
-                entry = await asyncio.to_thread(registry.get_model, self.url, name, version)
-                self._trained_at[key] = entry.created_at
-            except NotFound:
-                return None
-        return self._trained_at[key]

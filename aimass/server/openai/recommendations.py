@@ -38,7 +38,8 @@ def _service(request: Request) -> RecommendationService:
     return request.app.state.recommendations
 
 
-async def _json(work: Awaitable[BaseModel]) -> Response:
+async def as_json(work: Awaitable[BaseModel]) -> Response:
+    """A pydantic answer as JSON (the fast routes return a Response)."""
     return Response((await work).model_dump_json(), media_type="application/json")
 
 
@@ -57,7 +58,7 @@ async def train_recommender(request: Request) -> Job:
 async def recommend(request: Request) -> Response:
     body = await bodies.parse(request, RecommendationRequest)
     ctx = call_context(request)
-    return await watched(request, _json(_service(request).recommend(ctx, body)))
+    return await watched(request, as_json(_service(request).recommend(ctx, body)))
 
 
 @fast
@@ -66,7 +67,7 @@ async def recommend(request: Request) -> Response:
 async def similar(request: Request) -> Response:
     body = await bodies.parse(request, SimilarRequest)
     ctx = call_context(request)
-    return await watched(request, _json(_service(request).similar(ctx, body)))
+    return await watched(request, as_json(_service(request).similar(ctx, body)))
 
 
 @router.post("/v1/recommendations/events", response_model=EventsResponse,
