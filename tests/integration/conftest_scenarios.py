@@ -8,8 +8,11 @@ from pathlib import Path
 
 import httpx
 
+from aimass.scenarios.forecast import model as forecasting
+from aimass.scenarios.forecast.data import read_series
 from aimass.scenarios.recommend.data import read_interactions, read_items
 from aimass.scenarios.recommend.model import hyperparameters, train
+from examples.data.make_forecast import generate as generate_series
 from examples.data.make_recommend import generate
 from tests.integration.conftest_batches import ENV
 
@@ -51,4 +54,14 @@ def tiny_recommender(folder: Path) -> Path:
     data = read_interactions(folder / "data" / "interactions.csv")
     model = train(data, params, read_items(folder / "data" / "items.csv"))
     model.save(folder / "model")
+    return folder / "model"
+
+
+def tiny_forecaster(folder: Path) -> Path:
+    """A small forecaster artifact (two generated demand series, seasonal naive), in process."""
+    path = generate_series("demand", 2, 60, 5, folder / "data")
+    series, _ = read_series(path)
+    params = forecasting.hyperparameters({"models": ["SeasonalNaive"], "horizon": 7})
+    forecaster, _ = forecasting.fit(series, params)
+    forecaster.save(folder / "model")
     return folder / "model"

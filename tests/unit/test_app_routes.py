@@ -130,6 +130,9 @@ MODEL_ROUTES = [
     ("POST", "/v1/recommendations/similar", {"model": "other", "item": "i"}),
     ("POST", "/v1/recommendations/events",
      {"model": "other", "events": [{"user": "u", "item": "i"}]}),
+    ("POST", "/v1/forecasts", {"model": "other", "series_id": "s", "horizon": 1}),
+    ("POST", "/v1/forecasts/observations",
+     {"model": "other", "observations": [{"series_id": "s", "timestamp": 1, "value": 1}]}),
 ]  # fmt: skip
 
 
