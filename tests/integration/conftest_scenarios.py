@@ -3,6 +3,8 @@ through HTTP, wait for it, and wait for the version it promoted to serve."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -14,6 +16,7 @@ from aimass.scenarios.recommend.data import read_interactions, read_items
 from aimass.scenarios.recommend.model import hyperparameters, train
 from examples.data.make_forecast import generate as generate_series
 from examples.data.make_recommend import generate
+from tests.conftest import ROOT
 from tests.integration.conftest_batches import ENV
 
 SCENARIO_ENV = {**ENV, "OPENBLAS_NUM_THREADS": "1"}
@@ -65,3 +68,11 @@ def tiny_forecaster(folder: Path) -> Path:
     forecaster, _ = forecasting.fit(series, params)
     forecaster.save(folder / "model")
     return folder / "model"
+
+
+def cli(base: str, *args: str, timeout_s: float = 180) -> subprocess.CompletedProcess:
+    """``aimass ARGS --url BASE`` as a user runs it."""
+    return subprocess.run(
+        [sys.executable, "-m", "aimass", *args, "--url", base],
+        cwd=ROOT, capture_output=True, text=True, timeout=timeout_s,
+    )  # fmt: skip

@@ -5,6 +5,7 @@ forecast without a retrain; a bad training file fails its job naming line and co
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -12,7 +13,7 @@ import httpx
 import pytest
 
 from tests.conftest import ROOT, run_server
-from tests.integration.conftest_scenarios import SCENARIO_ENV, upload, wait_job, wait_ready
+from tests.integration.conftest_scenarios import SCENARIO_ENV, cli, upload, wait_job, wait_ready
 
 MODEL = "fleet"
 DAY = 86400.0
@@ -35,7 +36,7 @@ def env(tmp_path_factory):
         created = http.post("/v1/forecast/models", json=body)
         assert created.status_code == 200, created.text
         job = wait_job(http, created.json()["id"], timeout_s=300)
-        yield {"http": http, "job": job, "data": data}
+        yield {"http": http, "job": job, "data": data, "base": str(srv)}
 
 
 def forecast(env, **body) -> dict:
@@ -100,3 +101,18 @@ def test_a_bad_series_file_fails_its_job_naming_line_and_column(env, tmp_path):
                    .json()["id"])  # fmt: skip
     assert job["status"] == "failed" and job["error"]["code"] == "invalid_training_file", job
     assert "line 3" in job["error"]["message"] and "'value'" in job["error"]["message"]
+
+
+def test_the_cli_forecasts_appends_and_reports_a_failed_training(env, tmp_path):
+    wait_ready(env["http"], MODEL)
+    asked = cli(env["base"], "forecast", "series", MODEL, "vehicle-0002", "--horizon", "3",
+                "--level", "90")  # fmt: skip
+    assert asked.returncode == 0, asked.stderr
+    answer = json.loads(asked.stdout)
+    assert len(answer["mean"]) == 3 and set(answer["intervals"]) == {"90"}
+    noted = cli(env["base"], "forecast", "observe", MODEL, "vehicle-0002", "2025-05-01", "120")
+    assert noted.returncode == 0 and json.loads(noted.stdout)["stored"] == 1
+    bad = tmp_path / "bad.csv"
+    bad.write_text("series_id,when,value\na,2025-01-01,1\n")
+    failed = cli(env["base"], "forecast", "train", "broken-cli", str(bad))
+    assert failed.returncode == 1 and "timestamp" in json.loads(failed.stdout)["error"]["message"]

@@ -4,6 +4,7 @@ next training job reads them; a bad training file fails its job naming line and 
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -11,7 +12,7 @@ import httpx
 import pytest
 
 from tests.conftest import ROOT, run_server
-from tests.integration.conftest_scenarios import SCENARIO_ENV, upload, wait_job, wait_ready
+from tests.integration.conftest_scenarios import SCENARIO_ENV, cli, upload, wait_job, wait_ready
 
 MODEL = "shop"
 
@@ -121,3 +122,21 @@ def test_a_bad_training_file_fails_its_job_naming_line_and_column(env, tmp_path)
     assert "line 3" in job["error"]["message"] and "'weight'" in job["error"]["message"]
     missing = http.post("/v1/recommend/models", json={"name": "x", "training_file": "file-nope"})
     assert missing.status_code == 404 and "training_file" in missing.text
+
+
+def test_the_cli_trains_recommends_and_records_events(env):
+    base, data = str(env["srv"]), env["data"]
+    files = [str(data / "interactions.csv"), "--items", str(data / "items.csv")]
+    made = cli(base, "recommend", "train", "cli-shop", *files, "-p", "factors=8")
+    assert made.returncode == 0, made.stderr
+    job = json.loads(made.stdout)
+    assert job["status"] == "completed" and job["result"]["model"] == "cli-shop:1"
+    wait_ready(env["http"], "cli-shop")
+    asked = cli(base, "recommend", "user", "cli-shop", "u00003", "-n", "3",
+                "--filter", "category=books", "--filter", "category=toys")  # fmt: skip
+    assert asked.returncode == 0, asked.stderr
+    assert len(json.loads(asked.stdout)["data"]) == 3
+    noted = cli(base, "recommend", "event", "cli-shop", "u00003", "i00007", "--weight", "2")
+    assert noted.returncode == 0 and json.loads(noted.stdout)["stored"] == 1
+    near = cli(base, "recommend", "similar", "cli-shop", "i00007", "-n", "2")
+    assert near.returncode == 0 and len(json.loads(near.stdout)["data"]) == 2
