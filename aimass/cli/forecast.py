@@ -38,12 +38,7 @@ def train(
     api_key: ApiKey = None,
 ) -> None:
     """Upload SERIES (series_id,timestamp,value[,...]) and train a new version of NAME."""
-    body = {
-        "name": name,
-        "training_file": scenarios.upload(url, api_key, series),
-        "hyperparameters": scenarios.hyperparameters(param),
-        "auto_promote": not no_promote,
-    }
+    body = scenarios.training_body(url, api_key, name, series, param, no_promote)
     scenarios.train(url, api_key, "forecast", body, not no_wait)
 
 

@@ -27,12 +27,7 @@ def train(
     api_key: ApiKey = None,
 ) -> None:
     """Upload INTERACTIONS (user,item[,weight][,timestamp]) and train a new version of NAME."""
-    body = {
-        "name": name,
-        "training_file": scenarios.upload(url, api_key, interactions),
-        "hyperparameters": scenarios.hyperparameters(param),
-        "auto_promote": not no_promote,
-    }
+    body = scenarios.training_body(url, api_key, name, interactions, param, no_promote)
     if items is not None:
         body["items_file"] = scenarios.upload(url, api_key, items)
     scenarios.train(url, api_key, "recommend", body, not no_wait)

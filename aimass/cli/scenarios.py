@@ -45,6 +45,23 @@ def upload(url: str | None, key: str | None, path: Path) -> str:
     return made.json()["id"]
 
 
+def training_body(
+    url: str | None,
+    key: str | None,
+    name: str,
+    path: Path,
+    params: list[str] | None,
+    no_promote: bool,
+) -> dict[str, Any]:
+    """The ``POST /v1/<family>/models`` body, ``path`` uploaded as the training file."""
+    return {
+        "name": name,
+        "training_file": upload(url, key, path),
+        "hyperparameters": hyperparameters(params),
+        "auto_promote": not no_promote,
+    }
+
+
 def train(url: str | None, key: str | None, family: str, body: dict[str, Any], wait: bool) -> None:
     """Start the job; with ``wait``, draw its progress until it ends, then print it (exit 1
     when it failed)."""
