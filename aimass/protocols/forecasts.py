@@ -18,7 +18,7 @@ class ForecasterCreate(TrainingCreate):
 
 
 class Point(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     timestamp: float = Field(ge=0, le=4e9)
     """Unix seconds (UTC)."""
@@ -26,7 +26,7 @@ class Point(BaseModel):
 
 
 class ForecastRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     model: str = Field(min_length=1, max_length=200)
     series_id: str | None = Field(default=None, min_length=1, max_length=256)
@@ -64,7 +64,7 @@ class ForecastResponse(BaseModel):
 
 
 class Observation(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     series_id: str = ID
     timestamp: float = Field(ge=0, le=4e9)
@@ -72,7 +72,7 @@ class Observation(BaseModel):
 
 
 class ObservationsRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     model: str = Field(min_length=1, max_length=200)
     observations: list[Observation] = Field(min_length=1, max_length=MAX_POINTS)

@@ -19,7 +19,7 @@ class RecommenderCreate(TrainingCreate):
 
 
 class RecommendationRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     model: str = Field(min_length=1, max_length=200)
     user: str = ID
@@ -46,7 +46,7 @@ class RecommendationResponse(BaseModel):
 
 
 class SimilarRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     model: str = Field(min_length=1, max_length=200)
     item: str = ID
@@ -61,7 +61,7 @@ class SimilarResponse(BaseModel):
 
 
 class Interaction(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     user: str = ID
     item: str = ID
@@ -71,7 +71,7 @@ class Interaction(BaseModel):
 
 
 class EventsRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     model: str = Field(min_length=1, max_length=200)
     events: list[Interaction] = Field(min_length=1, max_length=MAX_EVENTS)

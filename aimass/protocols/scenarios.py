@@ -14,11 +14,10 @@ NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
 class TrainingCreate(BaseModel):
     """``POST /v1/<family>/models``: train a new version of ``name`` from a Files API file."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     name: str = Field(pattern=NAME_PATTERN)
     training_file: str = FILE_ID
-    validation_file: str | None = Field(default=None, min_length=1, max_length=64)
     hyperparameters: dict[str, Any] = Field(default_factory=dict)
     auto_promote: bool = True
     """Promote the new version if it beats the baseline and the serving version."""
