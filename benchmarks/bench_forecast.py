@@ -112,7 +112,8 @@ def main() -> None:
         f"## Forecasts for {args.series} series: served vs statsforecast in process ({stamp()})",
         "",
         f"`flock /tmp/bench.lock {command('bench_forecast.py', args, flags)}` — AutoETS "
-        f"(form ANA) per series ({args.days} daily points; fitting all took {fit_s:.1f} s in process), "
+        f"(form ANA) per series ({args.days} daily points; fitting all took {fit_s:.1f} s in "
+        "process), "
         f"horizon {args.horizon}, levels 80/95; {args.clients} HTTP clients; {machine_note()}.",
         "",
         *table(["system", "forecasts/s", "p50 ms", "p99 ms"], rows),
