@@ -30,8 +30,9 @@ class ForecastRequest(BaseModel):
 
     model: str = Field(min_length=1, max_length=200)
     series_id: str | None = Field(default=None, min_length=1, max_length=256)
-    history: list[Point] | None = Field(default=None, min_length=2, max_length=MAX_POINTS)
-    """A series the model did not train on: it is fitted with the model's usual choice."""
+    history: list[Point] | None = Field(default=None, min_length=2)
+    """A series the model did not train on: it is fitted with the model's usual choice (at
+    most ``MAX_POINTS`` points)."""
     horizon: int = Field(ge=1, le=MAX_HORIZON)
     level: list[int] = Field(default_factory=lambda: [80, 95], max_length=8)
 
@@ -75,7 +76,8 @@ class ObservationsRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
     model: str = Field(min_length=1, max_length=200)
-    observations: list[Observation] = Field(min_length=1, max_length=MAX_POINTS)
+    observations: list[Observation] = Field(min_length=1)
+    """At most ``MAX_POINTS`` (a 413 naming the limit above it)."""
 
 
 class ObservationsResponse(BaseModel):

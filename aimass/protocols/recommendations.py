@@ -74,7 +74,8 @@ class EventsRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
     model: str = Field(min_length=1, max_length=200)
-    events: list[Interaction] = Field(min_length=1, max_length=MAX_EVENTS)
+    events: list[Interaction] = Field(min_length=1)
+    """At most ``MAX_EVENTS`` (a 413 naming the limit above it)."""
 
 
 class EventsResponse(BaseModel):

@@ -15,6 +15,7 @@ import orjson
 
 from aimass.config import Settings
 from aimass.protocols.forecasts import (
+    MAX_POINTS,
     ForecastRequest,
     ForecastResponse,
     ObservationsRequest,
@@ -23,7 +24,7 @@ from aimass.protocols.forecasts import (
 from aimass.refs import split_model
 from aimass.registry import forecasts as stored
 from aimass.serving.pipeline import CallContext, Pipeline
-from aimass.serving.scenarios import Registered, check_task, one_row
+from aimass.serving.scenarios import Registered, check_count, check_task, one_row
 
 TASK = "forecasting"
 MAX_APPENDED = 10_000
@@ -43,6 +44,7 @@ class ForecastService:
         async with self.pipeline.call(ctx, name, version) as call:
             dep = call.deployment
             check_task(dep, req.model, TASK, "/v1/forecasts")
+            check_count(len(req.history or []), MAX_POINTS, "history")
             appended: list[tuple[float, float]] = []
             if req.series_id is not None:
                 since = await self.registered.at(name, dep.spec.version)
@@ -66,6 +68,7 @@ class ForecastService:
         name, version = split_model(req.model)
         dep = await self.pipeline.resolve(ctx, name, version)
         check_task(dep, req.model, TASK, "/v1/forecasts/observations")
+        check_count(len(req.observations), MAX_POINTS, "observations")
         points = [(o.series_id, o.timestamp, o.value) for o in req.observations]
         count = await asyncio.to_thread(stored.add_observations, self.url, name, points)
         return ObservationsResponse(model=req.model, stored=count)

@@ -17,6 +17,7 @@ import orjson
 
 from aimass.config import Settings
 from aimass.protocols.recommendations import (
+    MAX_EVENTS,
     EventsRequest,
     EventsResponse,
     RecommendationRequest,
@@ -27,7 +28,7 @@ from aimass.protocols.recommendations import (
 from aimass.refs import split_model
 from aimass.registry import recommendations as events
 from aimass.serving.pipeline import CallContext, Pipeline
-from aimass.serving.scenarios import Registered, check_task, one_row
+from aimass.serving.scenarios import Registered, check_count, check_task, one_row
 
 TASK = "recommendation"
 MAX_FOLDED_EVENTS = 500
@@ -78,6 +79,7 @@ class RecommendationService:
         name, version = split_model(req.model)
         dep = await self.pipeline.resolve(ctx, name, version)
         check_task(dep, req.model, TASK, "/v1/recommendations/events")
+        check_count(len(req.events), MAX_EVENTS, "events")
         rows = [
             (e.user, e.item, e.weight,
              None if e.timestamp is None

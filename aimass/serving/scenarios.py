@@ -11,7 +11,7 @@ import numpy as np
 import orjson
 
 from aimass.engine.deployment import Deployment
-from aimass.errors import InvalidInput, NotFound
+from aimass.errors import InvalidInput, NotFound, PayloadTooLarge
 from aimass.registry import models as registry
 
 
@@ -21,6 +21,12 @@ def check_task(dep: Deployment, ref: str, task: str, path: str) -> None:
             f"model {ref!r} has task {dep.spec.task!r}; {path} needs a {task!r} model",
             param="model",
         )
+
+
+def check_count(count: int, limit: int, param: str) -> None:
+    """A 413 naming ``param`` when a request carries more than ``limit`` items."""
+    if count > limit:
+        raise PayloadTooLarge(f"{param} has {count} items; the limit is {limit}", param=param)
 
 
 def one_row(request: dict[str, Any]) -> dict[str, np.ndarray]:

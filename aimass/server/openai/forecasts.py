@@ -43,7 +43,7 @@ async def train_forecaster(request: Request) -> Job:
 
 @fast
 @router.post("/v1/forecasts", response_model=ForecastResponse,
-             responses=errors("v1", 400, 403, 404, 429, 503, 504),
+             responses=errors("v1", 400, 403, 404, 413, 429, 503, 504),
              openapi_extra=bodies.openapi_body(ForecastRequest))  # fmt: skip
 async def forecast(request: Request) -> Response:
     body = await bodies.parse(request, ForecastRequest)
@@ -52,7 +52,7 @@ async def forecast(request: Request) -> Response:
 
 
 @router.post("/v1/forecasts/observations", response_model=ObservationsResponse,
-             responses=errors("v1", 400, 403, 404, 429, 503),
+             responses=errors("v1", 400, 403, 404, 413, 429, 503),
              openapi_extra=bodies.openapi_body(ObservationsRequest))  # fmt: skip
 async def append_observations(request: Request) -> ObservationsResponse:
     body = await bodies.parse(request, ObservationsRequest)

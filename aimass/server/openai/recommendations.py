@@ -71,7 +71,7 @@ async def similar(request: Request) -> Response:
 
 
 @router.post("/v1/recommendations/events", response_model=EventsResponse,
-             responses=errors("v1", 400, 403, 404, 429, 503),
+             responses=errors("v1", 400, 403, 404, 413, 429, 503),
              openapi_extra=bodies.openapi_body(EventsRequest))  # fmt: skip
 async def add_events(request: Request) -> EventsResponse:
     body = await bodies.parse(request, EventsRequest)
