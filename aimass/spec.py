@@ -16,7 +16,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from aimass.errors import InvalidInput, Unavailable
 from aimass.refs import MAX_VERSION
 
-Runtime = Literal["onnx", "tabular", "llamacpp", "transformers", "ocr", "asr", "vision"]
+Runtime = Literal[
+    "onnx", "tabular", "llamacpp", "transformers", "ocr", "asr", "vision", "recommend", "forecast"
+]
 Task = Literal[
     "tensor",
     "classification",
@@ -27,6 +29,8 @@ Task = Literal[
     "text-classification",
     "ocr",
     "transcription",
+    "recommendation",
+    "forecasting",
 ]
 
 GENERATIVE_TASKS = frozenset({"text-generation"})
@@ -34,6 +38,8 @@ VISION_TASKS = ("classification", "embedding")
 RUNTIME_TASKS = {"ocr": "ocr", "asr": "transcription"}
 """Runtimes that serve one task only, one file per request: a spec naming no task gets that
 one, and their requests are not batched (``max_batch_size`` 1)."""
+SCENARIO_TASKS = {"recommend": "recommendation", "forecast": "forecasting"}
+"""Runtimes of the scenario services (trained by a job), one task each; their rows batch."""
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
 SOURCE_KEY, ONNX_KEY = "source", "options.onnx"
 """Names of the files in ``ModelSpec.sha256``: ``source``, ``source/<path in the folder>`` and
@@ -162,11 +168,12 @@ class ModelSpec(BaseModel):
             raise ValueError("runtime 'llamacpp' serves task 'text-generation' only")
         if self.runtime == "vision" and self.task not in VISION_TASKS:
             raise ValueError("runtime 'vision' serves tasks 'classification' and 'embedding'")
-        only = RUNTIME_TASKS.get(self.runtime)
+        only = RUNTIME_TASKS.get(self.runtime) or SCENARIO_TASKS.get(self.runtime)
         if only is not None and "task" not in self.model_fields_set:
             self.task = only
         if only is not None and self.task != only:
             raise ValueError(f"runtime {self.runtime!r} serves task {only!r} only")
+        only = RUNTIME_TASKS.get(self.runtime)
         if only is not None and "batching" not in self.model_fields_set:
             self.batching = Batching(max_batch_size=1)
         if only is not None and self.batching.max_batch_size != 1:

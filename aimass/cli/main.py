@@ -566,3 +566,14 @@ def _register_fine_tune_commands() -> None:
 
 
 _register_fine_tune_commands()
+
+
+def _register_scenario_commands() -> None:
+    from aimass.cli.forecast import forecast_app
+    from aimass.cli.recommend import recommend_app
+
+    app.add_typer(recommend_app, name="recommend")
+    app.add_typer(forecast_app, name="forecast")
+
+
+_register_scenario_commands()

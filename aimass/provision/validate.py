@@ -64,6 +64,9 @@ def check_files(spec: ModelSpec) -> None:
     if spec.runtime in ("ocr", "asr"):
         _check_media_folder(spec, source)
         return
+    if spec.runtime in SCENARIO_ARTIFACTS:
+        _check_scenario_folder(spec, source)
+        return
     if not source.is_file():
         raise InvalidInput(
             f"model {spec.name!r}: source {source} is a folder; runtime {spec.runtime!r} "
@@ -77,6 +80,26 @@ def check_files(spec: ModelSpec) -> None:
         "vision": _check_vision,
     }
     checks[spec.runtime](spec, source)
+
+
+SCENARIO_ARTIFACTS = {"recommend": ("factors.npz", "model.json"), "forecast": ("forecaster.pkl",)}
+"""The files a trained scenario artifact folder holds (written by its training job)."""
+
+
+def _check_scenario_folder(spec: ModelSpec, source: Path) -> None:
+    missing = [name for name in SCENARIO_ARTIFACTS[spec.runtime] if not (source / name).is_file()]
+    if missing:
+        raise InvalidInput(
+            f"model {spec.name!r}: source {source} must be a folder a {spec.runtime} training "
+            f"job wrote; it lacks {', '.join(missing)}",
+            param="source",
+        )
+    if spec.runtime == "forecast" and not spec.trust_pickle:
+        raise InvalidInput(
+            f"model {spec.name!r}: a forecaster artifact is a pickle; set trust_pickle only "
+            "for one this server's training job wrote",
+            param="trust_pickle",
+        )
 
 
 def _check_onnx(spec: ModelSpec, source: Path) -> None:

@@ -26,7 +26,9 @@ from aimass.registry import routes as routing
 from aimass.registry.db import session_scope
 from aimass.registry.tables import LOADED, ModelRow, utcnow
 
-LOWER_IS_BETTER = frozenset({"loss", "perplexity", "rmse", "mse", "mae", "mape", "wer", "cer"})
+LOWER_IS_BETTER = frozenset(
+    {"loss", "perplexity", "rmse", "mse", "mae", "mape", "mase", "wer", "cer"}
+)
 """Metrics where a smaller number is the better model; every other metric is the opposite."""
 
 

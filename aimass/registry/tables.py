@@ -19,6 +19,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     DateTime,
+    Float,
     Index,
     Integer,
     LargeBinary,
@@ -308,4 +309,37 @@ class JobEventRow(Base):
     level: Mapped[str] = mapped_column(String(16), default="info")
     message: Mapped[str] = mapped_column(Text)
     data_json: Mapped[str] = mapped_column(Text, default="{}")
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class RecommendationEventRow(Base):
+    """An interaction sent to ``POST /v1/recommendations/events``: folded into the user's next
+    answers by versions registered before it, and read by the next training job of the model."""
+
+    __tablename__ = "recommendation_events"
+    __table_args__ = (Index("ix_recommendation_events_model_user", "model", "user", "id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    model: Mapped[str] = mapped_column(String(128))
+    user: Mapped[str] = mapped_column(String(256))
+    item: Mapped[str] = mapped_column(String(256))
+    weight: Mapped[float] = mapped_column(Float, default=1.0)
+    at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    """When the interaction happened (the client's timestamp, else when it was received)."""
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class ForecastObservationRow(Base):
+    """A point sent to ``POST /v1/forecasts/observations``: appended to its series by the
+    versions registered before it (the fitted model re-applied, not refit)."""
+
+    __tablename__ = "forecast_observations"
+    __table_args__ = (Index("ix_forecast_observations_model_series", "model", "series_id", "id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    model: Mapped[str] = mapped_column(String(128))
+    series_id: Mapped[str] = mapped_column(String(256))
+    at: Mapped[float] = mapped_column(Float)
+    """The point's time, seconds since the epoch (UTC)."""
+    value: Mapped[float] = mapped_column(Float)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)

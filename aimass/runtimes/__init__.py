@@ -15,6 +15,8 @@ _MODULES = {
     "vision": "aimass.runtimes.vision.runtime:VisionRuntime",
     "ocr": "aimass.runtimes.ocr.runtime:OcrRuntime",
     "asr": "aimass.runtimes.audio.runtime:WhisperRuntime",
+    "recommend": "aimass.runtimes.recommend:RecommendRuntime",
+    "forecast": "aimass.runtimes.forecast:ForecastRuntime",
 }
 
 

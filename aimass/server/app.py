@@ -32,6 +32,8 @@ from aimass.jobs.batch.lines import LineSender
 from aimass.jobs.batch.service import BatchService
 from aimass.jobs.finetune.kind import FineTuneKind
 from aimass.jobs.finetune.service import FineTuningService
+from aimass.jobs.forecast_train import ForecastTrainKind
+from aimass.jobs.recommend_train import RecommendTrainKind
 from aimass.jobs.runner import JobRunner
 from aimass.jobs.service import JobsService
 from aimass.server import health
@@ -49,9 +51,11 @@ from aimass.server.openai import (
     embeddings,
     files,
     fine_tuning,
+    forecasts,
     images,
     jobs,
     ocr,
+    recommendations,
     vector_stores,
 )
 from aimass.server.openapi import install as install_openapi
@@ -64,9 +68,11 @@ from aimass.server.v2 import statistics as v2_statistics
 from aimass.serving.audio import AudioService
 from aimass.serving.embeddings import EmbeddingsService
 from aimass.serving.files import FilesService
+from aimass.serving.forecasts import ForecastService
 from aimass.serving.llm import LLMService
 from aimass.serving.ocr import OcrService
 from aimass.serving.pipeline import Pipeline
+from aimass.serving.recommendations import RecommendationService
 from aimass.serving.tensors import TensorService
 from aimass.serving.vector_stores import VectorStoreService
 from aimass.serving.vision import VisionService
@@ -90,6 +96,8 @@ ROUTERS = [
     batches,
     fine_tuning,
     jobs,
+    recommendations,
+    forecasts,
     admin_access,
     ui_pages,
 ]
@@ -171,7 +179,12 @@ def fastapi_app(settings: Settings) -> FastAPI:
     sender = LineSender(state.embeddings, state.llm, state.tensors)
     batch = BatchKind(pipeline, sender, file_store, settings)
     fine_tune = FineTuneKind(pipeline, file_store, settings)
-    state.runner = JobRunner(settings, [batch, fine_tune], ready=control.ready)
+    recommend_train = RecommendTrainKind(file_store, settings)
+    forecast_train = ForecastTrainKind(file_store, settings)
+    kinds = [batch, fine_tune, recommend_train, forecast_train]
+    state.runner = JobRunner(settings, kinds, ready=control.ready)
+    state.forecasts = ForecastService(pipeline, settings)
+    state.recommendations = RecommendationService(pipeline, settings)
     state.batches = BatchService(state.runner, state.files, settings)
     state.fine_tuning = FineTuningService(state.runner, state.files, pipeline)
     state.jobs = JobsService(state.runner, state.files)

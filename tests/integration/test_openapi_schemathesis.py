@@ -42,14 +42,17 @@ from tests.conftest import ROOT, make_add_model, make_identity_text_model, onnx_
 from tests.factories_text import tiny_classifier, tiny_encoder
 from tests.factories_vision import COLOURS, make_colour_classifier, solid
 from tests.integration.conftest_llm import gemma_file, llm_spec
+from tests.integration.conftest_scenarios import tiny_forecaster, tiny_recommender
 from tests.integration.schemathesis_names import (
     ADD,
     ADMIN,
     ASR,
     ECHO,
     EMBED,
+    FORECAST,
     LLM,
     OCR,
+    RECOMMEND,
     REMOVABLE,
     RERANK,
     SCRATCH,
@@ -130,6 +133,13 @@ def server(tmp_path_factory, pytestconfig):
             "task": "classification",
             "source": str(make_colour_classifier(tmp / "colours.onnx")),
             "options": {"size": 8, "scale": 1 / 255, "labels": COLOURS},
+        },
+        {"name": RECOMMEND, "runtime": "recommend", "source": str(tiny_recommender(tmp / "rec"))},
+        {
+            "name": FORECAST,
+            "runtime": "forecast",
+            "trust_pickle": True,
+            "source": str(tiny_forecaster(tmp / "forecast")),
         },
     ]
     env = {
@@ -345,6 +355,49 @@ def _calls(server) -> list[tuple]:
         ("GET", ft_path + "/{fine_tuning_job_id}/events", {**ft, "query": {"limit": 5}}),
         ("GET", ft_path + "/{fine_tuning_job_id}/checkpoints", ft),
         ("POST", ft_path + "/{fine_tuning_job_id}/cancel", ft),
+        ("POST", "/v1/recommendations", {"body": {"model": RECOMMEND, "user": "u00001"}}),
+        ("POST", "/v1/recommendations/similar", {"body": {"model": RECOMMEND, "item": "i00001"}}),
+        ("POST", "/v1/recommendations/similar", {"body": {"model": RECOMMEND, "item": "no"}}, 400),
+        (
+            "POST",
+            "/v1/recommendations/events",
+            {"body": {"model": RECOMMEND, "events": [{"user": "u00001", "item": "i00002"}]}},
+        ),
+        (
+            "POST",
+            "/v1/recommend/models",
+            {"body": {"name": "sm-reco", "training_file": "file-missing"}},
+            404,
+        ),
+        (
+            "POST",
+            "/v1/forecasts",
+            {"body": {"model": FORECAST, "series_id": "sku-0000", "horizon": 3}},
+        ),
+        (
+            "POST",
+            "/v1/forecasts",
+            {"body": {"model": FORECAST, "series_id": "no", "horizon": 3}},
+            400,
+        ),
+        (
+            "POST",
+            "/v1/forecasts/observations",
+            {
+                "body": {
+                    "model": FORECAST,
+                    "observations": [
+                        {"series_id": "sku-0000", "timestamp": 1740787200, "value": 3}
+                    ],
+                }
+            },
+        ),
+        (
+            "POST",
+            "/v1/forecast/models",
+            {"body": {"name": "sm-fc", "training_file": "file-missing"}},
+            404,
+        ),
         ("GET", "/v1/usage", {"query": {"since": "2020-01-01"}}),
         ("GET", "/v1/keys", {}),
         ("POST", "/v1/keys", {"body": {"name": "sm-created", "models": [ADD], "rpm": 600}}),

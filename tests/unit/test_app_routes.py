@@ -131,6 +131,13 @@ MODEL_ROUTES = [
     ("POST", "/v1/audio/transcriptions", Upload({"model": "other"})),
     ("POST", "/v1/vector_stores", {"name": "x", "embedding_model": "other"}),
     ("POST", "/v1/fine_tuning/jobs", {"model": "other", "training_file": "file-x"}),
+    ("POST", "/v1/recommendations", {"model": "other", "user": "u"}),
+    ("POST", "/v1/recommendations/similar", {"model": "other", "item": "i"}),
+    ("POST", "/v1/recommendations/events",
+     {"model": "other", "events": [{"user": "u", "item": "i"}]}),
+    ("POST", "/v1/forecasts", {"model": "other", "series_id": "s", "horizon": 1}),
+    ("POST", "/v1/forecasts/observations",
+     {"model": "other", "observations": [{"series_id": "s", "timestamp": 1, "value": 1}]}),
 ]  # fmt: skip
 
 

@@ -1,0 +1,90 @@
+"""The runtime serving a trained recommender (``aimass.scenarios.recommend``) in a replica.
+
+Each row is one request as JSON text (``request``): ``{"op": "recommend", "user", "n",
+"exclude_seen", "filter", "events"}`` or ``{"op": "similar", "item", "n"}``; the answer is
+JSON text (``result``). ``events`` are the user's interactions stored since training: they are
+folded in here, so the replica keeps no per-user state and every replica answers alike. A row
+that is not such a request fails alone (a 400), never the batch.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import orjson
+
+from aimass.errors import InvalidInput
+from aimass.runtimes.base import ROW_ERRORS, Payload, Runtime, TensorInfo
+from aimass.scenarios.recommend.model import Recommender
+
+REQUEST, RESULT = "request", "result"
+
+
+class RecommendRuntime(Runtime):
+    model: Recommender
+
+    def load(self) -> None:
+        source = Path(self.spec.source)
+        if not source.is_dir():
+            raise FileNotFoundError(f"recommender artifact folder {source} does not exist")
+        self.model = Recommender.load(source, threads=self.spec.threads)
+
+    def inputs(self) -> list[TensorInfo]:
+        return [TensorInfo(REQUEST, "BYTES", [-1])]
+
+    def outputs(self) -> list[TensorInfo]:
+        return [TensorInfo(RESULT, "BYTES", [-1])]
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "task": "recommendation",
+            "users": len(self.model.user_ids),
+            "items": len(self.model.item_ids),
+            "algorithm": self.model.params.get("algorithm"),
+        }
+
+    def infer(self, batch: Payload) -> Payload:
+        rows = batch[REQUEST]
+        results = np.empty(len(rows), dtype=object)
+        errors: list[Any] = [None] * len(rows)
+        for i, row in enumerate(rows):
+            try:
+                results[i] = orjson.dumps(self.answer(_request(row))).decode()
+            except InvalidInput as exc:
+                results[i], errors[i] = "", exc
+            except (TypeError, ValueError, IndexError, AttributeError) as exc:
+                results[i] = ""
+                errors[i] = InvalidInput(f"{REQUEST} is not a valid request: {exc}", param=REQUEST)
+        out: Payload = {RESULT: results}
+        if any(errors):
+            out[ROW_ERRORS] = errors  # type: ignore[assignment]
+        return out
+
+    def answer(self, request: dict[str, Any]) -> dict[str, Any]:
+        n = request.get("n", 10)
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise InvalidInput("n must be an integer >= 1", param="n")
+        if request.get("op") == "similar":
+            item = str(request.get("item", ""))
+            found = self.model.similar(item, n)
+            if found is None:
+                raise InvalidInput(f"item {item!r} is not known to this model", param="item")
+            return {"items": found}
+        events = [(str(e[0]), float(e[1])) for e in request.get("events") or []]
+        filters = {str(k): [str(x) for x in v] for k, v in (request.get("filter") or {}).items()}
+        return self.model.recommend(
+            str(request.get("user", "")), n, bool(request.get("exclude_seen", True)), filters,
+            events,
+        )  # fmt: skip
+
+
+def _request(row: Any) -> dict[str, Any]:
+    try:
+        request = orjson.loads(row)
+    except (orjson.JSONDecodeError, TypeError):
+        request = None
+    if not isinstance(request, dict):
+        raise InvalidInput(f"{REQUEST} must be a JSON object as text", param=REQUEST)
+    return request
