@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -194,18 +195,36 @@ def _within(seconds: float, check) -> bool:
     return True
 
 
-def _kill_under_load(server: str, kill: Callable[[], None]) -> tuple[list[httpx.Response], float]:
-    """Four clients call the slow model for 6 s; ``kill`` runs 2 s in. Their answers, and when
-    the kill happened."""
-    answers: list[httpx.Response] = []
+@dataclass(frozen=True)
+class Answer:
+    sent: float
+    answered: float
+    status: int
+    retry_after: str | None
 
-    def load(seconds: float) -> None:
-        end = time.monotonic() + seconds
-        while time.monotonic() < end:
-            answers.append(_infer_slow(server, 1.0))
 
+def _kill_under_load(server: str, kill: Callable[[], None]) -> tuple[list[Answer], float]:
+    """Four clients call the slow model; ``kill`` runs 2 s in. They go on for 6 s, and until
+    four requests sent after the first 503 came back were answered (the server knows of the
+    loss by then), for 40 s at most. Their answers in the order they came, and when the kill
+    happened."""
+    answers: list[Answer] = []
+
+    def after_loss() -> int:
+        lost = [a.answered for a in answers if a.status == 503]
+        return sum(1 for a in answers if lost and a.sent > min(lost))
+
+    def load(start: float) -> None:
+        while time.monotonic() - start < 6 or (after_loss() < 4 and time.monotonic() - start < 40):
+            sent = time.monotonic()
+            r = _infer_slow(server, 1.0)
+            answers.append(
+                Answer(sent, time.monotonic(), r.status_code, r.headers.get("retry-after"))
+            )
+
+    start = time.monotonic()
     with ThreadPoolExecutor(4) as pool:
-        running = [pool.submit(load, 6.0) for _ in range(4)]
+        running = [pool.submit(load, start) for _ in range(4)]
         time.sleep(2.0)
         killed = time.monotonic()
         kill()
@@ -214,15 +233,26 @@ def _kill_under_load(server: str, kill: Callable[[], None]) -> tuple[list[httpx.
     return answers, killed
 
 
+def check_failover(answers: list[Answer]) -> None:
+    """The lost replica's requests failed with 503 and ``Retry-After``; every request sent
+    after the first such answer (the loss is known) was served by the live replica."""
+    statuses = [a.status for a in answers]
+    assert set(statuses) <= {200, 503}, statuses
+    assert 503 in statuses, "the lost replica was computing when its node went"
+    assert all(a.retry_after for a in answers if a.status == 503)
+    known = min(a.answered for a in answers if a.status == 503)
+    later = [a.status for a in answers if a.sent > known]
+    assert len(later) >= 4 and set(later) == {200}, (
+        "later requests go to the live replica",
+        statuses,
+    )
+
+
 def test_a_lost_node_fails_in_flight_requests_with_503_then_its_replicas_come_back(server, cluster):
     nodes, worker = cluster
     restarts = _metadata(server, "slow")["restarts"]
     answers, killed = _kill_under_load(server, lambda: nodes.remove_node(worker, False))
-    statuses = [r.status_code for r in answers]
-    assert set(statuses) <= {200, 503}, statuses
-    assert 503 in statuses, "the lost replica was computing when its node went"
-    assert all(r.headers.get("retry-after") for r in answers if r.status_code == 503)
-    assert statuses[-4:] == [200] * 4, "later requests go to the live replica"
+    check_failover(answers)
     head = nodes.head_node.node_id
     while time.monotonic() - killed < 30:
         meta = _metadata(server, "slow")
