@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from aimass.errors import InvalidInput, Unavailable
 from aimass.refs import MAX_VERSION
 
-Runtime = Literal["onnx", "tabular", "llamacpp", "transformers", "ocr", "asr", "vision"]
+Runtime = Literal["onnx", "tabular", "llamacpp", "transformers", "ocr", "asr", "vision", "risk"]
 Task = Literal[
     "tensor",
     "classification",

@@ -64,6 +64,14 @@ def check_files(spec: ModelSpec) -> None:
     if spec.runtime in ("ocr", "asr"):
         _check_media_folder(spec, source)
         return
+    if spec.runtime == "risk":
+        if not (source / "risk.json").is_file():
+            raise InvalidInput(
+                f"model {spec.name!r}: source {source} is not a risk model folder (risk.json "
+                "missing); risk models are made by POST /v1/risk/models",
+                param="source",
+            )
+        return
     if not source.is_file():
         raise InvalidInput(
             f"model {spec.name!r}: source {source} is a folder; runtime {spec.runtime!r} "

@@ -19,6 +19,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     DateTime,
+    Float,
     Index,
     Integer,
     LargeBinary,
@@ -309,3 +310,47 @@ class JobEventRow(Base):
     message: Mapped[str] = mapped_column(Text)
     data_json: Mapped[str] = mapped_column(Text, default="{}")
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class RiskEntityRow(Base):
+    """One entity's real-time feature state for one risk model (``card:c42``), written behind
+    the server's in-memory copy and read back at start (see docs/risk.md)."""
+
+    __tablename__ = "risk_entities"
+
+    model: Mapped[str] = mapped_column(String(128), primary_key=True)
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    state_json: Mapped[str] = mapped_column(Text)
+    updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class RiskRulesRow(Base):
+    """One revision of a risk model's rules (every edit is a new row: the history is kept)."""
+
+    __tablename__ = "risk_rules"
+    __table_args__ = (UniqueConstraint("model", "revision", name="uq_risk_rules_revision"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    model: Mapped[str] = mapped_column(String(128), index=True)
+    revision: Mapped[int] = mapped_column(Integer)
+    rules_json: Mapped[str] = mapped_column(Text)
+    actor: Mapped[str] = mapped_column(String(160))
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class RiskAlertRow(Base):
+    """A decision at or above the alert level, until an analyst acknowledges it."""
+
+    __tablename__ = "risk_alerts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    model: Mapped[str] = mapped_column(String(128), index=True)
+    version: Mapped[int] = mapped_column(Integer)
+    decision: Mapped[str] = mapped_column(String(16), index=True)
+    score: Mapped[float] = mapped_column(Float)
+    event_json: Mapped[str] = mapped_column(Text)
+    rules_json: Mapped[str] = mapped_column(Text, default="[]")
+    features_json: Mapped[str] = mapped_column(Text, default="[]")
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    acked_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    acked_by: Mapped[str | None] = mapped_column(String(160), nullable=True)

@@ -15,6 +15,7 @@ _MODULES = {
     "vision": "aimass.runtimes.vision.runtime:VisionRuntime",
     "ocr": "aimass.runtimes.ocr.runtime:OcrRuntime",
     "asr": "aimass.runtimes.audio.runtime:WhisperRuntime",
+    "risk": "aimass.runtimes.risk:RiskRuntime",
 }
 
 

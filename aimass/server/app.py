@@ -29,6 +29,7 @@ from aimass.files.store import FileStore
 from aimass.jobs.batch.kind import BatchKind
 from aimass.jobs.batch.lines import LineSender
 from aimass.jobs.batch.service import BatchService
+from aimass.jobs.risk_train import RiskTrainKind
 from aimass.jobs.runner import JobRunner
 from aimass.jobs.service import JobsService
 from aimass.server import health
@@ -48,6 +49,7 @@ from aimass.server.openai import (
     images,
     jobs,
     ocr,
+    risk,
     vector_stores,
 )
 from aimass.server.openapi import install as install_openapi
@@ -59,6 +61,7 @@ from aimass.serving.files import FilesService
 from aimass.serving.llm import LLMService
 from aimass.serving.ocr import OcrService
 from aimass.serving.pipeline import Pipeline
+from aimass.serving.risk import RiskService
 from aimass.serving.tensors import TensorService
 from aimass.serving.vector_stores import VectorStoreService
 from aimass.serving.vision import VisionService
@@ -81,6 +84,7 @@ ROUTERS = [
     vector_stores,
     batches,
     jobs,
+    risk,
     admin_access,
 ]
 
@@ -120,9 +124,11 @@ def fastapi_app(settings: Settings) -> FastAPI:
         await app.state.files.start()
         await app.state.vector_stores.start()
         await app.state.runner.start()
+        await app.state.risk.start()
         try:
             yield
         finally:
+            await app.state.risk.stop()
             await app.state.runner.stop()
             await app.state.vector_stores.stop()
             await app.state.files.stop()
@@ -156,7 +162,9 @@ def fastapi_app(settings: Settings) -> FastAPI:
     )
     sender = LineSender(state.embeddings, state.llm, state.tensors)
     batch = BatchKind(pipeline, sender, file_store, settings)
-    state.runner = JobRunner(settings, [batch], ready=control.ready)
+    risk_kind = RiskTrainKind(file_store, settings)
+    state.runner = JobRunner(settings, [batch, risk_kind], ready=control.ready)
+    state.risk = RiskService(pipeline, settings)
     state.batches = BatchService(state.runner, state.files, settings)
     state.jobs = JobsService(state.runner, state.files)
     install_error_handlers(app)

@@ -32,7 +32,7 @@ class Scorer:
             gbm = lgb.Booster(model_file=str(folder / "gbm.txt"))
         if (folder / "iforest.pkl").exists():
             with (folder / "iforest.pkl").open("rb") as f:
-                forest = pickle.load(f)  # noqa: S301 - written by our own training job
+                forest = pickle.load(f)
         return cls(meta, gbm, forest)
 
     @property

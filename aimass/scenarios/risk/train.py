@@ -22,9 +22,9 @@ import numpy as np
 from aimass.errors import InvalidInput
 from aimass.scenarios.risk.data import label, read_events
 from aimass.scenarios.risk.evaluate import (
+    at_threshold,
     average_precision,
     baseline_rule,
-    at_threshold,
     threshold_for_precision,
     threshold_for_recall,
 )
@@ -94,9 +94,9 @@ def check_params(given: dict[str, Any]) -> dict[str, Any]:
             raise bad(name, "a number between 0 and 1 (exclusive)")
     for name, top in (("n_estimators", 5000), ("num_leaves", 1024), ("seed", 2**31)):
         value = params[name]
-        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= top:
-            if not (name == "seed" and value == 0):
-                raise bad(name, f"an integer from 1 to {top}")
+        low = 0 if name == "seed" else 1
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= top:
+            raise bad(name, f"an integer from {low} to {top}")
     if params["rules"] is not None:
         parse_rules(params["rules"])
     return params
@@ -156,10 +156,7 @@ def train(
     has_labels = bool(labelled.any()) and len(set(fit.labels[labelled].tolist())) == 2
     detector = params["detector"]
     if detector == "auto":
-        if not has_labels:
-            detector = "iforest"
-        else:
-            detector = "both" if (~labelled).any() else "gbm"
+        detector = "iforest" if not has_labels else "both" if (~labelled).any() else "gbm"
     if detector in ("gbm", "both") and not has_labels:
         raise InvalidInput(
             f"detector {detector!r} needs both classes in column {params['label']!r} of the "
