@@ -127,6 +127,7 @@ class RiskService:
         if meta is None:
             text = await asyncio.to_thread((Path(source) / "risk.json").read_text)
             meta = self._meta[(name, version)] = json.loads(text)
+            meta["source"] = source
         return meta
 
     async def _state(self, name: str, meta: dict[str, Any]) -> ModelState:
@@ -141,6 +142,8 @@ class RiskService:
         async with lock:
             if key not in self._states:
                 saved = await asyncio.to_thread(rows.load_entities, self.url, key[:128])
+                if not saved:  # first use: the history the model was trained on
+                    saved = await asyncio.to_thread(_trained_state, meta)
                 features = FeatureState(config)
                 for entity, data in saved.items():
                     features.load(entity, data)
@@ -235,6 +238,11 @@ class RiskService:
                         await self._new_alert.wait()
                 except TimeoutError:
                     yield []
+
+
+def _trained_state(meta: dict[str, Any]) -> dict[str, Any]:
+    path = Path(meta["source"]) / "state.json"
+    return json.loads(path.read_text()) if path.exists() else {}
 
 
 def alert_object(a: rows.Alert) -> RiskAlert:

@@ -27,7 +27,7 @@ def _generate(events: int, **kw) -> list[dict]:
 
 def test_serving_features_equal_training_features_across_a_restart():
     events = _generate(800, seed=3)
-    trained, order = replay(CONFIG, events)
+    trained, order, _ = replay(CONFIG, events)
     served = FeatureState(CONFIG)
     for n, i in enumerate(order):
         if n % 97 == 0:  # a restart: the state goes through its persisted JSON form
@@ -44,7 +44,9 @@ def test_windows_counts_and_sums_expire():
     state = FeatureState(FeatureConfig(entities=("card",)))
     names = state.config.names
     for t, amount in ((0, 10.0), (30, 20.0), (100, 5.0)):
-        row = dict(zip(names, state.vector({"timestamp": t, "card": "a", "amount": amount})))
+        row = dict(
+            zip(names, state.vector({"timestamp": t, "card": "a", "amount": amount}), strict=True)
+        )
     assert row["card_count_1m"] == 0 and row["card_count_1h"] == 2
     assert row["card_sum_1h"] == 30.0 and row["card_since_last_s"] == 70.0
 
@@ -71,11 +73,16 @@ def test_training_beats_the_rules_only_baseline_and_sets_thresholds(tmp_path):
     assert report["detector"] == "both"
     assert report["metrics"]["auc_pr"] > report["baseline"]["auc_pr"]
     assert 0 <= report["thresholds"]["review"] <= report["thresholds"]["block"] <= 1
-    assert {p.name for p in (tmp_path / "m").iterdir()} == {"risk.json", "gbm.txt", "iforest.pkl"}
+    assert {p.name for p in (tmp_path / "m").iterdir()} == {
+        "risk.json",
+        "gbm.txt",
+        "iforest.pkl",
+        "state.json",
+    }
 
 
 def test_bad_rows_and_params_are_named():
-    with pytest.raises(InvalidInput, match="hyperparameters.entities"):
+    with pytest.raises(InvalidInput, match=r"hyperparameters\.entities"):
         check_params({"entities": "card"})
     events = _generate(50)
     events[7]["amount"] = "lots"

@@ -201,15 +201,20 @@ class FeatureState:
     def load(self, key: str, data: dict[str, Any]) -> None:
         self.entities[key] = EntityState.from_dict(data)
 
+    def dump_all(self) -> dict[str, dict[str, Any]]:
+        return {key: state.as_dict() for key, state in self.entities.items()}
 
-def replay(config: FeatureConfig, events: list[dict[str, Any]]) -> tuple[np.ndarray, list[int]]:
+
+def replay(
+    config: FeatureConfig, events: list[dict[str, Any]]
+) -> tuple[np.ndarray, list[int], FeatureState]:
     """Features of ``events`` replayed in time order (stable: ties keep file order), as a matrix
-    in the file's row order, and the order used. Errors name the file row (1-based, after the
-    header)."""
+    in the file's row order, the order used, and the state at the end (the history a served
+    model starts from). Errors name the file row (1-based, after the header)."""
     state = FeatureState(config)
     times = [number(e, config.time, i + 1) for i, e in enumerate(events)]
     order = sorted(range(len(events)), key=times.__getitem__)
     matrix = np.zeros((len(events), len(config.names)), dtype=np.float32)
     for i in order:
         matrix[i] = state.vector(events[i], i + 1)
-    return matrix, order
+    return matrix, order, state

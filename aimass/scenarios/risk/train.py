@@ -5,7 +5,8 @@ target precision (block) and recall (review), and the evaluation beside a rules-
 
 Run as ``python -m aimass.scenarios.risk.train TRAIN VALID|- PARAMS_JSON OUT`` by the training
 job (in a low-priority child process); it prints progress as JSON lines and writes the model's
-folder ``OUT`` (``risk.json``, ``gbm.txt``, ``iforest.pkl``) and ``OUT/../report.json``.
+folder ``OUT`` (``risk.json``, ``gbm.txt``, ``iforest.pkl``, and ``state.json``: every
+entity's feature state after the replay, where serving starts) and ``OUT/../report.json``.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from aimass.scenarios.risk.evaluate import (
     threshold_for_precision,
     threshold_for_recall,
 )
-from aimass.scenarios.risk.features import FeatureConfig, replay
+from aimass.scenarios.risk.features import FeatureConfig, FeatureState, replay
 from aimass.scenarios.risk.rules import parse_rules
 from aimass.scenarios.risk.score import Scorer
 
@@ -109,12 +110,14 @@ class Split:
     amounts: np.ndarray
 
 
-def build(train: list[dict], valid: list[dict] | None, params: dict) -> tuple[Split, Split]:
+def build(
+    train: list[dict], valid: list[dict] | None, params: dict
+) -> tuple[Split, Split, FeatureState]:
     """Features of every event replayed in time order (validation events after the training
     ones when a validation file is given; else the latest ``VALIDATION_SHARE`` of the file)."""
     config = _config(params)
     events = train + (valid or [])
-    matrix, order = replay(config, events)
+    matrix, order, state = replay(config, events)
     labels = np.array([_label(e, params["label"], i + 1) for i, e in enumerate(events)])
     amounts = matrix[:, 0].astype(np.float64)
     if valid:
@@ -125,9 +128,8 @@ def build(train: list[dict], valid: list[dict] | None, params: dict) -> tuple[Sp
         is_valid[np.asarray(order[cut:], dtype=np.int64)] = True
     if is_valid.all() or not is_valid.any():
         raise InvalidInput("the training file needs at least 8 events (4 to train on)")
-    return tuple(  # type: ignore[return-value]
-        Split(matrix[mask], labels[mask], amounts[mask]) for mask in (~is_valid, is_valid)
-    )
+    fit, val = (Split(matrix[m], labels[m], amounts[m]) for m in (~is_valid, is_valid))
+    return fit, val, state
 
 
 def _config(params: dict) -> FeatureConfig:
@@ -151,7 +153,7 @@ def train(
     if len(train_events) < 8:
         raise InvalidInput("the training file needs at least 8 events")
     config = _config(params)
-    fit, val = build(train_events, valid_events, params)
+    fit, val, state = build(train_events, valid_events, params)
     labelled = fit.labels >= 0
     has_labels = bool(labelled.any()) and len(set(fit.labels[labelled].tolist())) == 2
     detector = params["detector"]
@@ -221,6 +223,7 @@ def train(
         ]
     meta.update(thresholds=thresholds, rules=rules, report=report)
     (out / "risk.json").write_text(json.dumps(meta))
+    (out / "state.json").write_text(json.dumps(state.dump_all()))
     report.update(thresholds=thresholds, rules=rules, events=len(fit.labels) + len(val.labels))
     _progress("done", 1.0)
     return report
