@@ -12,11 +12,12 @@ SCRATCH_KEY = "sm-scratch-key"
 ADD, ECHO, EMBED, RERANK, LLM = "sm-add", "sm-echo", "sm-embed", "sm-rerank", "sm-gemma"
 OCR, ASR = "sm-ocr", "sm-asr"
 VISION = "sm-vision"
+RISK = "sm-risk"
 SCRATCH = "sm-scratch"
 """A model the fuzzed repository operations may unload, load and register configs for."""
 REMOVABLE = "sm-removable"
 """A model the fuzzed ``DELETE /v1/admin/models/{name}`` may remove."""
-SERVED = [ADD, ECHO, EMBED, RERANK, LLM, OCR, ASR, VISION]
+SERVED = [ADD, ECHO, EMBED, RERANK, LLM, OCR, ASR, VISION, RISK]
 MODEL_FIELD = {
     "/v1/embeddings": [EMBED],
     "/v1/rerank": [RERANK],
@@ -25,6 +26,7 @@ MODEL_FIELD = {
     "/v1/ocr": [OCR],
     "/v1/audio/transcriptions": [ASR],
     "/v1/images/classifications": [VISION],
+    "/v1/risk/score": [RISK],
 }
 """The served model an operation's body may name, by operation."""
 DESTRUCTIVE = {

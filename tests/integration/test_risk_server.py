@@ -15,9 +15,9 @@ import pytest
 
 from aimass.scenarios.risk.features import FeatureConfig, replay
 from tests.conftest import run_server
-from tests.unit.test_risk_scenario import _generate
+from tests.factories_risk import transactions
 
-PARAMS = {"entities": ["card", "device"], "numeric": ["merchant_risk"]}
+PARAMS = {"entities": ["card", "device"], "numeric": ["merchant_risk"], "n_estimators": 60}
 
 
 def _csv(rows: list[dict]) -> bytes:
@@ -49,7 +49,7 @@ def _job(c: httpx.Client, body: dict, timeout_s: float = 120) -> dict:
 @pytest.fixture(scope="module")
 def env(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("risk")
-    rows = _generate(3600, seed=2)
+    rows = transactions(3600, seed=2)
     train, live = rows[:3000], rows[3000:]
     with run_server(tmp) as srv, httpx.Client(base_url=str(srv), timeout=60) as c:
         job = _job(c, {"name": "fraud", "training_file": _upload(c, _csv(train)),

@@ -3,7 +3,6 @@ training beside the rules-only baseline (generated data)."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 
 import numpy as np
@@ -13,20 +12,13 @@ from aimass.errors import InvalidInput
 from aimass.scenarios.risk.features import FeatureConfig, FeatureState, replay
 from aimass.scenarios.risk.rules import decide, parse_rule, parse_rules
 from aimass.scenarios.risk.train import check_params, train
-from tests.conftest import ROOT
+from tests.factories_risk import transactions
 
 CONFIG = FeatureConfig(entities=("card", "device"), numeric=("merchant_risk",))
 
 
-def _generate(events: int, **kw) -> list[dict]:
-    spec = importlib.util.spec_from_file_location("make_risk", ROOT / "examples/data/make_risk.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.generate(events, **kw)
-
-
 def test_serving_features_equal_training_features_across_a_restart():
-    events = _generate(800, seed=3)
+    events = transactions(800, seed=3)
     trained, order, _ = replay(CONFIG, events)
     served = FeatureState(CONFIG)
     for n, i in enumerate(order):
@@ -67,7 +59,7 @@ def test_rules_evaluate_without_eval_and_refuse_anything_else():
 
 
 def test_training_beats_the_rules_only_baseline_and_sets_thresholds(tmp_path):
-    events = _generate(3000, seed=1, unlabelled_share=0.1)
+    events = transactions(3000, seed=1, unlabelled_share=0.1)
     params = check_params({"entities": ["card", "device"], "numeric": ["merchant_risk"]})
     report = train(events, None, params, tmp_path / "m")
     assert report["detector"] == "both"
@@ -84,7 +76,7 @@ def test_training_beats_the_rules_only_baseline_and_sets_thresholds(tmp_path):
 def test_bad_rows_and_params_are_named():
     with pytest.raises(InvalidInput, match=r"hyperparameters\.entities"):
         check_params({"entities": "card"})
-    events = _generate(50)
+    events = transactions(50)
     events[7]["amount"] = "lots"
     with pytest.raises(InvalidInput, match=r"row 8: column 'amount' must be a number"):
         replay(CONFIG, events)

@@ -29,6 +29,10 @@ from aimass.errors import InvalidInput
 WINDOWS: tuple[tuple[str, float], ...] = (("1m", 60.0), ("1h", 3600.0), ("24h", 86400.0))
 NEVER_S = 30 * 86400.0
 """Time since last event of an entity never seen before (a month: "long ago", finite)."""
+MAX_ABS = 1e12
+"""Largest magnitude of a number in an event (sums of larger ones would overflow to inf)."""
+MAX_KEY_CHARS = 100
+"""Longest entity value (a card number, an account id)."""
 MAX_WINDOW_EVENTS = 5000
 """Events kept per entity and window: a runaway entity cannot grow the state without bound
 (its counts saturate there)."""
@@ -141,20 +145,27 @@ def number(event: dict[str, Any], column: str, row: int | None = None) -> float:
         raise InvalidInput(f"{where}column {column!r} is missing", param=column)
     try:
         x = float(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise InvalidInput(
             f"{where}column {column!r} must be a number, got {value!r}", param=column
         ) from None
-    if not math.isfinite(x):
-        raise InvalidInput(f"{where}column {column!r} must be finite, got {value!r}", param=column)
+    if not math.isfinite(x) or abs(x) > MAX_ABS:
+        raise InvalidInput(
+            f"{where}column {column!r} must be a finite number within ±{MAX_ABS:g}, got {value!r}",
+            param=column,
+        )
     return x
 
 
 def entity_key(event: dict[str, Any], column: str, row: int | None = None) -> str:
     value = event.get(column)
+    where = f"row {row}: " if row is not None else ""
     if value is None or value == "" or isinstance(value, dict | list):
-        where = f"row {row}: " if row is not None else ""
         raise InvalidInput(f"{where}entity column {column!r} is missing", param=column)
+    if len(str(value)) > MAX_KEY_CHARS:
+        raise InvalidInput(
+            f"{where}entity column {column!r} is over {MAX_KEY_CHARS} characters", param=column
+        )
     return f"{column}:{value}"
 
 

@@ -106,21 +106,30 @@ async def stream_alerts(
     request: Request,
     model: Annotated[str | None, Query(max_length=128)] = None,
     after: Annotated[int, Query(ge=0, le=2**63 - 1)] = 0,
+    wait_s: Annotated[float, Query(gt=0, le=86400)] = 3600,
     last_event_id: Annotated[str | None, Header(max_length=20)] = None,
 ) -> StreamingResponse:
     """Alerts as Server-Sent Events (``id:`` the alert id, ``event: alert``); a client that
-    reconnects with ``Last-Event-ID`` (or ``after``) gets every alert after that id first."""
+    reconnects with ``Last-Event-ID`` (or ``after``) gets every alert after that id first.
+    The stream ends after ``wait_s`` seconds without an alert (a comment line is sent every
+    15 s meanwhile, so proxies keep it open)."""
     await require_admin(request)
     if last_event_id is not None:
         if not last_event_id.isdigit():
             raise InvalidInput("Last-Event-ID must be an alert id", param="Last-Event-ID")
         after = max(after, int(last_event_id))
-    alerts = _service(request).follow(model, after, KEEPALIVE_S)
+    alerts = _service(request).follow(model, after, min(KEEPALIVE_S, wait_s))
 
     async def events():
+        idle = 0.0
         async for batch in alerts:
             if not batch:
+                idle += min(KEEPALIVE_S, wait_s)
+                if idle >= wait_s:
+                    return
                 yield b": keep-alive\n\n"
+                continue
+            idle = 0.0
             for alert in batch:
                 data = json.dumps(alert.model_dump(), separators=(",", ":"))
                 yield f"id: {alert.id}\nevent: alert\ndata: {data}\n\n".encode()
