@@ -89,3 +89,36 @@ class RiskAlertList(BaseModel):
     object: Literal["list"] = "list"
     data: list[RiskAlert]
     has_more: bool = False
+
+
+class RiskWebhookCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    url: str = Field(min_length=8, max_length=2000, pattern=r"^https?://")
+    model: str | None = Field(default=None, min_length=1, max_length=128)
+    """Only this model's alerts (default: every model's)."""
+    min_decision: Literal["review", "block"] = "review"
+
+
+class RiskWebhook(BaseModel):
+    object: Literal["risk.webhook"] = "risk.webhook"
+    id: str
+    url: str
+    model: str | None = None
+    min_decision: str
+    created_at: int
+    secret: str | None = None
+    """The signing secret: shown once, in the answer to the create call."""
+    deliveries: dict[str, int] = Field(default_factory=dict)
+    """Outbox rows by status (pending, delivered, failed)."""
+
+
+class RiskWebhookList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[RiskWebhook]
+
+
+class Deleted(BaseModel):
+    id: str
+    object: Literal["risk.webhook.deleted"] = "risk.webhook.deleted"
+    deleted: bool = True

@@ -10,7 +10,16 @@ from typing import Any
 from sqlalchemy import delete, func, select
 
 from aimass.registry.db import session_scope
-from aimass.registry.tables import RiskAlertRow, RiskEntityRow, RiskRulesRow, utcnow
+from aimass.registry.tables import (
+    RiskAlertRow,
+    RiskDeliveryRow,
+    RiskEntityRow,
+    RiskRulesRow,
+    RiskWebhookRow,
+    utcnow,
+)
+
+DECISIONS = ("allow", "review", "block")
 
 
 def load_entities(url: str, model: str) -> dict[str, dict[str, Any]]:
@@ -111,6 +120,13 @@ def add_alert(url: str, model: str, version: int, decision: str, score: float,
         )
         s.add(row)
         s.flush()
+        level = DECISIONS.index(decision)
+        hooks = s.scalars(select(RiskWebhookRow))
+        s.add_all(
+            RiskDeliveryRow(webhook_id=h.id, alert_id=row.id, next_at=row.created_at)
+            for h in hooks
+            if (h.model is None or h.model == model) and DECISIONS.index(h.min_decision) <= level
+        )
         return _alert(row)
 
 
@@ -146,3 +162,101 @@ def ack(url: str, alert_id: int, actor: str) -> Alert | None:
             row.acked_at, row.acked_by = utcnow(), actor[:160]
         s.flush()
         return _alert(row)
+
+
+@dataclass
+class Webhook:
+    id: str
+    url: str
+    secret: str
+    model: str | None
+    min_decision: str
+    actor: str
+    created_at: datetime
+
+
+def _hook(row: RiskWebhookRow) -> Webhook:
+    return Webhook(
+        row.id, row.url, row.secret, row.model, row.min_decision, row.actor, row.created_at
+    )
+
+
+def add_webhook(url: str, hook: Webhook) -> Webhook:
+    with session_scope(url) as s:
+        row = RiskWebhookRow(
+            id=hook.id, url=hook.url, secret=hook.secret, model=hook.model,
+            min_decision=hook.min_decision, actor=hook.actor[:160], created_at=hook.created_at,
+        )  # fmt: skip
+        s.add(row)
+        s.flush()
+        return _hook(row)
+
+
+def webhooks(url: str) -> list[Webhook]:
+    with session_scope(url) as s:
+        return [_hook(r) for r in s.scalars(select(RiskWebhookRow).order_by(RiskWebhookRow.id))]
+
+
+def delete_webhook(url: str, hook_id: str) -> bool:
+    """Remove a webhook and its undelivered outbox rows; False if there was none."""
+    with session_scope(url) as s:
+        row = s.get(RiskWebhookRow, hook_id)
+        if row is None:
+            return False
+        s.delete(row)
+        s.execute(
+            delete(RiskDeliveryRow).where(
+                RiskDeliveryRow.webhook_id == hook_id, RiskDeliveryRow.status == "pending"
+            )
+        )
+        return True
+
+
+@dataclass
+class Delivery:
+    id: int
+    attempts: int
+    hook: Webhook
+    alert: Alert
+
+
+def due_deliveries(url: str, limit: int = 50) -> list[Delivery]:
+    """Pending outbox rows whose time has come, with their webhook and alert."""
+    with session_scope(url) as s:
+        query = (
+            select(RiskDeliveryRow, RiskWebhookRow, RiskAlertRow)
+            .join(RiskWebhookRow, RiskWebhookRow.id == RiskDeliveryRow.webhook_id)
+            .join(RiskAlertRow, RiskAlertRow.id == RiskDeliveryRow.alert_id)
+            .where(RiskDeliveryRow.status == "pending", RiskDeliveryRow.next_at <= utcnow())
+            .order_by(RiskDeliveryRow.id)
+            .limit(limit)
+        )
+        return [Delivery(d.id, d.attempts, _hook(h), _alert(a)) for d, h, a in s.execute(query)]
+
+
+def delivery_done(url: str, delivery_id: int, error: str | None, retry_at: datetime | None) -> None:
+    """Record one attempt: delivered (``error`` None), to retry at ``retry_at``, or failed
+    for good (``retry_at`` None)."""
+    with session_scope(url) as s:
+        row = s.get(RiskDeliveryRow, delivery_id)
+        if row is None:
+            return
+        row.attempts += 1
+        row.last_error = error
+        if error is None:
+            row.status, row.delivered_at = "delivered", utcnow()
+        elif retry_at is None:
+            row.status = "failed"
+        else:
+            row.next_at = retry_at
+
+
+def deliveries(url: str, hook_id: str) -> dict[str, int]:
+    """How many of a webhook's deliveries are in each status."""
+    with session_scope(url) as s:
+        found = s.execute(
+            select(RiskDeliveryRow.status, func.count())
+            .where(RiskDeliveryRow.webhook_id == hook_id)
+            .group_by(RiskDeliveryRow.status)
+        )
+        return {status: n for status, n in found}

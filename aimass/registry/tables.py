@@ -354,3 +354,34 @@ class RiskAlertRow(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     acked_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
     acked_by: Mapped[str | None] = mapped_column(String(160), nullable=True)
+
+
+class RiskWebhookRow(Base):
+    """Where alerts are POSTed (signed with ``secret``): every model, or ``model``'s only."""
+
+    __tablename__ = "risk_webhooks"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    url: Mapped[str] = mapped_column(String(2000))
+    secret: Mapped[str] = mapped_column(String(100))
+    model: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    min_decision: Mapped[str] = mapped_column(String(16), default="review")
+    actor: Mapped[str] = mapped_column(String(160))
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class RiskDeliveryRow(Base):
+    """The outbox: one alert to send to one webhook, written with the alert in one
+    transaction, so a restart resumes what was not yet delivered."""
+
+    __tablename__ = "risk_deliveries"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    webhook_id: Mapped[str] = mapped_column(String(40), index=True)
+    alert_id: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(16), index=True, default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    delivered_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)

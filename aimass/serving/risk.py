@@ -44,6 +44,7 @@ from aimass.registry.jobs import unix
 from aimass.scenarios.risk.features import FeatureConfig, FeatureState
 from aimass.scenarios.risk.rules import ACTIONS, Rule, decide, parse_rules
 from aimass.serving.pipeline import CallContext, Pipeline
+from aimass.serving.risk_webhooks import WebhookSender, alert_object
 
 FLUSH_INTERVAL_S = 1.0
 TOP_FEATURES = 5
@@ -71,11 +72,14 @@ class RiskService:
         self._rules: dict[str, tuple[int, list[Rule]]] = {}
         self._new_alert = asyncio.Condition()
         self._flusher: asyncio.Task | None = None
+        self.webhooks = WebhookSender(self.url)
 
     async def start(self) -> None:
         self._flusher = asyncio.create_task(self._flush_loop())
+        await self.webhooks.start()
 
     async def stop(self) -> None:
+        await self.webhooks.stop()
         if self._flusher is not None:
             self._flusher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -115,6 +119,7 @@ class RiskService:
                 fired, [t.model_dump() for t in top],
             )  # fmt: skip
             alert_id = alert.id
+            self.webhooks.wake()
             async with self._new_alert:
                 self._new_alert.notify_all()
         return RiskScore(
@@ -243,12 +248,3 @@ class RiskService:
 def _trained_state(meta: dict[str, Any]) -> dict[str, Any]:
     path = Path(meta["source"]) / "state.json"
     return json.loads(path.read_text()) if path.exists() else {}
-
-
-def alert_object(a: rows.Alert) -> RiskAlert:
-    return RiskAlert(
-        id=a.id, model=a.model, version=a.version, decision=a.decision, score=a.score,
-        event=a.event, rules=a.rules, top_features=[TopFeature(**t) for t in a.features],
-        created_at=unix(a.created_at), acked_at=unix(a.acked_at) if a.acked_at else None,
-        acked_by=a.acked_by,
-    )  # fmt: skip

@@ -6,9 +6,13 @@ Last-Event-ID) and acknowledged; a bad file fails its job naming the row and col
 from __future__ import annotations
 
 import csv
+import hashlib
+import hmac
 import io
 import json
+import threading
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
 import pytest
@@ -129,3 +133,58 @@ def test_a_bad_training_file_fails_its_job_naming_row_and_column(env):
     assert "row 42: column 'amount' must be a number" in json.dumps(job["error"])
     missing = c.post("/v1/risk/score", json={"model": "fraud", "event": {"card": "c1"}})
     assert missing.status_code == 400 and "timestamp" in missing.text
+
+
+class Receiver(BaseHTTPRequestHandler):
+    """A webhook endpoint on 127.0.0.1 that fails its first ``failures`` deliveries."""
+
+    failures = 2
+    got: list[tuple[int, dict[str, str], bytes]] = []
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers["content-length"]))
+        status = 500 if len(self.got) < self.failures else 200
+        self.got.append((status, dict(self.headers.items()), body))
+        self.send_response(status)
+        self.send_header("content-length", "0")
+        self.end_headers()
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+def test_alerts_reach_a_webhook_signed_after_retries(env):
+    c = env["c"]
+    receiver = ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
+    threading.Thread(target=receiver.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{receiver.server_port}/hook"
+        made = c.post("/v1/risk/webhooks", json={"url": url, "model": "fraud"}).json()
+        secret = made["secret"]
+        assert secret.startswith("whsec_")
+        listed = c.get("/v1/risk/webhooks").json()["data"]
+        assert [h["id"] for h in listed] == [made["id"]] and listed[0]["secret"] is None
+        event = dict(env["live"][1], timestamp=env["live"][-1]["timestamp"] + 20, amount=1.5)
+        c.put("/v1/risk/models/fraud/rules", json={"rules": [
+            {"name": "tiny_and_new_device", "when": "amount < 2 and device == 'zz'",
+             "action": "block"}]})  # fmt: skip
+        answer = c.post(
+            "/v1/risk/score", json={"model": "fraud", "event": {**event, "device": "zz"}}
+        )
+        alert_id = answer.json()["alert_id"]
+        deadline = time.monotonic() + 20
+        while not any(status == 200 for status, _, _ in Receiver.got):
+            assert time.monotonic() < deadline, Receiver.got
+            time.sleep(0.2)
+        assert [status for status, _, _ in Receiver.got] == [500, 500, 200]
+        _, headers, body = Receiver.got[-1]
+        expected = "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+        assert headers["x-aimass-signature"] == expected
+        assert json.loads(body)["id"] == alert_id
+        assert len({h["x-aimass-delivery"] for _, h, _ in Receiver.got}) == 1
+        deliveries = c.get("/v1/risk/webhooks").json()["data"][0]["deliveries"]
+        assert deliveries == {"delivered": 1}
+        assert c.delete(f"/v1/risk/webhooks/{made['id']}").status_code == 200
+        assert c.delete(f"/v1/risk/webhooks/{made['id']}").status_code == 404
+    finally:
+        receiver.shutdown()

@@ -22,7 +22,11 @@ from aimass.protocols.risk import (
     RiskRulesUpdate,
     RiskScore,
     RiskScoreRequest,
+    RiskWebhook,
+    RiskWebhookCreate,
+    RiskWebhookList,
 )
+from aimass.protocols.risk import Deleted as WebhookDeleted
 from aimass.server import body as bodies
 from aimass.server.context import admin_action, call_context, require_admin, watched
 from aimass.server.fastpath import fast
@@ -136,3 +140,29 @@ async def stream_alerts(
 
     return StreamingResponse(events(), media_type="text/event-stream",
                              headers={"Cache-Control": "no-cache"})  # fmt: skip
+
+
+@router.post("/v1/risk/webhooks", response_model=RiskWebhook, responses=errors("v1", 400, 403),
+             openapi_extra=bodies.openapi_body(RiskWebhookCreate))  # fmt: skip
+async def create_webhook(request: Request) -> RiskWebhook:
+    """Register a URL for alerts; the answer holds the signing secret, shown only here."""
+    req = await bodies.parse(request, RiskWebhookCreate)
+    actor = call_context(request).caller.actor
+    work = _service(request).webhooks.create(req, actor)
+    return await admin_action(request, "risk.webhook.create", req.url, work)
+
+
+@router.get("/v1/risk/webhooks", response_model=RiskWebhookList, responses=errors("v1", 403))
+async def list_webhooks(request: Request) -> RiskWebhookList:
+    await require_admin(request)
+    return await _service(request).webhooks.list()
+
+
+@router.delete("/v1/risk/webhooks/{webhook_id}", response_model=WebhookDeleted,
+               responses=errors("v1", 403, 404))  # fmt: skip
+async def delete_webhook(
+    request: Request, webhook_id: Annotated[str, Path(max_length=40)]
+) -> WebhookDeleted:
+    work = _service(request).webhooks.delete(webhook_id)
+    await admin_action(request, "risk.webhook.delete", webhook_id, work)
+    return WebhookDeleted(id=webhook_id)
