@@ -557,3 +557,12 @@ def _register_jobs_commands() -> None:
 
 
 _register_jobs_commands()
+
+
+def _register_risk_commands() -> None:
+    from aimass.cli.risk import risk_app
+
+    app.add_typer(risk_app, name="risk")
+
+
+_register_risk_commands()

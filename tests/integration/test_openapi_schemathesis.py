@@ -159,6 +159,10 @@ def server(tmp_path_factory, pytestconfig):
         srv.file_id = _upload_file(srv, admin)
         srv.stores = _stores(srv, admin)
         srv.batch_file, srv.batch_id = _batch(srv, admin)
+        hook = {"url": "http://127.0.0.1:9/hook", "model": RISK}
+        auth = {"Authorization": f"Bearer {admin}"}
+        made = httpx.post(f"{srv}/v1/risk/webhooks", json=hook, headers=auth)
+        srv.webhook_id = made.json()["id"]
         yield srv
 
 
@@ -234,6 +238,7 @@ def _calls(server) -> list[tuple]:
     batch_made = {"input_file_id": server.batch_file, "endpoint": "/v1/embeddings",
                   "completion_window": "24h"}  # fmt: skip
     job = {"path_parameters": {"job_id": server.batch_id}}
+    hook = {"path_parameters": {"webhook_id": server.webhook_id}}
     return [
         ("GET", "/healthz", {}),
         ("GET", "/health", {}),
@@ -249,6 +254,10 @@ def _calls(server) -> list[tuple]:
         ("GET", "/v1/risk/alerts/stream", {"query": {"wait_s": 0.2}}),
         ("POST", "/v1/risk/alerts/{alert_id}/ack", {"path_parameters": {"alert_id": 1}}),
         ("POST", "/v1/risk/models", {"body": {"name": "r", "training_file": "file-x"}}, 404),
+        ("POST", "/v1/risk/webhooks", {"body": {"url": "http://127.0.0.1:9/b"}}),
+        ("GET", "/v1/risk/webhooks", {}),
+        ("DELETE", "/v1/risk/webhooks/{webhook_id}", hook),
+        ("DELETE", "/v1/risk/webhooks/{webhook_id}", hook, 404),
         ("GET", "/v2/models/stats", {}),
         ("GET", "/v2/models/{name}", _n(ADD)),
         ("GET", "/v2/models/{name}/versions/{version}", _v(ADD)),

@@ -10,6 +10,8 @@ import hashlib
 import hmac
 import io
 import json
+import subprocess
+import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -62,7 +64,7 @@ def env(tmp_path_factory):
         while c.get("/v2/models/fraud/ready").status_code != 200:
             assert time.monotonic() < deadline, "the trained model did not load"
             time.sleep(0.3)
-        yield {"c": c, "job": job, "train": train, "live": live}
+        yield {"c": c, "job": job, "train": train, "live": live, "url": str(srv)}
 
 
 def test_training_is_evaluated_against_the_baseline_and_promoted(env):
@@ -123,12 +125,19 @@ def test_rules_change_decisions_without_retraining(env):
     assert c.get("/v1/risk/models/fraud/rules").json()["revision"] == 1
 
 
-def test_a_bad_training_file_fails_its_job_naming_row_and_column(env):
+def _cli(env, *args: str) -> subprocess.CompletedProcess:
+    command = [sys.executable, "-m", "aimass", "risk", *args, "--url", env["url"]]
+    return subprocess.run(command, capture_output=True, text=True, timeout=120)
+
+
+def test_a_bad_training_file_fails_its_job_naming_row_and_column(env, tmp_path):
     c = env["c"]
     rows = env["train"][:200]
     rows[41] = dict(rows[41], amount="n/a")
-    job = _job(c, {"name": "fraud-bad", "training_file": _upload(c, _csv(rows)),
-                   "hyperparameters": PARAMS})  # fmt: skip
+    (tmp_path / "bad.csv").write_bytes(_csv(rows))
+    run = _cli(env, "train", "fraud-bad", str(tmp_path / "bad.csv"), "-p", 'entities=["card"]')
+    assert run.returncode == 1
+    job = json.loads(run.stdout)
     assert job["status"] == "failed"
     assert "row 42: column 'amount' must be a number" in json.dumps(job["error"])
     missing = c.post("/v1/risk/score", json={"model": "fraud", "event": {"card": "c1"}})
@@ -188,3 +197,15 @@ def test_alerts_reach_a_webhook_signed_after_retries(env):
         assert c.delete(f"/v1/risk/webhooks/{made['id']}").status_code == 404
     finally:
         receiver.shutdown()
+
+
+def test_the_command_line_scores_lists_and_acknowledges(env):
+    event = dict(env["live"][2], timestamp=env["live"][-1]["timestamp"] + 30, amount=1.2)
+    run = _cli(env, "score", "fraud", json.dumps({**event, "device": "zz"}))
+    assert run.returncode == 0, run.stderr
+    alert_id = json.loads(run.stdout)["alert_id"]
+    listed = _cli(env, "alerts", "--model", "fraud", "--unacked", "--json")
+    assert alert_id in [json.loads(line)["id"] for line in listed.stdout.splitlines()]
+    assert _cli(env, "ack", str(alert_id)).returncode == 0
+    listed = _cli(env, "alerts", "--model", "fraud", "--unacked", "--json")
+    assert alert_id not in [json.loads(line)["id"] for line in listed.stdout.splitlines()]
