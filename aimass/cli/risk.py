@@ -17,22 +17,18 @@ import typer
 
 from aimass.cli.files import ApiKey, Url, _fail, _request
 from aimass.cli.jobs import _follow
+from aimass.errors import InvalidInput
 
 risk_app = typer.Typer(help="Fraud and risk scoring (/v1/risk).", no_args_is_help=True)
 
 
 def _params(pairs: list[str]) -> dict[str, Any]:
-    """``KEY=VALUE`` pairs; a value is read as JSON when it parses, else kept as a string."""
-    out: dict[str, Any] = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            _fail(f"--param takes KEY=VALUE, got {pair!r}")
-        try:
-            out[key] = json.loads(value)
-        except ValueError:
-            out[key] = value
-    return out
+    from aimass.cli.main import _parse_options
+
+    try:
+        return _parse_options(pairs, "--param")
+    except InvalidInput as exc:
+        _fail(str(exc))
 
 
 @risk_app.command("train")
