@@ -318,7 +318,9 @@ class RiskEntityRow(Base):
 
     __tablename__ = "risk_entities"
 
-    model: Mapped[str] = mapped_column(String(128), primary_key=True)
+    model: Mapped[str] = mapped_column(String(160), primary_key=True)
+    """The model's name and a hash of its entity columns (a version with other columns has
+    its own state)."""
     key: Mapped[str] = mapped_column(String(200), primary_key=True)
     state_json: Mapped[str] = mapped_column(Text)
     updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)

@@ -20,8 +20,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import json
 import logging
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -48,6 +50,8 @@ from aimass.serving.risk_webhooks import WebhookSender, alert_object
 
 FLUSH_INTERVAL_S = 1.0
 TOP_FEATURES = 5
+RULES_TTL_S = 5.0
+"""How long a server trusts its copy of a model's rules before reading them again."""
 ALERT_LEVEL = "review"
 """Decisions at or above this one are persisted as alerts."""
 
@@ -69,7 +73,7 @@ class RiskService:
         self._meta: dict[tuple[str, int], dict[str, Any]] = {}
         self._states: dict[str, ModelState] = {}
         self._loading: dict[str, asyncio.Lock] = {}
-        self._rules: dict[str, tuple[int, list[Rule]]] = {}
+        self._rules: dict[str, tuple[float, list[Rule] | None]] = {}
         self._new_alert = asyncio.Condition()
         self._flusher: asyncio.Task | None = None
         self.webhooks = WebhookSender(self.url)
@@ -139,14 +143,15 @@ class RiskService:
         """The model's live state, loaded from the registry at first use. A version with other
         entity columns starts its own state under another key."""
         config = FeatureConfig.from_dict(meta["features"])
-        key = f"{name}|{json.dumps(config.as_dict(), sort_keys=True)}"
+        described = json.dumps(config.as_dict(), sort_keys=True).encode()
+        key = f"{name}|{hashlib.sha256(described).hexdigest()[:16]}"
         state = self._states.get(key)
         if state is not None:
             return state
         lock = self._loading.setdefault(key, asyncio.Lock())
         async with lock:
             if key not in self._states:
-                saved = await asyncio.to_thread(rows.load_entities, self.url, key[:128])
+                saved = await asyncio.to_thread(rows.load_entities, self.url, key)
                 if not saved:  # first use: the history the model was trained on
                     saved = await asyncio.to_thread(_trained_state, meta)
                 features = FeatureState(config)
@@ -163,7 +168,7 @@ class RiskService:
             changed, state.dirty = state.dirty, set()
             dumps = {k: state.features.dump(k) for k in changed}
             try:
-                await asyncio.to_thread(rows.save_entities, self.url, key[:128], dumps)
+                await asyncio.to_thread(rows.save_entities, self.url, key, dumps)
             except Exception:
                 state.dirty |= changed  # tried again at the next flush
                 log.exception("risk: could not write the feature state of %s", key)
@@ -176,12 +181,18 @@ class RiskService:
     # ---- rules ------------------------------------------------------------------------------
 
     async def _current_rules(self, name: str, meta: dict[str, Any]) -> list[Rule]:
+        """The model's latest rule revision (re-read every ``RULES_TTL_S``, so an edit made
+        through another server applies here too), else the rules trained with the version."""
         cached = self._rules.get(name)
-        if cached is None:
+        now = time.monotonic()
+        if cached is None or now - cached[0] > RULES_TTL_S:
             found = await asyncio.to_thread(rows.current_rules, self.url, name)
-            raw = found.rules if found is not None else meta.get("rules", [])
-            cached = self._rules[name] = (found.revision if found else 0, parse_rules(raw))
-        return cached[1]
+            cached = self._rules[name] = (now, None if found is None else parse_rules(found.rules))
+        if cached[1] is not None:
+            return cached[1]
+        if "parsed_rules" not in meta:
+            meta["parsed_rules"] = parse_rules(meta.get("rules", []))
+        return meta["parsed_rules"]
 
     async def _serving_meta(self, ctx: CallContext, name: str) -> dict[str, Any]:
         dep = await self.pipeline.resolve(ctx, name)
@@ -204,7 +215,7 @@ class RiskService:
         raw = [r.model_dump() for r in rules]
         parsed = parse_rules(raw)
         found = await asyncio.to_thread(rows.put_rules, self.url, name, raw, ctx.caller.actor)
-        self._rules[name] = (found.revision, parsed)
+        self._rules[name] = (time.monotonic(), parsed)
         return RiskRules(
             model=name, revision=found.revision, rules=rules,
             updated_by=found.actor, updated_at=unix(found.created_at),

@@ -88,7 +88,7 @@ async def list_alerts(
     model: Annotated[str | None, Query(max_length=128)] = None,
     decision: Decision | None = None,
     acked: bool | None = None,
-    after: Annotated[int, Query(ge=0, le=2**63 - 1)] = 0,
+    after: Annotated[int, Query(ge=0, le=2**31 - 1)] = 0,
     limit: Annotated[int, Query(ge=1, le=MAX_LIST_LIMIT)] = 20,
 ) -> RiskAlertList:
     await require_admin(request)
@@ -98,7 +98,7 @@ async def list_alerts(
 @router.post("/v1/risk/alerts/{alert_id}/ack", response_model=RiskAlert,
              responses=errors("v1", 403, 404))  # fmt: skip
 async def ack_alert(
-    request: Request, alert_id: Annotated[int, Path(ge=1, le=2**63 - 1)]
+    request: Request, alert_id: Annotated[int, Path(ge=1, le=2**31 - 1)]
 ) -> RiskAlert:
     work = _service(request).ack(call_context(request), alert_id)
     return await admin_action(request, "risk.alert.ack", str(alert_id), work)
@@ -109,7 +109,7 @@ async def ack_alert(
 async def stream_alerts(
     request: Request,
     model: Annotated[str | None, Query(max_length=128)] = None,
-    after: Annotated[int, Query(ge=0, le=2**63 - 1)] = 0,
+    after: Annotated[int, Query(ge=0, le=2**31 - 1)] = 0,
     wait_s: Annotated[float, Query(gt=0, le=86400)] = 3600,
     last_event_id: Annotated[str | None, Header(max_length=20)] = None,
 ) -> StreamingResponse:

@@ -14,7 +14,7 @@ depends_on: str | None = None
 def upgrade() -> None:
     op.create_table(
         "risk_entities",
-        sa.Column("model", sa.String(length=128), nullable=False),
+        sa.Column("model", sa.String(length=160), nullable=False),
         sa.Column("key", sa.String(length=200), nullable=False),
         sa.Column("state_json", sa.Text(), nullable=False),
         sa.Column("updated_at", sa.DateTime(), nullable=False),
