@@ -25,7 +25,7 @@ from datetime import timedelta
 
 import httpx
 
-from aimass.errors import NotFound
+from aimass.errors import InvalidInput, NotFound
 from aimass.protocols.risk import (
     RiskAlert,
     RiskWebhook,
@@ -91,6 +91,11 @@ class WebhookSender:
         self._wake.set()
 
     async def create(self, req: RiskWebhookCreate, actor: str) -> RiskWebhook:
+        try:
+            if not httpx.URL(req.url).host:
+                raise ValueError("no host")
+        except (httpx.InvalidURL, ValueError) as exc:
+            raise InvalidInput(f"url is not a usable URL: {exc}", param="url") from None
         hook = rows.Webhook(
             id=f"wh_{secrets.token_hex(12)}", url=req.url,
             secret=f"whsec_{secrets.token_urlsafe(32)}", model=req.model,
@@ -136,7 +141,7 @@ class WebhookSender:
             answer = await self._client.post(delivery.hook.url, content=body, headers=headers)
             if not 200 <= answer.status_code < 300:
                 error = f"HTTP {answer.status_code}"
-        except httpx.HTTPError as exc:
+        except Exception as exc:  # any failure to send (refused, timeout, bad URL) is retried
             error = f"{type(exc).__name__}: {exc}"[:500]
         retry_at = None
         if error is not None and delivery.attempts + 1 < MAX_ATTEMPTS:

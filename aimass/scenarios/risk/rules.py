@@ -165,6 +165,9 @@ def _numeric(value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
         try:
             return float(value)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             raise _Missing(repr(value)) from None
-    return float(value)
+    try:
+        return float(value)
+    except OverflowError:  # an integer beyond a float's range
+        raise _Missing(repr(value)) from None

@@ -119,9 +119,9 @@ async def stream_alerts(
     15 s meanwhile, so proxies keep it open)."""
     await require_admin(request)
     if last_event_id is not None:
-        if not last_event_id.isdigit():
+        if not (last_event_id.isascii() and last_event_id.isdigit()):
             raise InvalidInput("Last-Event-ID must be an alert id", param="Last-Event-ID")
-        after = max(after, int(last_event_id))
+        after = max(after, min(int(last_event_id), 2**31 - 1))
     alerts = _service(request).follow(model, after, min(KEEPALIVE_S, wait_s))
 
     async def events():
