@@ -30,7 +30,7 @@ from aimass.protocols.risk import Deleted as WebhookDeleted
 from aimass.server import body as bodies
 from aimass.server.context import admin_action, call_context, require_admin, watched
 from aimass.server.fastpath import fast
-from aimass.server.openapi import errors
+from aimass.server.openapi import errors, event_stream
 from aimass.serving.risk import RiskService
 
 router = APIRouter()
@@ -104,7 +104,15 @@ async def ack_alert(
     return await admin_action(request, "risk.alert.ack", str(alert_id), work)
 
 
-@router.get("/v1/risk/alerts/stream", responses=errors("v1", 400, 403),
+_STREAM = {
+    "200": {
+        "description": "Alerts as server-sent events (id: the alert id; event: alert)",
+        "content": event_stream(RiskAlert),
+    }
+}
+
+
+@router.get("/v1/risk/alerts/stream", responses={**errors("v1", 400, 403), **_STREAM},
             response_class=StreamingResponse)  # fmt: skip
 async def stream_alerts(
     request: Request,
