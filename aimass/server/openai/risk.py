@@ -96,7 +96,7 @@ async def list_alerts(
 
 
 @router.post("/v1/risk/alerts/{alert_id}/ack", response_model=RiskAlert,
-             responses=errors("v1", 403, 404))  # fmt: skip
+             responses=errors("v1", 400, 403, 404))  # fmt: skip
 async def ack_alert(
     request: Request, alert_id: Annotated[int, Path(ge=1, le=2**31 - 1)]
 ) -> RiskAlert:
@@ -167,7 +167,7 @@ async def list_webhooks(request: Request) -> RiskWebhookList:
 
 
 @router.delete("/v1/risk/webhooks/{webhook_id}", response_model=WebhookDeleted,
-               responses=errors("v1", 403, 404))  # fmt: skip
+               responses=errors("v1", 400, 403, 404))  # fmt: skip
 async def delete_webhook(
     request: Request, webhook_id: Annotated[str, Path(max_length=40)]
 ) -> WebhookDeleted:
