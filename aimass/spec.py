@@ -17,7 +17,16 @@ from aimass.errors import InvalidInput, Unavailable
 from aimass.refs import MAX_VERSION
 
 Runtime = Literal[
-    "onnx", "tabular", "llamacpp", "transformers", "ocr", "asr", "vision", "recommend", "forecast"
+    "onnx",
+    "tabular",
+    "llamacpp",
+    "transformers",
+    "ocr",
+    "asr",
+    "vision",
+    "recommend",
+    "forecast",
+    "risk",
 ]
 Task = Literal[
     "tensor",

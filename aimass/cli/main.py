@@ -239,12 +239,13 @@ def _drop_none(**values: Any) -> dict[str, Any]:
     return {k: v for k, v in values.items() if v is not None}
 
 
-def _parse_options(items: list[str]) -> dict[str, Any]:
+def _parse_options(items: list[str], flag: str = "--option") -> dict[str, Any]:
+    """``KEY=VALUE`` pairs; a value is read as JSON when it parses, else kept as a string."""
     options = {}
     for item in items:
         key, sep, value = item.partition("=")
         if not sep:
-            raise InvalidInput(f"--option must be KEY=VALUE, got {item!r}")
+            raise InvalidInput(f"{flag} must be KEY=VALUE, got {item!r}")
         try:
             options[key] = json.loads(value)
         except ValueError:
@@ -577,3 +578,12 @@ def _register_scenario_commands() -> None:
 
 
 _register_scenario_commands()
+
+
+def _register_risk_commands() -> None:
+    from aimass.cli.risk import risk_app
+
+    app.add_typer(risk_app, name="risk")
+
+
+_register_risk_commands()

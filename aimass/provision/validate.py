@@ -82,7 +82,11 @@ def check_files(spec: ModelSpec) -> None:
     checks[spec.runtime](spec, source)
 
 
-SCENARIO_ARTIFACTS = {"recommend": ("factors.npz", "model.json"), "forecast": ("forecaster.pkl",)}
+SCENARIO_ARTIFACTS = {
+    "recommend": ("factors.npz", "model.json"),
+    "forecast": ("forecaster.pkl",),
+    "risk": ("risk.json",),
+}
 """The files a trained scenario artifact folder holds (written by its training job)."""
 
 

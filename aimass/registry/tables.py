@@ -343,3 +343,80 @@ class ForecastObservationRow(Base):
     """The point's time, seconds since the epoch (UTC)."""
     value: Mapped[float] = mapped_column(Float)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class RiskEntityRow(Base):
+    """One entity's real-time feature state for one risk model (``card:c42``), written behind
+    the server's in-memory copy and read back at start (see docs/risk.md)."""
+
+    __tablename__ = "risk_entities"
+
+    model: Mapped[str] = mapped_column(String(160), primary_key=True)
+    """The model's name and a hash of its entity columns (a version with other columns has
+    its own state)."""
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    state_json: Mapped[str] = mapped_column(Text)
+    updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class RiskRulesRow(Base):
+    """One revision of a risk model's rules (every edit is a new row: the history is kept)."""
+
+    __tablename__ = "risk_rules"
+    __table_args__ = (UniqueConstraint("model", "revision", name="uq_risk_rules_revision"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    model: Mapped[str] = mapped_column(String(128), index=True)
+    revision: Mapped[int] = mapped_column(Integer)
+    rules_json: Mapped[str] = mapped_column(Text)
+    actor: Mapped[str] = mapped_column(String(160))
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class RiskAlertRow(Base):
+    """A decision at or above the alert level, until an analyst acknowledges it."""
+
+    __tablename__ = "risk_alerts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    model: Mapped[str] = mapped_column(String(128), index=True)
+    version: Mapped[int] = mapped_column(Integer)
+    decision: Mapped[str] = mapped_column(String(16), index=True)
+    score: Mapped[float] = mapped_column(Float)
+    event_json: Mapped[str] = mapped_column(Text)
+    rules_json: Mapped[str] = mapped_column(Text, default="[]")
+    features_json: Mapped[str] = mapped_column(Text, default="[]")
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    acked_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    acked_by: Mapped[str | None] = mapped_column(String(160), nullable=True)
+
+
+class RiskWebhookRow(Base):
+    """Where alerts are POSTed (signed with ``secret``): every model, or ``model``'s only."""
+
+    __tablename__ = "risk_webhooks"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    url: Mapped[str] = mapped_column(String(2000))
+    secret: Mapped[str] = mapped_column(String(100))
+    model: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    min_decision: Mapped[str] = mapped_column(String(16), default="review")
+    actor: Mapped[str] = mapped_column(String(160))
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class RiskDeliveryRow(Base):
+    """The outbox: one alert to send to one webhook, written with the alert in one
+    transaction, so a restart resumes what was not yet delivered."""
+
+    __tablename__ = "risk_deliveries"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    webhook_id: Mapped[str] = mapped_column(String(40), index=True)
+    alert_id: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(16), index=True, default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    delivered_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)

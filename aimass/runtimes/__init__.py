@@ -17,6 +17,7 @@ _MODULES = {
     "asr": "aimass.runtimes.audio.runtime:WhisperRuntime",
     "recommend": "aimass.runtimes.recommend:RecommendRuntime",
     "forecast": "aimass.runtimes.forecast:ForecastRuntime",
+    "risk": "aimass.runtimes.risk:RiskRuntime",
 }
 
 

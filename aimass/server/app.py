@@ -34,6 +34,7 @@ from aimass.jobs.finetune.kind import FineTuneKind
 from aimass.jobs.finetune.service import FineTuningService
 from aimass.jobs.forecast_train import ForecastTrainKind
 from aimass.jobs.recommend_train import RecommendTrainKind
+from aimass.jobs.risk_train import RiskTrainKind
 from aimass.jobs.runner import JobRunner
 from aimass.jobs.service import JobsService
 from aimass.server import health
@@ -56,6 +57,7 @@ from aimass.server.openai import (
     jobs,
     ocr,
     recommendations,
+    risk,
     vector_stores,
 )
 from aimass.server.openapi import install as install_openapi
@@ -73,6 +75,7 @@ from aimass.serving.llm import LLMService
 from aimass.serving.ocr import OcrService
 from aimass.serving.pipeline import Pipeline
 from aimass.serving.recommendations import RecommendationService
+from aimass.serving.risk import RiskService
 from aimass.serving.tensors import TensorService
 from aimass.serving.vector_stores import VectorStoreService
 from aimass.serving.vision import VisionService
@@ -98,6 +101,7 @@ ROUTERS = [
     jobs,
     recommendations,
     forecasts,
+    risk,
     admin_access,
     ui_pages,
 ]
@@ -141,9 +145,11 @@ def fastapi_app(settings: Settings) -> FastAPI:
         await app.state.vector_stores.start()
         await app.state.runner.start()
         app.state.metrics_history.ensure_started()
+        await app.state.risk.start()
         try:
             yield
         finally:
+            await app.state.risk.stop()
             await app.state.metrics_history.stop()
             await app.state.runner.stop()
             await app.state.vector_stores.stop()
@@ -181,10 +187,12 @@ def fastapi_app(settings: Settings) -> FastAPI:
     fine_tune = FineTuneKind(pipeline, file_store, settings)
     recommend_train = RecommendTrainKind(file_store, settings)
     forecast_train = ForecastTrainKind(file_store, settings)
-    kinds = [batch, fine_tune, recommend_train, forecast_train]
+    risk_train = RiskTrainKind(file_store, settings)
+    kinds = [batch, fine_tune, recommend_train, forecast_train, risk_train]
     state.runner = JobRunner(settings, kinds, ready=control.ready)
     state.forecasts = ForecastService(pipeline, settings)
     state.recommendations = RecommendationService(pipeline, settings)
+    state.risk = RiskService(pipeline, settings)
     state.batches = BatchService(state.runner, state.files, settings)
     state.fine_tuning = FineTuningService(state.runner, state.files, pipeline)
     state.jobs = JobsService(state.runner, state.files)

@@ -13,11 +13,13 @@ ADD, ECHO, EMBED, RERANK, LLM = "sm-add", "sm-echo", "sm-embed", "sm-rerank", "s
 OCR, ASR = "sm-ocr", "sm-asr"
 VISION = "sm-vision"
 RECOMMEND, FORECAST = "sm-recommend", "sm-forecast"
+RISK = "sm-risk"
 SCRATCH = "sm-scratch"
 """A model the fuzzed repository operations may unload, load and register configs for."""
 REMOVABLE = "sm-removable"
 """A model the fuzzed ``DELETE /v1/admin/models/{name}`` may remove."""
 SERVED = [ADD, ECHO, EMBED, RERANK, LLM, OCR, ASR, VISION, RECOMMEND, FORECAST]
+SERVED = [ADD, ECHO, EMBED, RERANK, LLM, OCR, ASR, VISION, RISK]
 MODEL_FIELD = {
     "/v1/embeddings": [EMBED],
     "/v1/rerank": [RERANK],
@@ -31,6 +33,7 @@ MODEL_FIELD = {
     "/v1/recommendations/events": [RECOMMEND],
     "/v1/forecasts": [FORECAST],
     "/v1/forecasts/observations": [FORECAST],
+    "/v1/risk/score": [RISK],
 }
 """The served model an operation's body may name, by operation."""
 DESTRUCTIVE = {

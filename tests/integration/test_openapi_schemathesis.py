@@ -38,7 +38,9 @@ from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from aimass.provision.builtin import asr_builtins, ocr_builtins
 from aimass.registry import keys
+from aimass.scenarios.risk.train import check_params, train
 from tests.conftest import ROOT, make_add_model, make_identity_text_model, onnx_spec, run_server
+from tests.factories_risk import transactions
 from tests.factories_text import tiny_classifier, tiny_encoder
 from tests.factories_vision import COLOURS, make_colour_classifier, solid
 from tests.integration.conftest_llm import gemma_file, llm_spec
@@ -55,6 +57,7 @@ from tests.integration.schemathesis_names import (
     RECOMMEND,
     REMOVABLE,
     RERANK,
+    RISK,
     SCRATCH,
     SCRATCH_KEY,
     VISION,
@@ -104,6 +107,18 @@ def _upload(model: str, data: bytes, **fields) -> dict[str, Any]:
     return {"body": {"file": data, "model": model, **fields}, "media_type": MULTIPART}
 
 
+RISK_EVENT = {"timestamp": 1_750_000_000, "card": "c1", "amount": 12.5}
+RISK_RULES = [{"name": "any", "when": "amount > 0", "action": "block"}]
+
+
+def _risk_spec(tmp: Path) -> dict:
+    """A risk model trained in process on a few generated events (the job is tested in
+    test_risk_server.py)."""
+    params = check_params({"entities": ["card"], "n_estimators": 10})
+    train(transactions(400, seed=5), None, params, tmp / "risk")
+    return {"name": RISK, "runtime": "risk", "source": str(tmp / "risk"), "trust_pickle": True}
+
+
 def _text_spec(name: str, path: Path, task: str) -> dict:
     return {"name": name, "task": task, "runtime": "transformers", "source": str(path)}
 
@@ -127,6 +142,7 @@ def server(tmp_path_factory, pytestconfig):
         llm_spec(gemma_file(pytestconfig), name=LLM),
         {**ocr_builtins(tmp)[0].spec.model_dump(mode="json"), "name": OCR, "sha256": {}},
         {**asr_builtins(tmp)[0].spec.model_dump(mode="json"), "name": ASR, "sha256": {}},
+        _risk_spec(tmp),
         {
             "name": VISION,
             "runtime": "vision",
@@ -154,6 +170,10 @@ def server(tmp_path_factory, pytestconfig):
         srv.stores = _stores(srv, admin)
         srv.batch_file, srv.batch_id = _batch(srv, admin)
         srv.ft_file, srv.ft_id = _fine_tuning_job(srv, admin)
+        hook = {"url": "http://127.0.0.1:9/hook", "model": RISK}
+        auth = {"Authorization": f"Bearer {admin}"}
+        made = httpx.post(f"{srv}/v1/risk/webhooks", json=hook, headers=auth)
+        srv.webhook_id = made.json()["id"]
         yield srv
 
 
@@ -246,12 +266,26 @@ def _calls(server) -> list[tuple]:
     job = {"path_parameters": {"job_id": server.batch_id}}
     ft, ft_path = {"path_parameters": {"fine_tuning_job_id": server.ft_id}}, "/v1/fine_tuning/jobs"
     ft_made = {"model": EMBED, "training_file": server.ft_file}
+    hook = {"path_parameters": {"webhook_id": server.webhook_id}}
     return [
         ("GET", "/healthz", {}),
         ("GET", "/health", {}),
         ("GET", "/v2/health/live", {}),
         ("GET", "/v2/health/ready", {}),
         ("GET", "/v2", {}),
+        ("POST", "/v1/risk/score", {"body": {"model": RISK, "event": RISK_EVENT}}),
+        ("POST", "/v1/risk/score", {"body": {"model": RISK, "event": {"card": "c1"}}}, 400),
+        ("GET", "/v1/risk/models/{name}/rules", _n(RISK)),
+        ("PUT", "/v1/risk/models/{name}/rules", {**_n(RISK), "body": {"rules": RISK_RULES}}),
+        ("POST", "/v1/risk/score", {"body": {"model": RISK, "event": RISK_EVENT}}),
+        ("GET", "/v1/risk/alerts", {"query": {"model": RISK, "limit": 5}}),
+        ("GET", "/v1/risk/alerts/stream", {"query": {"wait_s": 0.2}}),
+        ("POST", "/v1/risk/alerts/{alert_id}/ack", {"path_parameters": {"alert_id": 1}}),
+        ("POST", "/v1/risk/models", {"body": {"name": "r", "training_file": "file-x"}}, 404),
+        ("POST", "/v1/risk/webhooks", {"body": {"url": "http://127.0.0.1:9/b"}}),
+        ("GET", "/v1/risk/webhooks", {}),
+        ("DELETE", "/v1/risk/webhooks/{webhook_id}", hook),
+        ("DELETE", "/v1/risk/webhooks/{webhook_id}", hook, 404),
         ("GET", "/v2/models/stats", {}),
         ("GET", "/v2/models/{name}", _n(ADD)),
         ("GET", "/v2/models/{name}/versions/{version}", _v(ADD)),

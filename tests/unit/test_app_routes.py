@@ -99,6 +99,8 @@ def test_every_route_passes_every_middleware(settings, monkeypatch):
         for method, path in routes:
             auth = {"Authorization": f"Bearer {admin}"}
             client.request(method, path, headers=auth, follow_redirects=False)
+            query = {"wait_s": 0.1} if path.endswith("/stream") else {}  # an SSE stream ends
+            client.request(method, path, params=query, headers={"Authorization": f"Bearer {admin}"})
     assert seen == routes, "a route answered without passing the middleware list"
 
 
@@ -138,6 +140,7 @@ MODEL_ROUTES = [
     ("POST", "/v1/forecasts", {"model": "other", "series_id": "s", "horizon": 1}),
     ("POST", "/v1/forecasts/observations",
      {"model": "other", "observations": [{"series_id": "s", "timestamp": 1, "value": 1}]}),
+    ("POST", "/v1/risk/score", {"model": "other", "event": {"timestamp": 1, "amount": 1}}),
 ]  # fmt: skip
 
 
