@@ -1,0 +1,1 @@
+"""Fine-tuning methods, one module per kind of base model."""
