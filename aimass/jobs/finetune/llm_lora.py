@@ -31,7 +31,7 @@ from typing import Any
 
 from aimass.jobs.finetune.chat_lines import validate_chat_lines
 from aimass.jobs.finetune.gemma_chat import chat_pieces
-from aimass.jobs.finetune.lora_gguf import PROJECTIONS, write_adapter
+from aimass.jobs.finetune.lora_gguf import PROJECTIONS, architecture, write_adapter
 
 BASE_LEARNING_RATE = 1e-3
 """Scaled by ``learning_rate_multiplier``; LoRA on a 270M model learns a fact in ~20 steps."""
@@ -123,7 +123,9 @@ def load_base(base_gguf: str) -> Any:
     serves, so the adapter is trained against what it will be applied to)."""
     import torch
     from transformers import AutoModelForCausalLM
+    from transformers.utils import logging
 
+    logging.disable_progress_bar()  # its bars would become the job's log events, one per redraw
     path = Path(base_gguf)
     return AutoModelForCausalLM.from_pretrained(
         path.parent, gguf_file=path.name, dtype=torch.float32
@@ -143,6 +145,28 @@ def with_lora(model: Any) -> Any:
     return get_peft_model(model, config)
 
 
+def token_loss(model: Any, batch: dict[str, Any]) -> tuple[Any, int]:
+    """Mean cross-entropy of the learned tokens of a batch, and their count.
+
+    Logits are computed only at the positions that predict a learned token
+    (``logits_to_keep``): Gemma's 262k-token vocabulary makes the output projection the
+    largest cost of a short batch, and most positions are prompt."""
+    import torch
+    import torch.nn.functional as F
+
+    targets = batch["labels"][:, 1:]
+    keep = torch.zeros_like(batch["labels"], dtype=torch.bool)
+    keep[:, :-1] = targets != IGNORE
+    out = model(
+        input_ids=batch["input_ids"],
+        attention_mask=batch["attention_mask"],
+        logits_to_keep=keep,
+    )
+    logits = out.logits.reshape(-1, out.logits.shape[-1]).float()
+    wanted = targets[targets != IGNORE]
+    return F.cross_entropy(logits, wanted), int(wanted.numel())
+
+
 def mean_loss(model: Any, rows: list[dict[str, list]], batch_size: int, pad_id: int) -> float:
     """Loss per learned token over ``rows`` (each token counts once, whatever the batching)."""
     import torch
@@ -151,10 +175,9 @@ def mean_loss(model: Any, rows: list[dict[str, list]], batch_size: int, pad_id: 
     model.eval()
     with torch.no_grad():
         for start in range(0, len(rows), batch_size):
-            batch = collate(rows[start : start + batch_size], pad_id)
-            n = int((batch["labels"][:, 1:] != IGNORE).sum())
+            loss, n = token_loss(model, collate(rows[start : start + batch_size], pad_id))
             if n:
-                total += float(model(**batch).loss) * n
+                total += float(loss) * n
                 count += n
     return total / max(count, 1)
 
@@ -177,7 +200,7 @@ def save_checkpoint(model: Any, optimizer: Any, epoch: int, step: int, root: Pat
     import torch
 
     folder = root / f"epoch-{epoch}"
-    model.save_pretrained(folder)
+    model.save_pretrained(folder, save_embedding_layers=False)
     torch.save(
         {"optimizer": optimizer.state_dict(), "epoch": epoch, "step": step}, folder / "state.pt"
     )
@@ -230,8 +253,8 @@ def train(params: TrainParams) -> dict[str, Any]:
     out = Path(params.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     adapter = out / ADAPTER_FILE
-    state = get_peft_model_state_dict(model)
-    write_adapter(state, LORA_ALPHA, base.config.model_type, adapter)
+    state = get_peft_model_state_dict(model, save_embedding_layers=False)
+    write_adapter(state, LORA_ALPHA, architecture(params.base_gguf), adapter)
     result = {"adapter": str(adapter), "trained_steps": step, "metrics": metrics}
     (out / RESULT_FILE).write_text(json.dumps(result, indent=2))
     return result
@@ -254,7 +277,7 @@ def run_epoch(
     model.train()
     for start in range(0, len(order), params.batch_size):
         batch = collate([rows[i] for i in order[start : start + params.batch_size]], pad_id)
-        loss = model(**batch).loss
+        loss, _ = token_loss(model, batch)
         loss.backward()
         optimizer.step()
         optimizer.zero_grad()

@@ -28,6 +28,16 @@ def gguf_name(peft_key: str) -> str:
     return f"blk.{layer}.{PROJECTIONS[proj]}.weight.lora_{half.lower()}"
 
 
+def architecture(base_gguf: str) -> str:
+    """The base GGUF's ``general.architecture`` (``gemma3``), which an adapter must repeat:
+    llama.cpp refuses an adapter of another architecture (transformers' own name for the
+    model, ``gemma3_text``, is not it)."""
+    import gguf
+
+    field = gguf.GGUFReader(base_gguf).fields["general.architecture"]
+    return bytes(field.parts[field.data[0]]).decode()
+
+
 def write_adapter(state: dict[str, Any], alpha: float, architecture: str, path: Path) -> None:
     """Write peft's LoRA ``state`` (tensors by peft key) as a llama.cpp adapter at ``path``."""
     import gguf
