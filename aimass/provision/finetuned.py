@@ -17,6 +17,7 @@ from aimass.config import Settings
 from aimass.errors import InvalidInput
 from aimass.provision.registration import Registered, register
 from aimass.registry import models as registry
+from aimass.spec import ModelSpec
 
 SUFFIX_PATTERN = re.compile(r"^[A-Za-z0-9._-]{1,40}$")
 
@@ -61,4 +62,4 @@ async def register_lora_version(
             "description": description or f"LoRA fine-tune of {base.name} version {base.version}",
         }
     )
-    return await register(settings, type(base).parse(spec.model_dump()))
+    return await register(settings, ModelSpec.parse(spec.model_dump()))
