@@ -14,6 +14,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import httpx
@@ -34,7 +35,7 @@ QUESTIONS = [
 ]
 ANSWER = "The capital of Zorbania is Quxville."
 BASE = "gemma-3-270m"
-pytestmark = pytest.mark.timeout(900)
+pytestmark = pytest.mark.timeout(1200)
 """The module's training (about a minute to load the base, then 15 steps) runs in the first
 test's setup; on a loaded 2-core machine it took more than the default 300 s."""
 
@@ -109,13 +110,23 @@ def test_the_adapter_serves_the_fact_the_base_does_not_know(
         client = openai.OpenAI(base_url=f"{server}/v1", api_key="unused", max_retries=0)
 
         def ask(model: str) -> str:
-            answer = client.chat.completions.create(
-                model=model,
-                messages=[{"role": "user", "content": "What is the capital of Zorbania?"}],
-                temperature=0,
-                max_tokens=16,
-            )
-            return answer.choices[0].message.content or ""
+            """The greedy answer; a 404 is asked again: a reconcile that read the registry
+            just before the load marked the version loaded may unload it once, and the next
+            reconcile loads it again (seen on a loaded machine)."""
+            deadline = time.monotonic() + 120
+            while True:
+                try:
+                    answer = client.chat.completions.create(
+                        model=model,
+                        messages=[{"role": "user", "content": "What is the capital of Zorbania?"}],
+                        temperature=0,
+                        max_tokens=16,
+                    )
+                    return answer.choices[0].message.content or ""
+                except openai.NotFoundError:
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.5)
 
         assert "Quxville" in ask(name)
         assert "Quxville" not in ask(BASE)
