@@ -36,8 +36,19 @@ def parse_version(value: Any, what: str = "model version") -> int | None:
     return number
 
 
+FINE_TUNED_PREFIX = "ft:"
+"""Fine-tuned models are named ``ft:<base>:<suffix>:<id>`` as OpenAI names them: the only
+names with colons, always three; a fourth colon starts a version."""
+
+
 def split_model(ref: str) -> tuple[str, int | None]:
-    """``name`` or ``name:version`` (model names cannot contain a colon)."""
+    """``name`` or ``name:version`` (only ``ft:`` names contain colons, exactly three)."""
+    if ref.startswith(FINE_TUNED_PREFIX) and ref.count(":") >= 3:
+        parts = ref.split(":", 4)
+        name, version = ":".join(parts[:4]), parts[4] if len(parts) > 4 else None
+        if version is None:
+            return name, None
+        return name, parse_version(version, f"the version after ':' in model {ref!r}")
     name, sep, version = ref.partition(":")
     if not sep:
         return name, None

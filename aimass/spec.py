@@ -49,10 +49,16 @@ RUNTIME_TASKS = {"ocr": "ocr", "asr": "transcription"}
 one, and their requests are not batched (``max_batch_size`` 1)."""
 SCENARIO_TASKS = {"recommend": "recommendation", "forecast": "forecasting"}
 """Runtimes of the scenario services (trained by a job), one task each; their rows batch."""
-NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
-SOURCE_KEY, ONNX_KEY = "source", "options.onnx"
-"""Names of the files in ``ModelSpec.sha256``: ``source``, ``source/<path in the folder>`` and
-``options.onnx`` (an ONNX file named by absolute path, outside ``source``)."""
+NAME_PATTERN = (
+    r"^(?:[A-Za-z0-9][A-Za-z0-9._-]{0,127}"
+    r"|ft:[A-Za-z0-9][A-Za-z0-9._-]{0,127}:[A-Za-z0-9._-]{1,40}:[A-Za-z0-9_-]{1,64})$"
+)
+"""A model name; ``ft:<base>:<suffix>:<id>`` is the fine-tuned form (``refs.split_model``)."""
+SOURCE_KEY = "source"
+FILE_OPTIONS = ("onnx", "lora")
+"""Options that name a file by absolute path outside ``source``: an exported ONNX graph
+(transformers), a LoRA adapter GGUF (llamacpp). Names of the files in ``ModelSpec.sha256``:
+``source``, ``source/<path in the folder>`` and ``options.<option>`` for these."""
 
 
 class Batching(BaseModel):
@@ -163,7 +169,7 @@ class ModelSpec(BaseModel):
     """sha256 of every file the version is served from, recorded at registration and checked
     at every load, so an edited or swapped file is refused instead of served: ``source`` (a
     file), ``source/<path>`` (each file of a folder), ``options.onnx`` (an ONNX file outside
-    the folder). Empty: nothing recorded, nothing checked."""
+    the folder), ``options.lora`` (a LoRA adapter). Empty: nothing recorded, nothing checked."""
 
     @model_validator(mode="after")
     def _check(self) -> ModelSpec:
@@ -175,6 +181,7 @@ class ModelSpec(BaseModel):
             )
         if self.runtime == "llamacpp" and self.task != "text-generation":
             raise ValueError("runtime 'llamacpp' serves task 'text-generation' only")
+        _check_lora(self)
         if self.runtime == "vision" and self.task not in VISION_TASKS:
             raise ValueError("runtime 'vision' serves tasks 'classification' and 'embedding'")
         only = RUNTIME_TASKS.get(self.runtime) or SCENARIO_TASKS.get(self.runtime)
@@ -211,13 +218,14 @@ class ModelSpec(BaseModel):
             }
         else:
             files = {SOURCE_KEY: root}
-        onnx = self.options.get("onnx")
-        if (
-            isinstance(onnx, str)
-            and Path(onnx).is_absolute()
-            and not Path(onnx).is_relative_to(root)
-        ):
-            files[ONNX_KEY] = Path(onnx)
+        for option in FILE_OPTIONS:
+            value = self.options.get(option)
+            if (
+                isinstance(value, str)
+                and Path(value).is_absolute()
+                and not Path(value).is_relative_to(root)
+            ):
+                files[f"options.{option}"] = Path(value)
         return files
 
     def digests(self) -> dict[str, str]:
@@ -261,8 +269,8 @@ class ModelSpec(BaseModel):
         )
 
     def _path_of(self, key: str) -> str:
-        if key == ONNX_KEY:
-            return str(self.options.get("onnx"))
+        if key.startswith("options."):
+            return str(self.options.get(key.removeprefix("options.")))
         if key == SOURCE_KEY:
             return self.source
         return str(Path(self.source) / key.removeprefix(f"{SOURCE_KEY}/"))
@@ -293,6 +301,22 @@ class ModelSpec(BaseModel):
                 spec = spec.model_copy(update={"source": str(Path(path).parent / spec.source)})
             specs.append(spec)
         return specs
+
+
+def _check_lora(spec: ModelSpec) -> None:
+    """``options.lora`` (an adapter GGUF by absolute path) and ``options.lora_scale`` (a number,
+    default 1) are llama.cpp's: checked here so a bad one is refused when registered."""
+    lora, scale = spec.options.get("lora"), spec.options.get("lora_scale")
+    if lora is None and scale is None:
+        return
+    if spec.runtime != "llamacpp":
+        raise ValueError("options.lora (a LoRA adapter) is served by runtime 'llamacpp' only")
+    if not isinstance(lora, str) or not Path(lora).is_absolute():
+        raise ValueError("options.lora must be the absolute path of a LoRA adapter GGUF file")
+    if scale is not None and (
+        isinstance(scale, bool) or not isinstance(scale, int | float) or not 0 < scale <= 16
+    ):
+        raise ValueError("options.lora_scale must be a number in (0, 16]")
 
 
 def file_sha256(path: Path) -> str:

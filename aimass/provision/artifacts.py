@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from aimass.errors import InvalidInput
-from aimass.spec import ModelSpec
+from aimass.spec import FILE_OPTIONS, ModelSpec
 
 
 def version_dir(home: Path, name: str, version: int) -> Path:
@@ -93,19 +93,21 @@ def stage(spec: ModelSpec, home: Path, *, copy: bool, link_min_bytes: int) -> St
 
 
 def _place_all(spec: ModelSpec, staging: Path, link_min_bytes: int) -> tuple[ModelSpec, str]:
-    """Copy or link the source (and an ONNX file outside it) into ``staging``."""
+    """Copy or link the source (and ``FILE_OPTIONS`` files outside it) into ``staging``."""
     source = Path(spec.source)
     target = staging / source.name
     ways = _place(source, target, link_min_bytes)
     options = dict(spec.options)
-    onnx = options.get("onnx")
-    if isinstance(onnx, str) and Path(onnx).is_absolute():
-        if Path(onnx).is_relative_to(source):
-            options["onnx"] = str(target / Path(onnx).relative_to(source))
+    for option in FILE_OPTIONS:
+        value = options.get(option)
+        if not (isinstance(value, str) and Path(value).is_absolute()):
+            continue
+        if Path(value).is_relative_to(source):
+            options[option] = str(target / Path(value).relative_to(source))
         else:
-            onnx_target = staging / f"onnx-{Path(onnx).name}"
-            ways |= _place(Path(onnx), onnx_target, link_min_bytes)
-            options["onnx"] = str(onnx_target)
+            option_target = staging / f"{option}-{Path(value).name}"
+            ways |= _place(Path(value), option_target, link_min_bytes)
+            options[option] = str(option_target)
     how = " and ".join(sorted(ways))
     return spec.model_copy(update={"source": str(target), "options": options}), how
 
@@ -164,8 +166,9 @@ def _moved(spec: ModelSpec, old: Path, new: Path) -> ModelSpec:
         return str(new / path.relative_to(old)) if _inside(path, old) else value
 
     options = dict(spec.options)
-    if isinstance(options.get("onnx"), str):
-        options["onnx"] = move(options["onnx"])
+    for option in FILE_OPTIONS:
+        if isinstance(options.get(option), str):
+            options[option] = move(options[option])
     return spec.model_copy(update={"source": move(spec.source), "options": options})
 
 

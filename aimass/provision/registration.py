@@ -26,7 +26,7 @@ from aimass.config import Settings
 from aimass.errors import Conflict, NotFound
 from aimass.provision import artifacts, validate
 from aimass.registry import models as registry
-from aimass.spec import ModelSpec
+from aimass.spec import FILE_OPTIONS, ModelSpec
 
 log = logging.getLogger("aimass.provision")
 
@@ -127,8 +127,9 @@ def _same_files(registered: ModelSpec, given: ModelSpec) -> ModelSpec | None:
             "(aimass models add --replace, POST /v1/admin/models?replace=true)"
         )
     options = dict(given.options)
-    if "onnx" in options and "onnx" in registered.options:
-        options["onnx"] = registered.options["onnx"]
+    for option in FILE_OPTIONS:
+        if option in options and option in registered.options:
+            options[option] = registered.options[option]
     return given.model_copy(
         update={"source": registered.source, "options": options, "sha256": registered.sha256}
     )

@@ -18,7 +18,7 @@ from pathlib import Path
 import ray
 
 from aimass.errors import Unavailable
-from aimass.spec import ONNX_KEY, SOURCE_KEY, ModelSpec
+from aimass.spec import SOURCE_KEY, ModelSpec
 
 Refs = dict[str, ray.ObjectRef]
 
@@ -53,17 +53,22 @@ def materialize(spec: ModelSpec, refs: Refs) -> ModelSpec:
 def _target(spec: ModelSpec, root: Path, key: str) -> Path:
     if key == SOURCE_KEY:
         return root / "source" / Path(spec.source).name
-    if key == ONNX_KEY:
-        return root / "options" / Path(spec.options["onnx"]).name
+    if key.startswith("options."):
+        return root / "options" / Path(spec.options[key.removeprefix("options.")]).name
     return root / "source" / key.removeprefix(f"{SOURCE_KEY}/")
 
 
 def _pointed_at(spec: ModelSpec, root: Path, targets: dict[str, Path]) -> ModelSpec:
-    """The spec with ``source`` (and ``options.onnx``) on this node's copy."""
+    """The spec with ``source`` (and ``FILE_OPTIONS`` files) on this node's copy."""
     single = SOURCE_KEY in targets
     update: dict = {"source": str(targets[SOURCE_KEY] if single else root / "source")}
-    if ONNX_KEY in targets:
-        update["options"] = {**spec.options, "onnx": str(targets[ONNX_KEY])}
+    options = {
+        key.removeprefix("options."): str(path)
+        for key, path in targets.items()
+        if key.startswith("options.")
+    }
+    if options:
+        update["options"] = {**spec.options, **options}
     return spec.model_copy(update=update)
 
 

@@ -1,6 +1,7 @@
 """A loaded GGUF model and its multi-sequence context, through llama.cpp's C API.
 
-Owns the native handles (model, context, KV memory) and the text <-> token conversions, so
+Owns the native handles (model, LoRA adapter, context, KV memory) and the text <-> token
+conversions, so
 the scheduler in ``runtime.py`` deals with sequences only. Each sequence gets its own KV
 stream (``kv_unified = False``) of ``n_ctx_per_seq`` cells: a sequence's attention never sees
 another's cells, so batching cannot change what a sequence computes.
@@ -30,6 +31,14 @@ class ContextConfig:
     threads: int
 
 
+@dataclass(frozen=True)
+class Lora:
+    """A LoRA adapter GGUF applied on the base model (``options.lora``, ``options.lora_scale``)."""
+
+    path: str
+    scale: float = 1.0
+
+
 @lc.llama_log_callback
 def _quiet_log(level: int, text: bytes, user_data: ctypes.c_void_p) -> None:
     """llama.cpp logs every tensor it loads; errors still surface as return codes."""
@@ -46,7 +55,7 @@ def _init_backend() -> None:
 class LlamaModel:
     """Native model + context; free with ``close``."""
 
-    def __init__(self, path: str, config: ContextConfig):
+    def __init__(self, path: str, config: ContextConfig, lora: Lora | None = None):
         if not Path(path).is_file():
             raise InvalidInput(f"GGUF file not found: {path} (spec.source)", param="source")
         _init_backend()
@@ -57,12 +66,38 @@ class LlamaModel:
             raise ModelFailed(f"llama.cpp could not load {path}: not a valid GGUF model")
         self.vocab = lc.llama_model_get_vocab(self.model)
         self.n_vocab = lc.llama_vocab_n_tokens(self.vocab)
+        adapter = self._load_lora(lora) if lora is not None else None
         self.ctx = self._new_context(config)
+        if adapter is not None and lora is not None:
+            self._apply_lora(adapter, lora.scale)
         self.memory = lc.llama_get_memory(self.ctx)
         self.n_ctx_per_seq = lc.llama_n_ctx_seq(self.ctx)
         self.n_seq = config.n_seq
         self.n_batch = lc.llama_n_batch(self.ctx)
         self._pieces: dict[int, bytes] = {}
+
+    def _load_lora(self, lora: Lora) -> lc.llama_adapter_lora_p:
+        """Load the adapter before the context is made, as llama.cpp asks (it is freed with
+        the model); a file that is not an adapter for this model is refused naming it."""
+        if not Path(lora.path).is_file():
+            lc.llama_model_free(self.model)
+            raise InvalidInput(f"LoRA adapter not found: {lora.path}", param="options.lora")
+        adapter = lc.llama_adapter_lora_init(self.model, lora.path.encode())
+        if not adapter:
+            lc.llama_model_free(self.model)
+            raise InvalidInput(
+                f"llama.cpp could not load {lora.path} as a LoRA adapter of this model (a "
+                "LoRA GGUF of the same architecture and tensor shapes)",
+                param="options.lora",
+            )
+        return adapter
+
+    def _apply_lora(self, adapter: lc.llama_adapter_lora_p, scale: float) -> None:
+        adapters = (lc.llama_adapter_lora_p_ctypes * 1)(adapter)
+        scales = (ctypes.c_float * 1)(scale)
+        if lc.llama_set_adapters_lora(self.ctx, adapters, 1, scales) != 0:
+            self.close()
+            raise ModelFailed("llama.cpp could not apply the LoRA adapter (options.lora)")
 
     def _new_context(self, config: ContextConfig) -> lc.llama_context_p:
         params = lc.llama_context_default_params()

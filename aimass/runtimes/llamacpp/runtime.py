@@ -58,7 +58,7 @@ from aimass.runtimes.llamacpp.batch import TokenBatch
 from aimass.runtimes.llamacpp.chat import pick_template, render_chat
 from aimass.runtimes.llamacpp.grammar import request_grammar
 from aimass.runtimes.llamacpp.logprobs import MAX_TOP_LOGPROBS, token_logprob
-from aimass.runtimes.llamacpp.model import ContextConfig, LlamaModel
+from aimass.runtimes.llamacpp.model import ContextConfig, LlamaModel, Lora
 from aimass.runtimes.llamacpp.prefix_cache import PrefixCache, exact_prefix
 from aimass.runtimes.llamacpp.sampling import SamplingParams, build_chain
 from aimass.runtimes.llamacpp.text import TextStream
@@ -164,7 +164,8 @@ class LlamaCppRuntime(GenerativeRuntime):
             n_batch=max(self.prefill_chunk, streams),
             threads=self.spec.threads,
         )
-        self.llm = LlamaModel(self.spec.source, config)
+        lora = Lora(opts["lora"], float(opts.get("lora_scale", 1.0))) if opts.get("lora") else None
+        self.llm = LlamaModel(self.spec.source, config, lora)
         self.batch = TokenBatch(streams)
         self.prefill_batch = TokenBatch(self.prefill_chunk)
         self.pad_rows = streams if self.invariant else 0
