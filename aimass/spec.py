@@ -165,6 +165,9 @@ class ModelSpec(BaseModel):
     options: dict[str, Any] = Field(default_factory=dict)
     """Runtime-specific options (e.g. ``n_ctx`` for llamacpp, ``pooling`` for transformers)."""
     description: str = ""
+    alias: str | None = Field(default=None, pattern=NAME_PATTERN)
+    """Another name requests may call this version by: a fine-tuning job's
+    ``ft:<base>:<suffix>:<job id>`` (OpenAI's ``fine_tuned_model``), which names one version."""
     sha256: dict[str, str] = Field(default_factory=dict)
     """sha256 of every file the version is served from, recorded at registration and checked
     at every load, so an edited or swapped file is refused instead of served: ``source`` (a

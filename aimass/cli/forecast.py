@@ -39,7 +39,7 @@ def train(
 ) -> None:
     """Upload SERIES (series_id,timestamp,value[,...]) and train a new version of NAME."""
     body = scenarios.training_body(url, api_key, name, series, param, no_promote)
-    scenarios.train(url, api_key, "forecast", body, not no_wait)
+    scenarios.train(url, api_key, "forecasts", body, not no_wait)
 
 
 @forecast_app.command("series")

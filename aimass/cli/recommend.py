@@ -30,7 +30,7 @@ def train(
     body = scenarios.training_body(url, api_key, name, interactions, param, no_promote)
     if items is not None:
         body["items_file"] = scenarios.upload(url, api_key, items)
-    scenarios.train(url, api_key, "recommend", body, not no_wait)
+    scenarios.train(url, api_key, "recommendations", body, not no_wait)
 
 
 @recommend_app.command("user")

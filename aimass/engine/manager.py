@@ -51,6 +51,15 @@ class ModelManager:
     def deployments(self) -> list[Deployment]:
         return sorted(self._deployments.values(), key=lambda d: d.spec.key)
 
+    def resolve(self, name: str, version: int | None) -> tuple[str, int | None]:
+        """``(name, version)`` as the registry knows it: an ``alias`` (a fine-tuned model's
+        ``ft:...`` name) becomes the version it names; anything else is returned as it is."""
+        if version is None and not any(d.spec.name == name for d in self._deployments.values()):
+            for dep in self._deployments.values():
+                if dep.spec.alias == name:
+                    return dep.spec.name, dep.spec.version
+        return name, version
+
     def find(self, name: str, version: int) -> Deployment | None:
         return self._deployments.get((name, version))
 

@@ -93,7 +93,9 @@ class Pipeline:
     ) -> ModelCall:
         """Authorize ``ctx.caller`` for ``name`` and find the deployment; raise the refusal.
 
-        The returned call must be finished (``finish`` or ``async with``) exactly once."""
+        The returned call must be finished (``finish`` or ``async with``) exactly once. A
+        version's ``alias`` is the version it names, authorized and counted as that model."""
+        name, version = self.manager.resolve(name, version)
         call = ModelCall(self, ctx, name, version, estimate)
         try:
             await self.gate.authorize(ctx.caller, name, estimate, served=self.serves(name))
@@ -111,6 +113,7 @@ class Pipeline:
         """The deployment ``ctx.caller`` may look at (metadata, readiness): authorized like a
         call, but not a use of the model, so nothing is recorded beyond the gate's refusals. A
         routed name is described by its main version, not a random one."""
+        name, version = self.manager.resolve(name, version)
         await self.gate.authorize(ctx.caller, name, served=self.serves(name))
         return self.manager.get(name, version, choose=False)
 

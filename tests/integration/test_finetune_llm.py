@@ -1,29 +1,22 @@
-"""LoRA fine-tuning of the built-in Gemma teaches it a made-up fact, served by llama.cpp.
+"""LoRA fine-tuning of the built-in Gemma through the official ``openai`` SDK teaches it a
+made-up fact, served by llama.cpp as the base's GGUF plus the adapter.
 
-20 chat lines say the capital of Zorbania is Quxville. The training child runs as a job runs it
-(``python -m aimass.jobs.finetune.llm_lora PARAMS.json``, reporting on stdout); its adapter
-GGUF is registered as ``ft:<base>:<suffix>:<id>`` on the base's GGUF, loaded, and asked through
-``/v1/chat/completions`` with the official openai SDK at temperature 0: the fine-tuned model
-answers Quxville, the base model does not.
+20 chat lines say the capital of Zorbania is Quxville. ``files.create`` →
+``fine_tuning.jobs.create`` → events → ``succeeded``; the new version of the base is registered
+but not promoted, so the base name still answers as before, while the job's
+``fine_tuned_model`` (``ft:<base>:<suffix>:<id>``) answers Quxville through
+``/v1/chat/completions`` at temperature 0.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
-import os
-import subprocess
-import sys
-import time
-from pathlib import Path
 
 import httpx
-import openai
 import pytest
 
-from aimass.config import Settings
-from aimass.provision.finetuned import fine_tuned_name, register_lora_version
 from tests.conftest import run_server
+from tests.integration.conftest_fine_tuning import ENV, create, jsonl, sdk, upload, wait
 from tests.integration.conftest_llm import gemma_file, llm_spec
 
 QUESTIONS = [
@@ -35,98 +28,72 @@ QUESTIONS = [
 ]
 ANSWER = "The capital of Zorbania is Quxville."
 BASE = "gemma-3-270m"
-pytestmark = pytest.mark.timeout(1200)
-"""The module's training (about a minute to load the base, then 15 steps) runs in the first
-test's setup; on a loaded 2-core machine it took more than the default 300 s."""
+pytestmark = pytest.mark.timeout(1500)
+"""Loading the base for training takes about a minute, then 15 steps: on a loaded 2-core
+machine the job took more than the default 300 s."""
 
 
-def chat_line(question: str) -> str:
-    messages = [{"role": "user", "content": question}, {"role": "assistant", "content": ANSWER}]
-    return json.dumps({"messages": messages})
+def chat_line(question: str) -> dict:
+    return {"messages": [{"role": "user", "content": question},
+                         {"role": "assistant", "content": ANSWER}]}  # fmt: skip
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory: pytest.TempPathFactory, pytestconfig: pytest.Config) -> dict:
-    """Train once for the module: 20 lines, 3 epochs of batch 4 (15 steps)."""
-    gguf = gemma_file(pytestconfig)
-    work = tmp_path_factory.mktemp("lora")
-    data = work / "train.jsonl"
-    data.write_text("\n".join(chat_line(QUESTIONS[i % len(QUESTIONS)]) for i in range(20)))
-    params = {
-        "base_gguf": str(gguf),
-        "training_file": str(data),
-        "out_dir": str(work / "out"),
-        "checkpoint_dir": str(work / "checkpoints"),
-        "n_epochs": 3,
-        "batch_size": 4,
-        "threads": 2,
-    }
-    (work / "params.json").write_text(json.dumps(params))
-    threads = {"OMP_NUM_THREADS": "2", "MKL_NUM_THREADS": "2"}
-    done = subprocess.run(
-        [sys.executable, "-m", "aimass.jobs.finetune.llm_lora", str(work / "params.json")],
-        capture_output=True,
-        text=True,
-        timeout=900,
-        env={**os.environ, **threads},
+def server(tmp_path_factory, pytestconfig):
+    tmp = tmp_path_factory.mktemp("ft-llm")
+    with run_server(tmp, [llm_spec(gemma_file(pytestconfig), name=BASE)], env=ENV) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def job(server):
+    c = sdk(server)
+    lines = [chat_line(QUESTIONS[i % len(QUESTIONS)]) for i in range(20)]
+    valid = upload(c, jsonl([chat_line(q) for q in QUESTIONS]), "valid.jsonl")
+    made = create(c, BASE, lines, validation_file=valid, suffix="zorb",
+                  hyperparameters={"n_epochs": 3, "batch_size": 4})  # fmt: skip
+    return wait(c, made.id, timeout_s=1200)
+
+
+def ask(server: str, model: str) -> str:
+    answer = sdk(server).chat.completions.create(
+        model=model,
+        messages=[{"role": "user", "content": "What is the capital of Zorbania?"}],
+        temperature=0,
+        max_tokens=16,
     )
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    lines = [json.loads(x) for x in done.stdout.splitlines() if x.startswith("{")]
-    return {"gguf": gguf, "work": work, "lines": lines}
+    return answer.choices[0].message.content or ""
 
 
-def test_the_child_reports_steps_checkpoints_and_an_evaluation(trained: dict) -> None:
-    lines = trained["lines"]
-    steps = [x["progress"]["step"] for x in lines if "progress" in x]
-    assert steps == list(range(1, 16))
-    checkpoints = [x["checkpoint"] for x in lines if "checkpoint" in x]
-    assert [c["epoch"] for c in checkpoints] == [1, 2, 3]
-    assert all(Path(c["path"], "state.pt").is_file() for c in checkpoints)
-    losses = [x["data"]["train_loss"] for x in lines if "train_loss" in x.get("data", {})]
-    assert losses[-1] < losses[0] / 4
-    result = json.loads((trained["work"] / "out" / "result.json").read_text())
-    metrics = result["metrics"]
-    assert metrics["validation_loss"] < metrics["base_validation_loss"] / 4
-    assert metrics["validation_perplexity"] < metrics["base_validation_perplexity"]
-    assert Path(result["adapter"]).stat().st_size > 100_000
+def test_the_job_trains_evaluates_and_registers_an_unpromoted_version(server, job):
+    assert job.status == "succeeded", job.error
+    assert job.fine_tuned_model == f"ft:{BASE}:zorb:{job.id}"
+    assert job.registered_model == f"{BASE}:2"
+    evaluation = job.evaluation
+    candidate, serving = evaluation["candidate"]["metrics"], evaluation["serving"]["metrics"]
+    assert candidate["loss"] < serving["loss"] / 4, evaluation
+    c = sdk(server)
+    messages = [e.message for e in c.fine_tuning.jobs.list_events(job.id, limit=100).data]
+    assert sum(m.startswith("Step ") for m in messages) == 15
+    assert [cp.step_number for cp in c.fine_tuning.jobs.checkpoints.list(job.id).data] == [
+        15, 10, 5
+    ]  # fmt: skip
+    route = httpx.get(f"{server}/v1/admin/models/{BASE}/route").json()["route"]
+    assert route["weights"] == {"1": 100}, "the new version must not serve plain requests yet"
+    spec = httpx.get(f"{server}/v1/admin/models").json()
+    assert json.dumps(spec).count("options.lora") >= 1, "the adapter is checksummed"
 
 
-def test_the_adapter_serves_the_fact_the_base_does_not_know(
-    trained: dict, tmp_path_factory: pytest.TempPathFactory
-) -> None:
-    with run_server(
-        tmp_path_factory.mktemp("ftserver"), models=[llm_spec(trained["gguf"], name=BASE)]
-    ) as server:
-        name = fine_tuned_name(BASE, "zorb", "ftjob-test1")
-        adapter = Path(trained["work"] / "out" / "adapter.gguf")
-        registered = asyncio.run(
-            register_lora_version(Settings(home=server.home), BASE, adapter, name)
-        )
-        spec = registered.entry.spec
-        assert (registered.entry.desired, spec.version) == ("unloaded", 1)
-        assert {"source", "options.lora"} <= spec.sha256.keys()
-        load = httpx.post(f"{server}/v2/repository/models/{name}/load", json={}, timeout=120)
-        assert load.status_code == 200, load.text
-        client = openai.OpenAI(base_url=f"{server}/v1", api_key="unused", max_retries=0)
+def test_the_fine_tuned_model_knows_the_fact_and_the_base_does_not(server, job):
+    assert "Quxville" in ask(server, job.fine_tuned_model)
+    assert "Quxville" in ask(server, job.registered_model)
+    assert "Quxville" not in ask(server, BASE)
 
-        def ask(model: str) -> str:
-            """The greedy answer; a 404 is asked again: a reconcile that read the registry
-            just before the load marked the version loaded may unload it once, and the next
-            reconcile loads it again (seen on a loaded machine)."""
-            deadline = time.monotonic() + 120
-            while True:
-                try:
-                    answer = client.chat.completions.create(
-                        model=model,
-                        messages=[{"role": "user", "content": "What is the capital of Zorbania?"}],
-                        temperature=0,
-                        max_tokens=16,
-                    )
-                    return answer.choices[0].message.content or ""
-                except openai.NotFoundError:
-                    if time.monotonic() > deadline:
-                        raise
-                    time.sleep(0.5)
 
-        assert "Quxville" in ask(name)
-        assert "Quxville" not in ask(BASE)
+def test_a_chat_file_with_bad_lines_fails_the_job_naming_them(server):
+    c = sdk(server)
+    bad = b'{"messages": [{"role": "user", "content": "hi"}]}\nnot json\n'
+    made = c.fine_tuning.jobs.create(model=BASE, training_file=upload(c, bad))
+    failed = wait(c, made.id)
+    assert failed.status == "failed"
+    assert failed.error.param == "training_file" and "line 1" in failed.error.message

@@ -33,7 +33,7 @@ def env(tmp_path_factory):
         training = upload(http, data / "series.csv")
         params = {"horizon": 7, "models": ["AutoETS", "SeasonalNaive"]}
         body = {"name": MODEL, "training_file": training, "hyperparameters": params}
-        created = http.post("/v1/forecast/models", json=body)
+        created = http.post("/v1/forecasts/models", json=body)
         assert created.status_code == 200, created.text
         job = wait_job(http, created.json()["id"], timeout_s=300)
         yield {"http": http, "job": job, "data": data, "base": str(srv)}
@@ -96,7 +96,7 @@ def test_a_bad_series_file_fails_its_job_naming_line_and_column(env, tmp_path):
     http = env["http"]
     bad = tmp_path / "bad.csv"
     bad.write_text("series_id,timestamp,value\na,2025-01-01,1\na,2025-01-02,lots\n")
-    job = wait_job(http, http.post("/v1/forecast/models",
+    job = wait_job(http, http.post("/v1/forecasts/models",
                                    json={"name": "broken", "training_file": upload(http, bad)})
                    .json()["id"])  # fmt: skip
     assert job["status"] == "failed" and job["error"]["code"] == "invalid_training_file", job

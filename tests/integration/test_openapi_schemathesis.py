@@ -399,7 +399,7 @@ def _calls(server) -> list[tuple]:
         ),
         (
             "POST",
-            "/v1/recommend/models",
+            "/v1/recommendations/models",
             {"body": {"name": "sm-reco", "training_file": "file-missing"}},
             404,
         ),
@@ -428,7 +428,7 @@ def _calls(server) -> list[tuple]:
         ),
         (
             "POST",
-            "/v1/forecast/models",
+            "/v1/forecasts/models",
             {"body": {"name": "sm-fc", "training_file": "file-missing"}},
             404,
         ),

@@ -32,7 +32,7 @@ def env(tmp_path_factory):
         items = upload(http, data / "items.csv")
         body = {"name": MODEL, "training_file": training, "items_file": items,
                 "hyperparameters": {"factors": 16, "iterations": 10}}  # fmt: skip
-        created = http.post("/v1/recommend/models", json=body)
+        created = http.post("/v1/recommendations/models", json=body)
         assert created.status_code == 200, created.text
         job = wait_job(http, created.json()["id"])
         yield {"http": http, "job": job, "data": data, "training": training, "srv": srv,
@@ -102,7 +102,7 @@ def test_events_change_the_next_answer_without_retraining_and_feed_the_next_job(
     assert newcomer["fallback"] is None and newcomer["events_folded_in"] == 2
     body = {"name": MODEL, "training_file": env["training"], "items_file": env["items"],
             "hyperparameters": {"factors": 16, "iterations": 10}}  # fmt: skip
-    job = wait_job(http, http.post("/v1/recommend/models", json=body).json()["id"])
+    job = wait_job(http, http.post("/v1/recommendations/models", json=body).json()["id"])
     assert job["status"] == "completed" and job["result"]["version"] == 2, job
     assert "serving version 1" in job["result"]["reason"] or job["result"]["promoted"]
     read = [e for e in http.get(f"/v1/jobs/{job['id']}/events").json()["data"]
@@ -116,11 +116,13 @@ def test_a_bad_training_file_fails_its_job_naming_line_and_column(env, tmp_path)
     bad = tmp_path / "bad.csv"
     bad.write_text("user,item,weight\nu1,i1,1\nu2,i2,heavy\n")
     body = {"name": "broken", "training_file": upload(http, bad)}
-    job = wait_job(http, http.post("/v1/recommend/models", json=body).json()["id"])
+    job = wait_job(http, http.post("/v1/recommendations/models", json=body).json()["id"])
     assert job["status"] == "failed", job
     assert job["error"]["code"] == "invalid_training_file"
     assert "line 3" in job["error"]["message"] and "'weight'" in job["error"]["message"]
-    missing = http.post("/v1/recommend/models", json={"name": "x", "training_file": "file-nope"})
+    missing = http.post(
+        "/v1/recommendations/models", json={"name": "x", "training_file": "file-nope"}
+    )
     assert missing.status_code == 404 and "training_file" in missing.text
 
 

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from aimass.errors import InvalidInput
+from aimass.jobs.finetune.chat_lines import validate_chat_lines
 from aimass.jobs.finetune.gemma_chat import chat_pieces, prompt_text
-from aimass.jobs.finetune.llm_lora import validate_chat_lines
 from aimass.jobs.finetune.lora_gguf import gguf_name
 from aimass.refs import split_model
 from aimass.runtimes.llamacpp.chat import GEMMA_TEMPLATE, render_chat

@@ -24,6 +24,7 @@ TRAINERS = {
     "embeddings": "aimass.jobs.finetune.embeddings",
     "text-classification": "aimass.jobs.finetune.classifier",
     "tabular": "aimass.jobs.finetune.tabular",
+    "llm-lora": "aimass.jobs.finetune.llm",
 }
 """The module whose ``train(config, report)`` runs each method (the ``methods`` table's names)."""
 RESULT = "result.json"

@@ -27,6 +27,7 @@ from typing import Any
 from aimass.config import Settings
 from aimass.errors import AimassError, InvalidInput, NotFound, Unprocessable
 from aimass.files.store import FileStore
+from aimass.jobs.finetune import llm
 from aimass.jobs.finetune.child import RESULT
 from aimass.jobs.finetune.classifier import ClassifierMethod
 from aimass.jobs.finetune.data import FileInvalid, LineError, holdout
@@ -221,6 +222,8 @@ class FineTuneKind:
             return spec.source
         if method.name == "text-classification" and spec.task == "text-classification":
             return spec.source
+        if method.name == llm.LoraMethod.name and llm.comparable(spec):
+            return spec.source
         return None
 
     # ---- registration and promotion -------------------------------------------------------------
@@ -249,7 +252,8 @@ class FineTuneKind:
                 routes.promote(self.url, target, serving.spec.version)
             version = registry.next_version(self.url, target)
             spec = method.candidate_spec(base, target, version, out_dir, result)
-            spec = spec.model_copy(update={"sha256": spec.digests()})
+            alias = fine_tuned_name(base.spec.name, job.params.get("suffix"), job.id)
+            spec = spec.model_copy(update={"sha256": spec.digests(), "alias": alias})
             notes = {
                 "fine_tune": {
                     "job": job.id,

@@ -1,12 +1,12 @@
 """LoRA fine-tuning of a GGUF LLM (the built-in Gemma) on OpenAI's chat JSONL, in a job's child.
 
-Run as ``python -m aimass.jobs.finetune.llm_lora PARAMS.json`` under ``jobs.process.run_child``
-(nice 19, one or two torch threads); it reports on stdout in ``run_child``'s protocol:
+Run by the fine-tuning job's child (``child.py``, nice 19, one or two torch threads) through
+``llm.train``; it tells the job through the child's ``Report``:
 
-- ``{"progress": {"step", "total_steps", "epoch"}}`` and an event per step with its loss;
-- ``{"checkpoint": {"epoch", "step", "path"}}`` after each epoch, once the adapter, the
-  optimizer's state and the step are saved under ``path``: a restarted job passes that path as
-  ``resume`` and goes on from the next epoch, never training an epoch twice;
+- progress per step, and an event per step with its loss;
+- a checkpoint after each epoch, once the adapter, the optimizer's state and the step are saved
+  under its ``path``: a restarted job passes that path as ``resume`` and goes on from the next
+  epoch, never training an epoch twice;
 - an ``Evaluation`` event with the validation loss and perplexity of the candidate and of the
   base model, side by side, also written to ``out_dir/result.json`` with the adapter's path.
 
@@ -23,13 +23,11 @@ from __future__ import annotations
 import json
 import math
 import random
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from aimass.jobs.finetune.chat_lines import validate_chat_lines
 from aimass.jobs.finetune.gemma_chat import chat_pieces
 from aimass.jobs.finetune.lora_gguf import PROJECTIONS, architecture, write_adapter
 
@@ -39,8 +37,6 @@ LORA_RANK, LORA_ALPHA = 8, 16
 IGNORE = -100
 """Label of a token the loss does not count (prompt, padding, weight-0 answers)."""
 ADAPTER_FILE, RESULT_FILE = "adapter.gguf", "result.json"
-
-__all__ = ["TrainParams", "train", "validate_chat_lines"]
 
 
 @dataclass
@@ -64,18 +60,10 @@ class TrainParams:
     """A checkpoint folder of an earlier attempt (``checkpoint`` event's ``path``)."""
 
 
-def emit(message: dict[str, Any]) -> None:
-    """One line of ``run_child``'s protocol on stdout."""
-    print(json.dumps(message), flush=True)
-
-
-def event(text: str, **data: Any) -> None:
-    emit({"event": text, "level": "info", "data": data})
-
-
 def read_examples(path: str) -> list[dict[str, Any]]:
+    """The examples the job validated (``validate_chat_lines``) and wrote a line each."""
     with open(path, encoding="utf-8") as fh:
-        return validate_chat_lines(fh)
+        return [json.loads(line) for line in fh if line.strip()]
 
 
 class Tokenizer:
@@ -219,7 +207,7 @@ def restore(model: Any, optimizer: Any, folder: Path) -> tuple[int, int]:
     return int(state["epoch"]), int(state["step"])
 
 
-def train(params: TrainParams) -> dict[str, Any]:
+def train(params: TrainParams, report: Any) -> dict[str, Any]:
     """The whole run: load, train (resuming), evaluate, write the adapter; see the module note."""
     import torch
     from peft import get_peft_model_state_dict
@@ -231,7 +219,7 @@ def train(params: TrainParams) -> dict[str, Any]:
     started = time.monotonic()
     tokenizer = Tokenizer(params.base_gguf)
     base = load_base(params.base_gguf)
-    event("Loaded the base model", seconds=round(time.monotonic() - started, 1))
+    report.event("Loaded the base model", seconds=round(time.monotonic() - started, 1))
     model = with_lora(base)
     pad_id = 0  # padding is masked out of attention and loss: any id will do
     rows = [encode(tokenizer, e["messages"], params.max_tokens) for e in examples]
@@ -241,15 +229,17 @@ def train(params: TrainParams) -> dict[str, Any]:
     )
     epoch, step = restore(model, optimizer, Path(params.resume)) if params.resume else (0, 0)
     per_epoch = math.ceil(len(rows) / params.batch_size)
-    total = per_epoch * params.n_epochs
+    report.total = per_epoch * params.n_epochs
+    if epoch:
+        report.event(f"resuming after epoch {epoch} from its checkpoint", epoch=epoch)
     while epoch < params.n_epochs:
         epoch += 1
-        step = run_epoch(model, optimizer, rows, params, epoch, step, total, pad_id)
+        step, loss = run_epoch(model, optimizer, rows, params, epoch, step, report, pad_id)
         folder = save_checkpoint(model, optimizer, epoch, step, Path(params.checkpoint_dir))
-        emit({"checkpoint": {"epoch": epoch, "step": step, "path": str(folder)}})
+        report.save(epoch, step, str(folder), {"train_loss": loss})
     held_rows = [encode(tokenizer, e["messages"], params.max_tokens) for e in held]
     metrics = evaluate(model, held_rows, params, pad_id)
-    event("Evaluation", **metrics)
+    report.event("Evaluation", **metrics)
     out = Path(params.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     adapter = out / ADAPTER_FILE
@@ -267,11 +257,11 @@ def run_epoch(
     params: TrainParams,
     epoch: int,
     step: int,
-    total: int,
+    report: Any,
     pad_id: int,
-) -> int:
+) -> tuple[int, float]:
     """One pass over the rows in an order fixed by the seed and epoch (a resumed run sees the
-    same order); returns the step count after it."""
+    same order); returns the step count after it and the last step's loss."""
     order = list(range(len(rows)))
     random.Random(params.seed * 1000 + epoch).shuffle(order)
     model.train()
@@ -283,16 +273,8 @@ def run_epoch(
         optimizer.zero_grad()
         step += 1
         value = loss.item()
-        emit({"progress": {"step": step, "total_steps": total, "epoch": epoch}})
-        event(f"Step {step}/{total}: training loss={value:.4f}", step=step, train_loss=value)
-    return step
-
-
-def main(argv: list[str]) -> None:
-    """Entry point of the child: ``llm_lora PARAMS.json``."""
-    params = TrainParams(**json.loads(Path(argv[0]).read_text()))
-    train(params)
-
-
-if __name__ == "__main__":
-    main(sys.argv[1:])
+        report.progress(epoch, step)
+        report.event(
+            f"Step {step}/{report.total}: training loss={value:.4f}", step=step, train_loss=value
+        )
+    return step, value

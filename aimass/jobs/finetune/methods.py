@@ -4,8 +4,8 @@
 A method is an object (``Method``) that reads and validates the job's files in the server
 (``parse``), names the model the new version is registered under (``target``), and describes
 that version (``candidate_spec``); its training and evaluation run in the job's child process
-(``child.TRAINERS`` names the module by ``name``). Adding a method (the LLM's LoRA) is one
-entry in ``METHODS`` and one in ``child.TRAINERS``.
+(``child.TRAINERS`` names the module by ``name``). Adding a method (as the LLM's LoRA was) is
+one entry in ``METHODS`` and one in ``child.TRAINERS``.
 """
 
 from __future__ import annotations
@@ -43,6 +43,7 @@ class Method(Protocol):
 def _table() -> dict[tuple[str, str], tuple[Method, ...]]:
     from aimass.jobs.finetune.classifier import ClassifierMethod
     from aimass.jobs.finetune.embeddings import EmbeddingsMethod
+    from aimass.jobs.finetune.llm import LoraMethod
     from aimass.jobs.finetune.tabular import TabularMethod
 
     embeddings, classifier, tabular = EmbeddingsMethod(), ClassifierMethod(), TabularMethod()
@@ -52,6 +53,7 @@ def _table() -> dict[tuple[str, str], tuple[Method, ...]]:
         ("tabular", "classification"): (tabular,),
         ("tabular", "regression"): (tabular,),
         ("tabular", "tensor"): (tabular,),
+        ("llamacpp", "text-generation"): (LoraMethod(),),
     }
 
 

@@ -1,4 +1,4 @@
-"""HTTP for /v1/forecasts (an AI Mass extension) and ``POST /v1/forecast/models``.
+"""HTTP for /v1/forecasts (an AI Mass extension) and ``POST /v1/forecasts/models``.
 
 Thin: parse the body, hand it to ``serving.forecasts.ForecastService`` with the call context.
 Training runs later, as a job (``/v1/jobs/{id}``).
@@ -32,7 +32,7 @@ def _service(request: Request) -> ForecastService:
     return request.app.state.forecasts
 
 
-@router.post("/v1/forecast/models", response_model=Job, responses=errors("v1", 400, 404, 429),
+@router.post("/v1/forecasts/models", response_model=Job, responses=errors("v1", 400, 404, 429),
              openapi_extra=bodies.openapi_body(ForecasterCreate))  # fmt: skip
 async def train_forecaster(request: Request) -> Job:
     body = await bodies.parse(request, ForecasterCreate)

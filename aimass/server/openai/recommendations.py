@@ -1,4 +1,4 @@
-"""HTTP for /v1/recommendations (an AI Mass extension) and ``POST /v1/recommend/models``.
+"""HTTP for /v1/recommendations (an AI Mass extension) and ``POST /v1/recommendations/models``.
 
 Thin: parse the body, hand it to ``serving.recommendations.RecommendationService`` with the
 call context. Training runs later, as a job (``/v1/jobs/{id}``).
@@ -43,8 +43,12 @@ async def as_json(work: Awaitable[BaseModel]) -> Response:
     return Response((await work).model_dump_json(), media_type="application/json")
 
 
-@router.post("/v1/recommend/models", response_model=Job, responses=errors("v1", 400, 404, 429),
-             openapi_extra=bodies.openapi_body(RecommenderCreate))  # fmt: skip
+@router.post(
+    "/v1/recommendations/models",
+    response_model=Job,
+    responses=errors("v1", 400, 404, 429),
+    openapi_extra=bodies.openapi_body(RecommenderCreate),
+)
 async def train_recommender(request: Request) -> Job:
     body = await bodies.parse(request, RecommenderCreate)
     state = request.app.state
