@@ -12,19 +12,18 @@ from __future__ import annotations
 
 import asyncio
 import json
-import secrets
 import shutil
 import sys
 from pathlib import Path
 from typing import Any
 
 from aimass.config import Settings
-from aimass.errors import NotFound, Unprocessable
+from aimass.errors import Unprocessable
 from aimass.files.store import FileStore
 from aimass.jobs.kind import JobContext, JobFailed, Outcome
 from aimass.jobs.process import run_child
 from aimass.jobs.runner import JobRunner
-from aimass.jobs.service import job_object
+from aimass.jobs.scenario_train import start_training
 from aimass.protocols.jobs import Job
 from aimass.protocols.risk import RiskModelCreate
 from aimass.registry import evaluations
@@ -43,23 +42,7 @@ async def create(
 ) -> Job:
     """Check ``req`` (parameters, files the caller may read) and queue its training job."""
     check_params(req.hyperparameters)
-    owner = files.owner_filter(ctx.caller)
-    for param in ("training_file", "validation_file"):
-        file_id = getattr(req, param)
-        if file_id is None:
-            continue
-        try:
-            await asyncio.to_thread(files.store.get, file_id, owner)
-        except NotFound:
-            raise NotFound(f"no file with id {file_id!r}", param=param) from None
-    key = ctx.caller.key
-    job = await runner.submit(
-        KIND,
-        f"riskjob_{secrets.token_hex(12)}",
-        (key.id if key else None, ctx.caller.actor),
-        req.model_dump(mode="json", exclude_none=True),
-    )
-    return job_object(job)
+    return await start_training(runner, files, ctx, KIND, req, ("training_file", "validation_file"))
 
 
 class RiskTrainKind:
