@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -10,6 +11,7 @@ from aimass.protocols.scenarios import TrainingCreate
 
 MAX_HORIZON = 1000
 MAX_POINTS = 10_000
+MAX_COLUMNS = 64
 ID = Field(min_length=1, max_length=256)
 
 
@@ -35,6 +37,11 @@ class ForecastRequest(BaseModel):
     most ``MAX_POINTS`` points)."""
     horizon: int = Field(ge=1, le=MAX_HORIZON)
     level: list[int] = Field(default_factory=lambda: [80, 95], max_length=8)
+    future: dict[str, list[float]] | None = None
+    """The exogenous columns over the horizon, as columns of equal length:
+    ``{"timestamp": [unix seconds...], "promotion": [0, 1, ...]}``. A model trained with
+    exogenous columns (the gradient-boosting one) needs each at every forecast time (a 400
+    naming the column otherwise); the statistical models do not read them."""
 
     @model_validator(mode="after")
     def _one_source(self) -> ForecastRequest:
@@ -42,7 +49,25 @@ class ForecastRequest(BaseModel):
             raise ValueError("give exactly one of series_id and history")
         if any(not 1 <= level <= 99 for level in self.level):
             raise ValueError("level: each must be from 1 to 99")
+        if self.future is not None:
+            _check_future(self.future)
         return self
+
+
+def _check_future(future: dict[str, list[float]]) -> None:
+    if "timestamp" not in future:
+        raise ValueError("future: needs a timestamp column (Unix seconds of each row)")
+    if len(future) > MAX_COLUMNS + 1:
+        raise ValueError(f"future: at most {MAX_COLUMNS} columns besides timestamp")
+    rows = len(future["timestamp"])
+    for column, values in future.items():
+        if not 1 <= len(column) <= 256:
+            raise ValueError("future: column names must be 1 to 256 characters")
+        if len(values) != rows or rows > MAX_HORIZON:
+            raise ValueError(f"future: columns must have one equal length of at most "
+                             f"{MAX_HORIZON} values ({column!r} has {len(values)})")  # fmt: skip
+        if not all(math.isfinite(v) for v in values):
+            raise ValueError(f"future: {column!r} has a value that is not a finite number")
 
 
 class Interval(BaseModel):
@@ -60,7 +85,8 @@ class ForecastResponse(BaseModel):
     intervals: dict[str, Interval]
     """Level in percent → lower and upper bounds, point by point."""
     method: str
-    """The statistical model that made it (chosen for the series by cross-validation)."""
+    """The model that made it: the statistical one chosen for the series by backtest, or
+    ``LightGBM`` (the global gradient-boosting model)."""
     observations_used: int
 
 

@@ -1,7 +1,8 @@
 """The runtime serving a trained forecaster (``aimass.scenarios.forecast``) in a replica.
 
 Each row is one request as JSON text (``request``): ``{"series_id" | "history", "horizon",
-"level", "observations"}``; ``observations`` are the series' points stored since training,
+"level", "observations", "future"}`` (``future``: the exogenous columns over the horizon, read
+by a gradient-boosting forecaster); ``observations`` are the series' points stored since training,
 re-applied here to the fitted model, so replicas keep no state. The artifact is a pickle this
 server's own training job wrote, so the spec sets ``trust_pickle`` (the loader refuses
 otherwise). A bad row fails alone (a 400).
@@ -18,18 +19,18 @@ import orjson
 from aimass.errors import InvalidInput
 from aimass.runtimes.base import ROW_ERRORS, Payload, Runtime, TensorInfo
 from aimass.scenarios.csvfile import TrainingFileError
-from aimass.scenarios.forecast.model import Forecaster
+from aimass.scenarios.forecast.model import AnyForecaster, load
 
 REQUEST, RESULT = "request", "result"
 
 
 class ForecastRuntime(Runtime):
-    model: Forecaster
+    model: AnyForecaster
 
     def load(self) -> None:
         if not self.spec.trust_pickle:
             raise ValueError("a forecaster artifact is a pickle: its spec must set trust_pickle")
-        self.model = Forecaster.load(Path(self.spec.source))
+        self.model = load(Path(self.spec.source))
 
     def inputs(self) -> list[TensorInfo]:
         return [TensorInfo(REQUEST, "BYTES", [-1])]
@@ -39,7 +40,9 @@ class ForecastRuntime(Runtime):
 
     def describe(self) -> dict[str, Any]:
         return {"task": "forecasting", "series": len(self.model.series),
-                "step_s": self.model.step, "season_length": self.model.season}  # fmt: skip
+                "step_s": self.model.step, "season_length": self.model.season,
+                "method": self.model.default_model,
+                "exogenous": getattr(self.model, "columns", [])}  # fmt: skip
 
     def infer(self, batch: Payload) -> Payload:
         rows = batch[REQUEST]
@@ -72,4 +75,8 @@ class ForecastRuntime(Runtime):
             raise InvalidInput("give series_id, or a history of at least 2 points", param="history")
         observations = [(float(t), float(v)) for t, v in request.get("observations") or []]
         levels = [int(x) for x in request.get("level") or []]
-        return self.model.forecast(sid, history, observations, int(request["horizon"]), levels)
+        future = request.get("future")
+        if future is not None and not isinstance(future, dict):
+            raise InvalidInput("future must be an object of columns", param="future")
+        return self.model.forecast(sid, history, observations, int(request["horizon"]), levels,
+                                   future)  # fmt: skip

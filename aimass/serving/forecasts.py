@@ -53,7 +53,8 @@ class ForecastService:
                 )
             history = [[p.timestamp, p.value] for p in req.history or []]
             request = {"series_id": req.series_id, "history": history, "horizon": req.horizon,
-                       "level": req.level, "observations": appended}  # fmt: skip
+                       "level": req.level, "observations": appended,
+                       "future": req.future}  # fmt: skip
             out = await call.infer(one_row(request))
         answer = orjson.loads(out["result"][0])
         return ForecastResponse(

@@ -3,8 +3,10 @@
 ``--kind mileage``: kilometres a fleet's vehicles drive each day: a weekly pattern (less on
 weekends), public holidays (little driving), a slow trend (more or less use over the months)
 and noise. ``--kind demand``: units a store sells of each product a day: weekly seasonality,
-promotions, yearly swell, Poisson noise (many zeros for slow movers). Writes ``series.csv``
-(series_id,timestamp,value[,holiday]) in ``--out``.
+promotions (double the rate on about one day in 25), yearly swell, Poisson noise (many zeros
+for slow movers). Writes ``series.csv`` in ``--out``: ``series_id,timestamp,value`` and the
+exogenous column whose effect is in the values (``holiday`` for mileage, ``promotion`` for
+demand: known in advance, so a forecast can be given it), unless ``--no-exogenous``.
 
     python examples/data/make_forecast.py --kind mileage --series 20 --days 365 --out /tmp/fleet
 """
@@ -42,7 +44,9 @@ def demand(rng: np.random.Generator, days: list[date]) -> tuple[np.ndarray, np.n
     return rng.poisson(rate).astype(float), promo
 
 
-def generate(kind: str, series: int, days: int, seed: int, out: Path) -> Path:
+def generate(
+    kind: str, series: int, days: int, seed: int, out: Path, exogenous: bool = True
+) -> Path:
     rng = np.random.default_rng(seed)
     out.mkdir(parents=True, exist_ok=True)
     dates = [date(2025, 1, 1) + timedelta(days=i) for i in range(days)]
@@ -51,11 +55,12 @@ def generate(kind: str, series: int, days: int, seed: int, out: Path) -> Path:
     path = out / "series.csv"
     with open(path, "w", newline="") as handle:
         writer = csv.writer(handle)
-        writer.writerow(["series_id", "timestamp", "value", flag])
+        writer.writerow(["series_id", "timestamp", "value", *([flag] if exogenous else [])])
         for s in range(series):
             values, flags = make(rng, dates)
             for d, v, f in zip(dates, values, flags, strict=True):
-                writer.writerow([f"{prefix}-{s:04d}", d.isoformat(), v, int(f)])
+                extra = [int(f)] if exogenous else []
+                writer.writerow([f"{prefix}-{s:04d}", d.isoformat(), v, *extra])
     return path
 
 
@@ -66,8 +71,10 @@ def main() -> None:
     parser.add_argument("--days", type=int, default=365)
     parser.add_argument("--seed", type=int, default=11)
     parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--exogenous", action=argparse.BooleanOptionalAction, default=True,
+                        help="write the holiday/promotion column (default: yes)")  # fmt: skip
     args = parser.parse_args()
-    generate(args.kind, args.series, args.days, args.seed, args.out)
+    generate(args.kind, args.series, args.days, args.seed, args.out, args.exogenous)
 
 
 if __name__ == "__main__":

@@ -63,10 +63,12 @@ def tiny_recommender(folder: Path) -> Path:
 def tiny_forecaster(folder: Path) -> Path:
     """A small forecaster artifact (two generated demand series, seasonal naive), in process."""
     path = generate_series("demand", 2, 60, 5, folder / "data")
-    series, _ = read_series(path)
-    params = forecasting.hyperparameters({"models": ["SeasonalNaive"], "horizon": 7})
-    forecaster, _ = forecasting.fit(series, params)
-    forecaster.save(folder / "model")
+    series, columns = read_series(path)
+    params = forecasting.hyperparameters(
+        {"model": "statistical", "models": ["SeasonalNaive"], "horizon": 7}
+    )
+    forecaster, _ = forecasting.fit(series, params, columns)
+    forecasting.save(forecaster, folder / "model")
     return folder / "model"
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from aimass.scenarios import report
 from aimass.scenarios.csvfile import TrainingFileError
 from aimass.scenarios.forecast.data import read_series
-from aimass.scenarios.forecast.model import Forecaster, evaluate_serving, fit, hyperparameters
+from aimass.scenarios.forecast.model import evaluate_serving, fit, hyperparameters, load, save
 
 
 def main(spec_path: str) -> None:
@@ -28,19 +28,19 @@ def main(spec_path: str) -> None:
                  filled=sum(s.filled for s in series), exogenous=exogenous)  # fmt: skip
     try:
         forecaster, evaluation = fit(
-            series, params, lambda done, total: report.progress(series_done=done, total=total)
-        )
+            series, params, exogenous,
+            lambda done, total: report.progress(series_done=done, total=total),
+        )  # fmt: skip
     except ValueError as exc:
         report.refuse(out, str(exc))
-    report.event("evaluated", model=evaluation["metrics"], seasonal_naive=evaluation["baseline"],
+    report.event(evaluation["reason"], families=evaluation["families"],
                  chosen=evaluation["chosen"])  # fmt: skip
     serving = None
     if spec.get("compare"):
-        serving = evaluate_serving(
-            Forecaster.load(Path(spec["compare"])), series, params["horizon"], params["windows"]
-        )
+        serving = evaluate_serving(load(Path(spec["compare"])), series, exogenous,
+                                   params["horizon"], params["windows"])  # fmt: skip
         report.event("serving version evaluated", metrics=serving)
-    forecaster.save(out / "model")
+    save(forecaster, out / "model")
     report.finish(out, {**evaluation, "serving": serving, "params": params})
 
 
