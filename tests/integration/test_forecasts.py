@@ -1,7 +1,9 @@
-"""The forecasting service end to end on a real server with generated vehicle-mileage data:
-train (a job; a model per series chosen by cross-validation) → MASE and coverage against
-seasonal naive → promote → forecast with intervals → appended observations move the next
-forecast without a retrain; a bad training file fails its job naming line and column."""
+"""The forecasting service end to end on a real server with generated data: vehicle mileage
+(statistical models, one per series chosen by backtest) and retail demand with a promotion
+column (the global gradient-boosting model): train (a job) → MASE and coverage against
+seasonal naive → promote → forecast with intervals (the GBM given the promotion over the
+horizon) → appended observations move the next forecast without a retrain; a bad training
+file fails its job naming line and column."""
 
 from __future__ import annotations
 
@@ -12,10 +14,11 @@ import sys
 import httpx
 import pytest
 
+from aimass.scenarios.forecast.data import read_series
 from tests.conftest import ROOT, run_server
 from tests.integration.conftest_scenarios import SCENARIO_ENV, cli, upload, wait_job, wait_ready
 
-MODEL = "fleet"
+MODEL, SHOP = "fleet", "shop"
 DAY = 86400.0
 
 
@@ -23,24 +26,32 @@ DAY = 86400.0
 def env(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("forecast")
     data = tmp / "fleet"
-    subprocess.run(
-        [sys.executable, "examples/data/make_forecast.py", "--kind", "mileage", "--series", "3",
-         "--days", "120", "--out", str(data)],
-        check=True, cwd=ROOT,
-    )  # fmt: skip
+    shop = tmp / "shop"
+    for kind, count, days, out in (("mileage", "3", "120", data), ("demand", "12", "150", shop)):
+        subprocess.run(
+            [sys.executable, "examples/data/make_forecast.py", "--kind", kind, "--series", count,
+             "--days", days, "--out", str(out)],
+            check=True, cwd=ROOT,
+        )  # fmt: skip
     with run_server(tmp, [], env=SCENARIO_ENV) as srv:
         http = httpx.Client(base_url=str(srv), timeout=60)
-        training = upload(http, data / "series.csv")
-        params = {"horizon": 7, "models": ["AutoETS", "SeasonalNaive"]}
-        body = {"name": MODEL, "training_file": training, "hyperparameters": params}
-        created = http.post("/v1/forecasts/models", json=body)
-        assert created.status_code == 200, created.text
-        job = wait_job(http, created.json()["id"], timeout_s=300)
-        yield {"http": http, "job": job, "data": data, "base": str(srv)}
+        jobs = {}
+        for name, folder, params in (
+            (MODEL, data, {"model": "statistical", "models": ["AutoETS", "SeasonalNaive"]}),
+            (SHOP, shop, {"model": "gbm"}),
+        ):
+            body = {"name": name, "training_file": upload(http, folder / "series.csv"),
+                    "hyperparameters": {"horizon": 7, **params}}  # fmt: skip
+            created = http.post("/v1/forecasts/models", json=body)
+            assert created.status_code == 200, created.text
+            jobs[name] = created.json()["id"]
+        done = {name: wait_job(http, job_id, timeout_s=300) for name, job_id in jobs.items()}
+        yield {"http": http, "job": done[MODEL], "shop_job": done[SHOP], "data": data,
+               "shop": shop, "base": str(srv)}  # fmt: skip
 
 
-def forecast(env, **body) -> dict:
-    answer = env["http"].post("/v1/forecasts", json={"model": MODEL, **body})
+def forecast(env, model: str = MODEL, **body) -> dict:
+    answer = env["http"].post("/v1/forecasts", json={"model": model, **body})
     assert answer.status_code == 200, answer.text
     return answer.json()
 
@@ -116,3 +127,43 @@ def test_the_cli_forecasts_appends_and_reports_a_failed_training(env, tmp_path):
     bad.write_text("series_id,when,value\na,2025-01-01,1\n")
     failed = cli(env["base"], "forecast", "train", "broken-cli", str(bad))
     assert failed.returncode == 1 and "timestamp" in json.loads(failed.stdout)["error"]["message"]
+
+
+def promotions(times: list[float], on: frozenset[int] = frozenset()) -> dict:
+    return {"timestamp": times, "promotion": [float(k in on) for k in range(len(times))]}
+
+
+def test_the_gbm_is_trained_on_the_promotion_column_and_beats_seasonal_naive(env):
+    job = env["shop_job"]
+    assert job["status"] == "completed", job
+    result = job["result"]
+    assert result["family"] == "gbm" and "forced" in result["reason"], result
+    assert set(result["families"]) == {"gbm", "seasonal_naive"}
+    assert result["metrics"]["mase"] < result["baseline"]["mase"] and result["promoted"]
+    listed = env["http"].get("/v1/admin/models").json()["data"]
+    notes = next(m["notes"] for m in listed if m["name"] == SHOP)
+    assert {k.rsplit(":", 1)[-1] for k in notes["evaluations"]} == {"holdout", "baseline", "gbm"}
+
+
+def test_gbm_forecasts_read_future_promotions_and_new_observations(env):
+    http = env["http"]
+    wait_ready(http, SHOP)
+    series, _ = read_series(env["shop"] / "series.csv")
+    end = next(s.end for s in series if s.id == "sku-0003")
+    body = {"series_id": "sku-0003", "horizon": 7, "level": [80, 95]}
+    missing = http.post("/v1/forecasts", json={"model": SHOP, **body})
+    assert missing.status_code == 400 and "promotion" in missing.text, missing.text
+    days = [end + (k + 1) * DAY for k in range(8)]
+    plain = forecast(env, SHOP, **body, future=promotions(days))
+    assert plain["method"] == "LightGBM" and plain["timestamps"] == days[:7]
+    promoted = forecast(env, SHOP, **body, future=promotions(days, frozenset({2})))
+    assert promoted["mean"][2] > plain["mean"][2] * 1.3, (plain["mean"], promoted["mean"])
+    lo95, hi95 = promoted["intervals"]["95"]["lo"], promoted["intervals"]["95"]["hi"]
+    assert all(lo95[k] <= promoted["mean"][k] <= hi95[k] for k in range(7))
+    point = {"series_id": "sku-0003", "timestamp": days[0], "value": 10 * max(plain["mean"])}
+    stored = http.post("/v1/forecasts/observations", json={"model": SHOP, "observations": [point]})
+    assert stored.status_code == 200
+    after = forecast(env, SHOP, **body, future=promotions([*days[1:], days[-1] + DAY]))
+    assert after["timestamps"][0] == days[1]
+    assert after["observations_used"] == plain["observations_used"] + 1
+    assert after["mean"][0] > plain["mean"][1]
