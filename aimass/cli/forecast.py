@@ -3,6 +3,7 @@ observations (``/v1/forecasts``)."""
 
 from __future__ import annotations
 
+import csv
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
@@ -48,13 +49,35 @@ def series_(
     series_id: str,
     horizon: Annotated[int, typer.Option(min=1, max=1000)] = 7,
     level: Annotated[list[int] | None, typer.Option(help="Interval level in %.")] = None,
+    future: Annotated[
+        Path | None,
+        typer.Option(help="CSV of the exogenous columns over the horizon: timestamp,<column>..."),
+    ] = None,
     url: Url = None,
     api_key: ApiKey = None,
 ) -> None:
     """The next HORIZON points of SERIES_ID with intervals."""
     body = {"model": model, "series_id": series_id, "horizon": horizon,
             "level": level or [80, 95]}  # fmt: skip
+    if future is not None:
+        body["future"] = _future(future)
     scenarios.post(url, api_key, "/v1/forecasts", body)
+
+
+def _future(path: Path) -> dict[str, list[float]]:
+    """A ``future`` block (columns) from a CSV with a ``timestamp`` column."""
+    with open(path, newline="", encoding="utf-8-sig") as handle:
+        rows = list(csv.DictReader(handle))
+    if not rows or "timestamp" not in rows[0]:
+        _fail(f"{path}: needs a header with a timestamp column and one row per forecast time")
+    columns: dict[str, list[float]] = {name: [] for name in rows[0]}
+    for line, row in enumerate(rows, start=2):
+        for name, text in row.items():
+            try:
+                columns[name].append(_seconds(text) if name == "timestamp" else float(text))
+            except (TypeError, ValueError):
+                _fail(f"{path}, line {line}, column {name!r}: {text!r} is not a number")
+    return columns
 
 
 @forecast_app.command("observe")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from datetime import UTC, datetime
 
 import httpx
 import pytest
@@ -145,7 +146,7 @@ def test_the_gbm_is_trained_on_the_promotion_column_and_beats_seasonal_naive(env
     assert {k.rsplit(":", 1)[-1] for k in notes["evaluations"]} == {"holdout", "baseline", "gbm"}
 
 
-def test_gbm_forecasts_read_future_promotions_and_new_observations(env):
+def test_gbm_forecasts_read_future_promotions_and_new_observations(env, tmp_path):
     http = env["http"]
     wait_ready(http, SHOP)
     series, _ = read_series(env["shop"] / "series.csv")
@@ -167,3 +168,11 @@ def test_gbm_forecasts_read_future_promotions_and_new_observations(env):
     assert after["timestamps"][0] == days[1]
     assert after["observations_used"] == plain["observations_used"] + 1
     assert after["mean"][0] > plain["mean"][1]
+    future = tmp_path / "future.csv"
+    rows = [f"{datetime.fromtimestamp(t, UTC):%Y-%m-%d},0" for t in days]
+    future.write_text("\n".join(["timestamp,promotion", *rows[1:4]]) + "\n")
+    asked = cli(env["base"], "forecast", "series", SHOP, "sku-0003", "--horizon", "3",
+                "--future", str(future))  # fmt: skip
+    assert asked.returncode == 0, asked.stderr
+    answer = json.loads(asked.stdout)
+    assert answer["method"] == "LightGBM" and answer["mean"][:3] == after["mean"][:3]
