@@ -240,6 +240,22 @@ class Known:
 
 
 @dataclass
+class Prepared:
+    """A forecast request ready for the recursion: the series' last ``CONTEXT`` values
+    (scaled), the time of the last one, its code and scale, and the exogenous values and
+    times of the horizon."""
+
+    tail: np.ndarray
+    end: float
+    code: float
+    scale: float
+    exogenous: np.ndarray
+    times: list[float]
+    levels: list[int]
+    used: int
+
+
+@dataclass
 class GbmForecaster:
     """The trained global model, each training series' values and the backtest errors per
     horizon step (sorted) that its intervals come from; see the module note."""
@@ -266,6 +282,19 @@ class GbmForecaster:
         """``h`` points after the series' last one (its stored ``observations`` appended),
         or after a ``history``; ``future`` gives the exogenous columns at those points
         (``{"timestamp": [...], column: [...]}``)."""
+        prepared = self.prepare(series_id, history, observations, h, levels, future)
+        return self.finish([prepared])[0]
+
+    def prepare(
+        self,
+        series_id: str | None,
+        history: list[tuple[float, float]] | None,
+        observations: list[tuple[float, float]],
+        h: int,
+        levels: list[int],
+        future: dict[str, list[float]] | None = None,
+    ) -> Prepared:
+        """One request's inputs to the recursion (a bad one raises here, alone)."""
         if series_id is not None:
             known = self.series[series_id]
             y, start, code, scale = known.values, known.start, float(known.code), known.scale
@@ -279,26 +308,33 @@ class GbmForecaster:
         end = start + (len(y) - 1) * self.step
         times = [end + (k + 1) * self.step for k in range(h)]
         exogenous = self._future(future or {}, times)
+        return Prepared(tail(y, scale), end, code, scale, exogenous, times, levels, len(y))
+
+    def finish(self, batch: list[Prepared]) -> list[dict[str, Any]]:
+        """The forecasts of prepared requests, all rows stepped together (one prediction
+        per horizon step for the whole batch; a shorter horizon ignores the later steps)."""
+        longest = max(len(p.times) for p in batch)
+        future = np.full((len(batch), longest, len(self.columns)), np.nan)
+        for i, p in enumerate(batch):
+            future[i, : len(p.times)] = p.exogenous
         scaled = recursive(
             self.booster,
-            tail(y, scale)[None, :],
-            np.array([end]),
+            np.stack([p.tail for p in batch]),
+            np.array([p.end for p in batch]),
             self.step,
-            np.array([code]),
-            exogenous[None, :, :],
-        )[0]
-        mean = scaled * scale
+            np.array([p.code for p in batch]),
+            future,
+        )
+        return [self._answer(p, scaled[i, : len(p.times)]) for i, p in enumerate(batch)]
+
+    def _answer(self, p: Prepared, scaled: np.ndarray) -> dict[str, Any]:
+        mean, last = scaled * p.scale, len(self.errors) - 1
         intervals = {}
-        for level in levels:
-            width = (
-                np.array(
-                    [
-                        conformal(self.errors[min(k, len(self.errors) - 1)], level, True)
-                        for k in range(h)
-                    ]
-                )
-                * scale
-            )
+        for level in p.levels:
+            quantiles = [
+                conformal(self.errors[min(k, last)], level, True) for k in range(len(mean))
+            ]
+            width = np.array(quantiles) * p.scale
             lo, hi = mean - width, mean + width
             if self.nonnegative:
                 lo = np.maximum(lo, 0.0)
@@ -306,11 +342,11 @@ class GbmForecaster:
         if self.nonnegative:
             mean = np.maximum(mean, 0.0)
         return {
-            "timestamps": times,
+            "timestamps": p.times,
             "mean": mean.tolist(),
             "intervals": intervals,
             "model": METHOD,
-            "observations_used": len(y),
+            "observations_used": p.used,
         }
 
     def _future(self, future: dict[str, list[float]], times: list[float]) -> np.ndarray:
