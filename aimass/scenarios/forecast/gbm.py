@@ -270,20 +270,9 @@ class GbmForecaster:
     params: dict[str, Any]
     default_model: str = METHOD
 
-    def forecast(
-        self,
-        series_id: str | None,
-        history: list[tuple[float, float]] | None,
-        observations: list[tuple[float, float]],
-        h: int,
-        levels: list[int],
-        future: dict[str, list[float]] | None = None,
-    ) -> dict[str, Any]:
-        """``h`` points after the series' last one (its stored ``observations`` appended),
-        or after a ``history``; ``future`` gives the exogenous columns at those points
-        (``{"timestamp": [...], column: [...]}``)."""
-        prepared = self.prepare(series_id, history, observations, h, levels, future)
-        return self.finish([prepared])[0]
+    def forecast(self, *request: Any) -> dict[str, Any]:
+        """One forecast (``prepare``'s arguments), as the statistical ``Forecaster`` has."""
+        return self.finish([self.prepare(*request)])[0]
 
     def prepare(
         self,
@@ -294,7 +283,10 @@ class GbmForecaster:
         levels: list[int],
         future: dict[str, list[float]] | None = None,
     ) -> Prepared:
-        """One request's inputs to the recursion (a bad one raises here, alone)."""
+        """One request's inputs to the recursion (a bad one raises here, alone): ``h``
+        points after the series' last one (its stored ``observations`` appended), or after a
+        ``history``; ``future`` gives the exogenous columns at those points
+        (``{"timestamp": [...], column: [...]}``)."""
         if series_id is not None:
             known = self.series[series_id]
             y, start, code, scale = known.values, known.start, float(known.code), known.scale
