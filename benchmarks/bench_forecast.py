@@ -19,14 +19,23 @@ benchmarks/RESULTS.md.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import tempfile
 import time
 import warnings
 from pathlib import Path
 
-import httpx
-from common import append_section, command, machine_note, pcts, serve, stamp, table
+import orjson
+from common import (
+    append_section,
+    closed_loop,
+    command,
+    machine_note,
+    pcts,
+    run_async,
+    serve,
+    stamp,
+    table,
+)
 from statsforecast.models import AutoETS
 
 from aimass.scenarios.forecast.data import read_series
@@ -62,22 +71,11 @@ def in_process(forecaster: Forecaster, horizon: int) -> tuple[float, list[float]
     return len(latencies) / (time.perf_counter() - start), latencies
 
 
-async def served(base: str, ids: list[str], horizon: int, clients: int):
-    latencies: list[float] = []
-    queue = list(ids)
-
-    async def client(http: httpx.AsyncClient) -> None:
-        while queue:
-            body = {"model": MODEL, "series_id": queue.pop(), "horizon": horizon, "level": LEVELS}
-            t = time.perf_counter()
-            answer = await http.post(f"{base}/v1/forecasts", json=body)
-            assert answer.status_code == 200, answer.text
-            latencies.append(time.perf_counter() - t)
-
-    start = time.perf_counter()
-    async with httpx.AsyncClient(timeout=120) as http:
-        await asyncio.gather(*(client(http) for _ in range(clients)))
-    return len(latencies) / (time.perf_counter() - start), latencies
+def served(server, ids: list[str], horizon: int, clients: int) -> tuple[float, list[float]]:
+    """Every series of ``ids`` forecast once over HTTP by ``clients`` clients."""
+    bodies = (orjson.dumps({"model": MODEL, "series_id": i, "horizon": horizon, "level": LEVELS})
+              for i in ids)  # fmt: skip
+    return run_async(closed_loop(server, "/v1/forecasts", bodies, clients))
 
 
 def main() -> None:
@@ -100,8 +98,8 @@ def main() -> None:
                 "trust_pickle": True}  # fmt: skip
         ids = list(forecaster.series)
         with serve(tmp, [spec]) as server:
-            asyncio.run(served(str(server), ids[:50], args.horizon, args.clients))  # warm up
-            rate_srv, lat_srv = asyncio.run(served(str(server), ids, args.horizon, args.clients))
+            served(server, ids[:50], args.horizon, args.clients)  # warm up
+            rate_srv, lat_srv = served(server, ids, args.horizon, args.clients)
     rows = []
     for name, rate, lat in (("in-process statsforecast", rate_lib, lat_lib),
                             ("aimass /v1/forecasts", rate_srv, lat_srv)):  # fmt: skip

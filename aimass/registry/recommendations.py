@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from aimass.registry.db import session_scope
 from aimass.registry.tables import RecommendationEventRow, utcnow
@@ -38,6 +38,20 @@ def user_events(url: str, model: str, user: str, since: datetime | None, limit: 
             query = query.where(RecommendationEventRow.created_at > since)
         found = s.scalars(query.order_by(RecommendationEventRow.id.desc()).limit(limit))
         return [Event(r.user, r.item, r.weight, r.at, r.created_at) for r in found][::-1]
+
+
+def users_written_after(url: str, model: str, after: int | None) -> tuple[set[str], int]:
+    """The users of ``model`` with events stored since event id ``after`` (None: every user
+    with events), and the latest event id (the next call's ``after``)."""
+    with session_scope(url) as s:
+        latest = s.scalar(select(func.max(RecommendationEventRow.id))) or 0
+        if after is not None and latest <= after:
+            return set(), latest
+        query = select(RecommendationEventRow.user).filter_by(model=model)
+        query = query.where(RecommendationEventRow.id <= latest)
+        if after is not None:
+            query = query.where(RecommendationEventRow.id > after)
+        return set(s.scalars(query.distinct())), latest
 
 
 def all_events(url: str, model: str) -> list[Event]:
