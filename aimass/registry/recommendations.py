@@ -5,10 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from aimass.registry.db import session_scope
 from aimass.registry.tables import RecommendationEventRow, utcnow
+from aimass.registry.written import keys_written_after
 
 
 @dataclass(frozen=True)
@@ -41,17 +42,9 @@ def user_events(url: str, model: str, user: str, since: datetime | None, limit: 
 
 
 def users_written_after(url: str, model: str, after: int | None) -> tuple[set[str], int]:
-    """The users of ``model`` with events stored since event id ``after`` (None: every user
-    with events), and the latest event id (the next call's ``after``)."""
-    with session_scope(url) as s:
-        latest = s.scalar(select(func.max(RecommendationEventRow.id))) or 0
-        if after is not None and latest <= after:
-            return set(), latest
-        query = select(RecommendationEventRow.user).filter_by(model=model)
-        query = query.where(RecommendationEventRow.id <= latest)
-        if after is not None:
-            query = query.where(RecommendationEventRow.id > after)
-        return set(s.scalars(query.distinct())), latest
+    """The users of ``model`` with events stored after event id ``after`` (None: every user
+    with events), and the latest event id."""
+    return keys_written_after(url, RecommendationEventRow.user, model, after)
 
 
 def all_events(url: str, model: str) -> list[Event]:

@@ -1,19 +1,21 @@
 """What makes served recommendations cheap without changing them: a batch of users answered in
 one ``implicit`` call gives each user what a call of its own gives, and the cache of users'
-stored events (``serving.recommendations.UserEvents``) never serves an event list older than
+stored events (``serving.scenarios.StateCache``) never serves an event list older than
 a write."""
 
 from __future__ import annotations
 
 import asyncio
 import random
+from functools import partial
 
 import pytest
 
 from aimass.registry import recommendations as events
 from aimass.scenarios.recommend.data import read_interactions, read_items
 from aimass.scenarios.recommend.model import Ask, Recommender, hyperparameters, train
-from aimass.serving.recommendations import UserEvents
+from aimass.serving.recommendations import folded_events
+from aimass.serving.scenarios import StateCache
 from examples.data.make_recommend import generate
 
 
@@ -52,9 +54,14 @@ def test_a_batch_answers_each_user_as_a_call_of_its_own(model):
     assert any(a.get("folded_in") for a in together) and any(a["items"] for a in together)
 
 
-def test_user_events_are_cached_until_a_write_invalidates_them(tmp_path):
+def test_stored_events_are_cached_until_a_write_invalidates_them(tmp_path):
     url = f"sqlite:///{tmp_path}/registry.db"
-    cache = UserEvents(url, sync_s=3600, capacity=3)
+
+    def cache_of(sync_s: float, capacity: int = 100) -> StateCache:
+        return StateCache(partial(folded_events, url), partial(events.users_written_after, url),
+                          sync_s, capacity)  # fmt: skip
+
+    cache = cache_of(3600, capacity=3)
 
     async def run() -> None:
         assert await cache.get("m", "u1", None) == ()
@@ -70,7 +77,7 @@ def test_user_events_are_cached_until_a_write_invalidates_them(tmp_path):
             assert await cache.get("m", user, None) == (("i1", 1.0),)
         assert cache.held == 3  # the least recently used were dropped
 
-        elsewhere = UserEvents(url, sync_s=0.0)  # a second server on the same database
+        elsewhere = cache_of(0.0)  # a second server on the same database
         assert await elsewhere.get("m", "u1", None) == (("i1", 2.0),)
         events.add_events(url, "m", [("u1", "i2", 1.0, None)])
         assert await elsewhere.get("m", "u1", None) == (("i1", 2.0), ("i2", 1.0))
