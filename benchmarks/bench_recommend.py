@@ -7,10 +7,13 @@ A recommender (ALS, 64 factors) is trained in process on generated shop data
 * ``in-process``  ``AlternatingLeastSquares.recommend(user, user_items[user], N=10)`` in a loop
   (one user a call, as a service answers; implicit's own BLAS scoring and top-k);
 * ``aimass``      the same artifact served (runtime ``recommend``, one replica), ``--clients``
-  clients each posting ``{model, user, n: 10}`` in a closed loop over HTTP.
+  clients each posting ``{model, user, n: 10}`` in a closed loop over HTTP (``common.closed_loop``:
+  keep-alive sockets, pre-encoded requests, little client CPU taken from the server).
 
-Recommendations/s and p50/p99 latency; the table and the command are appended to
-benchmarks/RESULTS.md.
+Recommendations/s and p50/p99 latency, and the CPU each process spent per served request (the
+breakdown of what the served path costs beside the library's call); the table and the command
+are appended to benchmarks/RESULTS.md. ``--profile DIR`` also records py-spy stacks of the
+gateway and the replica during the served run.
 
     flock /tmp/bench.lock .venv/bin/python benchmarks/bench_recommend.py --duration 20
 """
@@ -38,6 +41,7 @@ from common import (
     pcts,
     run_async,
     serve,
+    server_stats,
     stamp,
     table,
     worker_pids,
@@ -126,11 +130,13 @@ def main() -> None:
             served(server, model.user_ids, args.clients, 2)  # warm up
             pids = {"gateway": server.proc.pid, "replica": worker_pids(server)[0]}
             before = {name: cpu_seconds([pid]) for name, pid in pids.items()}
+            before["client"] = time.process_time()
             with profiled(args.profile, pids, args.duration):
                 rate_srv, lat_srv = served(server, model.user_ids, args.clients, args.duration)
-            requests = len(lat_srv)
-            cpu_ms = {name: (cpu_seconds([pid]) - before[name]) / requests * 1000
-                      for name, pid in pids.items()}  # fmt: skip
+            after = {name: cpu_seconds([pid]) for name, pid in pids.items()}
+            after["client"] = time.process_time()
+            cpu_ms = {k: (after[k] - before[k]) / len(lat_srv) * 1000 for k in after}
+            batch = server_stats(server, MODEL)["rows_per_batch"]
     rows = []
     for name, rate, lat in (("in-process implicit", rate_lib, lat_lib),
                             ("aimass /v1/recommendations", rate_srv, lat_srv)):  # fmt: skip
@@ -146,9 +152,11 @@ def main() -> None:
         "",
         *table(["system", "recommendations/s", "p50 ms", "p99 ms"], rows),
         "",
-        f"Served/in-process throughput ratio: {rate_srv / rate_lib:.3f}. Server CPU per "
+        f"Served/in-process throughput ratio: {rate_srv / rate_lib:.3f}. CPU per served "
         f"request: gateway {cpu_ms['gateway']:.2f} ms, replica {cpu_ms['replica']:.2f} ms "
-        "(`/proc/<pid>/stat`; the load generator runs on the same 2 cores).",
+        f"(`/proc/<pid>/stat`), load generator {cpu_ms['client']:.2f} ms (on the same 2 "
+        f"cores); {batch:.1f} requests per replica call on average (warm-up included); "
+        f"in process, one call: {1000 / rate_lib:.2f} ms.",
     ]
     print("\n".join(text))
     append_section("\n".join(text))

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 import orjson
+from threadpoolctl import threadpool_limits
 
 from aimass.errors import InvalidInput
 from aimass.runtimes.base import ROW_ERRORS, Payload, Runtime, TensorInfo
@@ -32,6 +33,9 @@ class RecommendRuntime(Runtime):
         if not source.is_dir():
             raise FileNotFoundError(f"recommender artifact folder {source} does not exist")
         self.model = Recommender.load(source, threads=self.spec.threads)
+        # implicit scores with BLAS; OpenBLAS's own pool (a thread per core) spins beside the
+        # replica's threads: 0.33 vs 0.23 ms CPU per lone recommendation on 2 cores
+        self._blas = threadpool_limits(self.spec.threads, "blas")
 
     def inputs(self) -> list[TensorInfo]:
         return [TensorInfo(REQUEST, "BYTES", [-1])]
