@@ -22,15 +22,24 @@ Tables and the commands are appended to benchmarks/RESULTS.md.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import tempfile
 import time
 import warnings
 from pathlib import Path
 from typing import Any
 
-import httpx
-from common import append_section, command, machine_note, pcts, serve, stamp, table
+import orjson
+from common import (
+    append_section,
+    closed_loop,
+    command,
+    machine_note,
+    pcts,
+    run_async,
+    serve,
+    stamp,
+    table,
+)
 from statsforecast.models import AutoETS
 
 from aimass.scenarios.forecast import gbm
@@ -142,22 +151,10 @@ def in_process(forecaster: Any, requests: dict[str, dict]) -> tuple[float, list[
     return len(latencies) / (time.perf_counter() - start), latencies
 
 
-async def served(base: str, model: str, requests: list[dict], clients: int):
-    latencies: list[float] = []
-    queue = list(requests)
-
-    async def client(http: httpx.AsyncClient) -> None:
-        while queue:
-            body = {"model": model, **queue.pop()}
-            t = time.perf_counter()
-            answer = await http.post(f"{base}/v1/forecasts", json=body)
-            assert answer.status_code == 200, answer.text
-            latencies.append(time.perf_counter() - t)
-
-    start = time.perf_counter()
-    async with httpx.AsyncClient(timeout=120) as http:
-        await asyncio.gather(*(client(http) for _ in range(clients)))
-    return len(latencies) / (time.perf_counter() - start), latencies
+def served(server: Any, model: str, requests: list[dict], clients: int):
+    """Every request of ``requests`` sent once over HTTP by ``clients`` keep-alive clients."""
+    bodies = (orjson.dumps({"model": model, **r}) for r in requests)
+    return run_async(closed_loop(server, "/v1/forecasts", bodies, clients))
 
 
 def speed(args: argparse.Namespace, tmp: Path) -> list[str]:
@@ -178,10 +175,8 @@ def speed(args: argparse.Namespace, tmp: Path) -> list[str]:
     with serve(tmp, specs) as server:
         for label, spec in zip(artifacts, specs, strict=True):
             requests = list(results[label]["requests"].values())
-            asyncio.run(served(str(server), spec["name"], requests[:50], args.clients))  # warm
-            results[label]["served"] = asyncio.run(
-                served(str(server), spec["name"], requests, args.clients)
-            )
+            served(server, spec["name"], requests[:50], args.clients)  # warm
+            results[label]["served"] = served(server, spec["name"], requests, args.clients)
     rows, ratios = [], []
     for label in artifacts:
         for where in ("in process", "served"):

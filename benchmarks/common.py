@@ -20,6 +20,7 @@ import platform
 import re
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -250,6 +251,39 @@ class RawClient:
     def close(self) -> None:
         if self._writer is not None:
             self._writer.close()
+
+
+async def closed_loop(
+    server: Server,
+    path: str,
+    bodies: Iterator[bytes],
+    clients: int,
+    seconds: float | None = None,
+) -> tuple[float, list[float]]:
+    """``clients`` keep-alive connections, each posting the next JSON body of ``bodies`` to
+    ``path`` as soon as its previous answer came, until ``bodies`` runs out or ``seconds``
+    pass. Requests/s and per-request latencies; an answer other than 200 raises with its body."""
+    latencies: list[float] = []
+    stop = time.perf_counter() + seconds if seconds is not None else float("inf")
+    headers = {"content-type": "application/json"}
+
+    async def client() -> None:
+        http = await RawClient(server.port).connect()
+        try:
+            for body in bodies:
+                t = time.perf_counter()
+                if t >= stop:
+                    return
+                status, answer = await http.send(raw_request(server, path, body, headers))
+                if status != 200:
+                    raise AssertionError(f"{path} answered {status}: {answer[:500]!r}")
+                latencies.append(time.perf_counter() - t)
+        finally:
+            http.close()
+
+    start = time.perf_counter()
+    await asyncio.gather(*(client() for _ in range(clients)))
+    return len(latencies) / (time.perf_counter() - start), latencies
 
 
 # ---- reporting -----------------------------------------------------------------------------

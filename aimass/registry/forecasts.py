@@ -8,6 +8,7 @@ from sqlalchemy import select
 
 from aimass.registry.db import session_scope
 from aimass.registry.tables import ForecastObservationRow, utcnow
+from aimass.registry.written import keys_written_after
 
 
 def add_observations(url: str, model: str, points: list[tuple[str, float, float]]) -> int:
@@ -31,3 +32,9 @@ def observations(
             query = query.where(ForecastObservationRow.created_at > since)
         found = list(s.scalars(query.order_by(ForecastObservationRow.id.desc()).limit(limit)))
         return [(r.at, r.value) for r in reversed(found)]
+
+
+def series_written_after(url: str, model: str, after: int | None) -> tuple[set[str], int]:
+    """The series of ``model`` with observations stored after row id ``after`` (None: every
+    series with observations), and the latest row id."""
+    return keys_written_after(url, ForecastObservationRow.series_id, model, after)

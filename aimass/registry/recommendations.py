@@ -9,6 +9,7 @@ from sqlalchemy import select
 
 from aimass.registry.db import session_scope
 from aimass.registry.tables import RecommendationEventRow, utcnow
+from aimass.registry.written import keys_written_after
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,12 @@ def user_events(url: str, model: str, user: str, since: datetime | None, limit: 
             query = query.where(RecommendationEventRow.created_at > since)
         found = s.scalars(query.order_by(RecommendationEventRow.id.desc()).limit(limit))
         return [Event(r.user, r.item, r.weight, r.at, r.created_at) for r in found][::-1]
+
+
+def users_written_after(url: str, model: str, after: int | None) -> tuple[set[str], int]:
+    """The users of ``model`` with events stored after event id ``after`` (None: every user
+    with events), and the latest event id."""
+    return keys_written_after(url, RecommendationEventRow.user, model, after)
 
 
 def all_events(url: str, model: str) -> list[Event]:

@@ -4,12 +4,15 @@
 A request becomes one row (JSON text) for the model's replica (``runtimes/forecast.py``).
 Observations a client appends are stored (``registry/forecasts.py``); those of a series stored
 after the serving version was registered travel with its next request, and the replica
-re-applies the fitted model to the extended series, so later forecasts start from them.
+re-applies the fitted model to the extended series, so later forecasts start from them. They
+are read through a ``StateCache`` (``serving/scenarios.py``), not from the database on every
+request; this process's appends invalidate it at once.
 """
 
 from __future__ import annotations
 
 import asyncio
+from functools import partial
 
 import orjson
 
@@ -24,7 +27,13 @@ from aimass.protocols.forecasts import (
 from aimass.refs import split_model
 from aimass.registry import forecasts as stored
 from aimass.serving.pipeline import CallContext, Pipeline
-from aimass.serving.scenarios import Registered, check_count, check_task, one_row
+from aimass.serving.scenarios import (
+    Registered,
+    StateCache,
+    check_count,
+    check_task,
+    one_row,
+)
 
 TASK = "forecasting"
 MAX_APPENDED = 10_000
@@ -38,6 +47,13 @@ class ForecastService:
         self.pipeline = pipeline
         self.url = settings.resolved_database_url
         self.registered = Registered(self.url)
+        self.observations = StateCache(
+            lambda name, sid, since: tuple(
+                stored.observations(self.url, name, sid, since, MAX_APPENDED)
+            ),
+            partial(stored.series_written_after, self.url),
+            settings.reconcile_interval_s,
+        )
 
     async def forecast(self, ctx: CallContext, req: ForecastRequest) -> ForecastResponse:
         name, version = split_model(req.model)
@@ -45,12 +61,10 @@ class ForecastService:
             dep = call.deployment
             check_task(dep, req.model, TASK, "/v1/forecasts")
             check_count(len(req.history or []), MAX_POINTS, "history")
-            appended: list[tuple[float, float]] = []
+            appended: tuple = ()
             if req.series_id is not None:
                 since = await self.registered.at(name, dep.spec.version)
-                appended = await asyncio.to_thread(
-                    stored.observations, self.url, name, req.series_id, since, MAX_APPENDED
-                )
+                appended = await self.observations.get(name, req.series_id, since)
             history = [[p.timestamp, p.value] for p in req.history or []]
             request = {"series_id": req.series_id, "history": history, "horizon": req.horizon,
                        "level": req.level, "observations": appended,
@@ -71,5 +85,8 @@ class ForecastService:
         check_task(dep, req.model, TASK, "/v1/forecasts/observations")
         check_count(len(req.observations), MAX_POINTS, "observations")
         points = [(o.series_id, o.timestamp, o.value) for o in req.observations]
-        count = await asyncio.to_thread(stored.add_observations, self.url, name, points)
+        try:
+            count = await asyncio.to_thread(stored.add_observations, self.url, name, points)
+        finally:  # even a failed write may have committed before its thread was told
+            self.observations.invalidate(name, {o.series_id for o in req.observations})
         return ObservationsResponse(model=req.model, stored=count)

@@ -2,16 +2,24 @@
 ``jobs/recommend_train.py``).
 
 A request becomes one row (JSON text) for the model's replica (``runtimes/recommend.py``), so
-keys, limits, usage, metrics and batching are those of every model. Events a client sends are
-stored (``registry/recommendations.py``); a user's events stored after the serving version
-was registered travel with the user's next request and are folded in by the replica, so they
-change the answer at once and every replica answers alike. The next training job reads them all.
+keys, limits, usage, metrics and batching are those of every model: concurrent requests merge
+into one replica call, which the runtime answers with one ``implicit`` call for all their users.
+Events a client sends are stored (``registry/recommendations.py``); a user's events stored after
+the serving version was registered travel with the user's next request and are folded in by the
+replica, so they change the answer at once and every replica answers alike. The next training
+job reads them all.
+
+Reading a user's events from the database cost about a third of the server's CPU per request
+(py-spy under ``benchmarks/bench_recommend.py``), so they are kept in a ``StateCache``
+(``serving/scenarios.py``): this process's ``/events`` writes invalidate it at once, writes
+through another server sharing the database are seen within ``reconcile_interval_s``.
 """
 
 from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime
+from functools import partial
 
 import orjson
 
@@ -28,7 +36,14 @@ from aimass.protocols.recommendations import (
 from aimass.refs import split_model
 from aimass.registry import recommendations as events
 from aimass.serving.pipeline import CallContext, Pipeline
-from aimass.serving.scenarios import Registered, check_count, check_task, one_row
+from aimass.serving.scenarios import (
+    Registered,
+    Rows,
+    StateCache,
+    check_count,
+    check_task,
+    one_row,
+)
 
 TASK = "recommendation"
 MAX_FOLDED_EVENTS = 500
@@ -42,6 +57,10 @@ class RecommendationService:
         self.pipeline = pipeline
         self.url = settings.resolved_database_url
         self.registered = Registered(self.url)
+        self.events = StateCache(
+            partial(folded_events, self.url), partial(events.users_written_after, self.url),
+            settings.reconcile_interval_s,
+        )  # fmt: skip
 
     async def recommend(
         self, ctx: CallContext, req: RecommendationRequest
@@ -51,13 +70,10 @@ class RecommendationService:
             dep = call.deployment
             check_task(dep, req.model, TASK, "/v1/recommendations")
             since = await self.registered.at(name, dep.spec.version)
-            recent = await asyncio.to_thread(
-                events.user_events, self.url, name, req.user, since, MAX_FOLDED_EVENTS
-            )
+            recent = await self.events.get(name, req.user, since)
             filters = {k: [v] if isinstance(v, str) else v for k, v in req.filter.items()}
             request = {"op": "recommend", "user": req.user, "n": req.n, "filter": filters,
-                       "exclude_seen": req.exclude_seen,
-                       "events": [[e.item, e.weight] for e in recent]}  # fmt: skip
+                       "exclude_seen": req.exclude_seen, "events": recent}  # fmt: skip
             out = await call.infer(one_row(request))
         answer = orjson.loads(out["result"][0])
         return RecommendationResponse(
@@ -86,5 +102,15 @@ class RecommendationService:
              else datetime.fromtimestamp(e.timestamp, UTC).replace(tzinfo=None))
             for e in req.events
         ]  # fmt: skip
-        stored = await asyncio.to_thread(events.add_events, self.url, name, rows)
+        try:
+            stored = await asyncio.to_thread(events.add_events, self.url, name, rows)
+        finally:  # even a failed write may have committed before its thread was told
+            self.events.invalidate(name, {e.user for e in req.events})
         return EventsResponse(model=req.model, stored=stored)
+
+
+def folded_events(url: str, model: str, user: str, since: datetime | None) -> Rows:
+    """``user``'s latest events on ``model`` stored after ``since``: (item, weight), oldest
+    first."""
+    found = events.user_events(url, model, user, since, MAX_FOLDED_EVENTS)
+    return tuple((e.item, e.weight) for e in found)

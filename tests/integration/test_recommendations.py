@@ -7,11 +7,13 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
 
 from tests.conftest import ROOT, run_server
+from tests.integration.conftest_llm import metric
 from tests.integration.conftest_scenarios import SCENARIO_ENV, cli, upload, wait_job, wait_ready
 
 MODEL = "shop"
@@ -87,6 +89,28 @@ def test_unknown_user_gets_popularity_flagged_and_similar_items(env):
     assert missing.status_code == 400 and "nope" in missing.text
 
 
+def test_concurrent_users_each_get_the_answer_a_lone_request_gets(env):
+    """Requests merged into one replica call (one implicit call for all their users) answer
+    each user as alone."""
+    http, base = env["http"], str(env["srv"])
+    wait_ready(http, MODEL)
+    asks = [{"user": f"u{i:05d}", "n": 5 + i % 3} for i in range(20, 44)]
+    asks += [{"user": "stranger", "n": 4}, {"user": "u00050", "filter": {"category": "books"}}]
+    alone = [recommend(env, **ask) for ask in asks]
+    rows, batches = (metric(base, f"aimass_batch_size_{x}", model=MODEL) for x in ("sum", "count"))
+    with ThreadPoolExecutor(len(asks)) as pool:
+        for _ in range(3):
+            together = pool.map(lambda ask: recommend(env, **ask), asks)
+            for ask, one, got in zip(asks, alone, together, strict=True):
+                assert [x["item"] for x in got["data"]] == [x["item"] for x in one["data"]], ask
+                assert got["fallback"] == one["fallback"] and got["user"] == ask["user"]
+                assert [x["score"] for x in got["data"]] == pytest.approx(
+                    [x["score"] for x in one["data"]], rel=1e-5, abs=1e-6
+                )  # a batch's scores are summed by BLAS in another order
+    rows = metric(base, "aimass_batch_size_sum", model=MODEL) - rows
+    assert rows > metric(base, "aimass_batch_size_count", model=MODEL) - batches  # merged
+
+
 def test_events_change_the_next_answer_without_retraining_and_feed_the_next_job(env):
     http = env["http"]
     wait_ready(http, MODEL)
@@ -100,6 +124,10 @@ def test_events_change_the_next_answer_without_retraining_and_feed_the_next_job(
     assert not {f"i{i:05d}" for i in range(100, 110)} & {x["item"] for x in after["data"]}
     newcomer = recommend(env, "newcomer", n=5)
     assert newcomer["fallback"] is None and newcomer["events_folded_in"] == 2
+    # the server caches a user's events: a further write is still seen by the next request
+    more = [{"user": "u00002", "item": "i00120", "weight": 5}]
+    assert http.post("/v1/recommendations/events", json={"model": MODEL, "events": more}).is_success
+    assert recommend(env, "u00002", n=10)["events_folded_in"] == 11
     body = {"name": MODEL, "training_file": env["training"], "items_file": env["items"],
             "hyperparameters": {"factors": 16, "iterations": 10}}  # fmt: skip
     job = wait_job(http, http.post("/v1/recommendations/models", json=body).json()["id"])
@@ -108,7 +136,7 @@ def test_events_change_the_next_answer_without_retraining_and_feed_the_next_job(
     read = [e for e in http.get(f"/v1/jobs/{job['id']}/events").json()["data"]
             if e["message"] == "read"]  # fmt: skip
     lines = len((env["data"] / "interactions.csv").read_text().splitlines()) - 1
-    assert read[0]["data"]["interactions"] == lines + 12
+    assert read[0]["data"]["interactions"] == lines + 13
 
 
 def test_a_bad_training_file_fails_its_job_naming_line_and_column(env, tmp_path):

@@ -88,6 +88,21 @@ def _fit(matrix: sp.csr_matrix, params: dict[str, Any], threads: int) -> tuple[A
 
 
 @dataclass
+class Ask:
+    """One recommendation request as the model takes it (see ``Recommender.recommend``)."""
+
+    user: str
+    n: int = 10
+    exclude_seen: bool = True
+    filters: dict[str, list[str]] = field(default_factory=dict)
+    events: list[tuple[str, float]] = field(default_factory=list)
+
+
+def _filter_key(filters: dict[str, list[str]]) -> tuple:
+    return tuple(sorted((k, tuple(v)) for k, v in filters.items()))
+
+
+@dataclass
 class Recommender:
     """A trained model as served: factors, the users' training interactions, popularity."""
 
@@ -141,24 +156,61 @@ class Recommender:
         """Top ``n`` items for ``user`` with scores; ``events`` are (item, weight) pairs the
         model has not trained on (folded in). A user with neither training data nor events
         gets the most popular items, flagged ``fallback: popularity``."""
-        allowed = self.allowed(filters or {})
-        row = self._user_row(user, events or [])
-        if row is None:
-            return self._popular(n, allowed, None)
-        index = self.user_index.get(user)
-        n = min(n, len(self.item_ids) if allowed is None else len(allowed))
-        if n <= 0:
-            return {"items": [], "fallback": None}
-        fold_in = index is None or bool(events)
+        return self.recommend_many([Ask(user, n, exclude_seen, filters or {}, events or [])])[0]
+
+    def recommend_many(self, asks: list[Ask]) -> list[dict[str, Any]]:
+        """``recommend`` for each of ``asks``. Asks that agree on ``n``, ``exclude_seen`` and
+        filters share one ``implicit`` call for all their users (one matrix product and top-k,
+        and one fold-in solve for those with events), far cheaper per user than a call each."""
+        answers: list[dict[str, Any]] = [{} for _ in asks]
+        groups: dict[tuple, list[int]] = defaultdict(list)
+        for i, ask in enumerate(asks):
+            groups[(ask.n, ask.exclude_seen, _filter_key(ask.filters))].append(i)
+        for (n, exclude_seen, _), members in groups.items():
+            allowed = self.allowed(asks[members[0]].filters)
+            n = min(n, len(self.item_ids) if allowed is None else len(allowed))
+            plain, folded = [], []
+            for i in members:
+                ask = asks[i]
+                index = self.user_index.get(ask.user)
+                if index is not None and not ask.events and self._trained_on(index):
+                    plain.append((i, index, None))
+                    continue
+                row = self._user_row(ask.user, ask.events)
+                if row is None:
+                    answers[i] = self._popular(ask.n, allowed, None)
+                elif n <= 0:
+                    answers[i] = {"items": [], "fallback": None}
+                else:
+                    folded.append((i, 0, row))
+            if plain and n <= 0:
+                for i, _, _ in plain:
+                    answers[i] = {"items": [], "fallback": None}
+            elif plain:
+                rows = self.seen[np.asarray([index for _, index, _ in plain])]
+                self._ranked(plain, rows, n, exclude_seen, allowed, False, answers)
+            if folded:
+                rows = sp.vstack([row for _, _, row in folded], format="csr")
+                self._ranked(folded, rows, n, exclude_seen, allowed, True, answers)
+        return answers
+
+    def _ranked(
+        self, members: list[tuple], rows: sp.csr_matrix, n: int, exclude_seen: bool,
+        allowed: np.ndarray | None, fold_in: bool, answers: list[dict[str, Any]],
+    ) -> None:  # fmt: skip
+        """One ``implicit`` call for the users of ``members`` ((answer slot, user index,
+        row)); ``rows`` are their interactions, one csr row each."""
+        userids = np.asarray([index for _, index, _ in members])
         ids, scores = self._model.recommend(
-            0 if fold_in else index, row, N=n, filter_already_liked_items=exclude_seen,
-            items=allowed, recalculate_user=fold_in,
+            userids, rows, N=n, filter_already_liked_items=exclude_seen, items=allowed,
+            recalculate_user=fold_in,
         )  # fmt: skip
-        items = [
-            {"item": self.item_ids[i], "score": float(s)}
-            for i, s in zip(ids, scores, strict=True) if np.isfinite(s)
-        ]  # fmt: skip
-        return {"items": items, "fallback": None, "folded_in": fold_in}
+        for (slot, _, _), row_ids, row_scores in zip(members, ids, scores, strict=True):
+            items = [
+                {"item": self.item_ids[i], "score": float(s)}
+                for i, s in zip(row_ids, row_scores, strict=True) if np.isfinite(s)
+            ]  # fmt: skip
+            answers[slot] = {"items": items, "fallback": None, "folded_in": fold_in}
 
     def similar(self, item: str, n: int) -> list[dict[str, Any]] | None:
         """Items nearest ``item`` by cosine of item factors (None: an item never trained on)."""
@@ -170,6 +222,10 @@ class Recommender:
             {"item": self.item_ids[i], "score": float(s)}
             for i, s in zip(ids, scores, strict=True) if i != index
         ][:n]  # fmt: skip
+
+    def _trained_on(self, index: int) -> bool:
+        """Whether user ``index`` has training interactions (a stored row)."""
+        return bool(self.seen.indptr[index + 1] > self.seen.indptr[index])
 
     def _user_row(self, user: str, events: list[tuple[str, float]]) -> sp.csr_matrix | None:
         """The user's interactions as one csr row (training ones plus ``events`` on known
