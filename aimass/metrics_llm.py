@@ -72,18 +72,32 @@ def _labels(name: str, version: int) -> dict[str, str]:
     return {"model": name, "version": str(version)}
 
 
+_children: dict[tuple[str, int, str], tuple[Any, ...]] = {}
+"""Each replica's labelled gauges (in ``_GAUGES`` order), looked up once: the gauges are set
+on every generated token, and a ``labels()`` lookup costs more than the ``set``."""
+
+
+def _replica_gauges(name: str, version: int, replica: str) -> tuple[Any, ...]:
+    key = (name, version, replica)
+    children = _children.get(key)
+    if children is None:
+        _replicas.setdefault((name, version), set()).add(replica)
+        children = tuple(g.labels(name, str(version), replica) for g in _GAUGES)
+        _children[key] = children
+    return children
+
+
 def record_stats(name: str, version: int, stats: dict[str, Any]) -> None:
     """Set one replica's gauges from a runtime's ``stats()`` snapshot (as carried in events,
     with the ``replica`` index the server stamped in)."""
     replica = str(int(stats.get("replica", 0)))
-    _replicas.setdefault((name, version), set()).add(replica)
-    labels = {**_labels(name, version), "replica": replica}
-    RUNNING.labels(**labels).set(stats.get("running", 0))
-    WAITING.labels(**labels).set(stats.get("waiting", 0))
-    KV_USED.labels(**labels).set(stats.get("kv_used", 0))
-    KV_CACHED.labels(**labels).set(stats.get("kv_cached", 0))
+    running, waiting, kv_used, kv_cached, kv_usage = _replica_gauges(name, version, replica)
+    running.set(stats.get("running", 0))
+    waiting.set(stats.get("waiting", 0))
+    kv_used.set(stats.get("kv_used", 0))
+    kv_cached.set(stats.get("kv_cached", 0))
     total = stats.get("kv_total") or 0
-    KV_USAGE.labels(**labels).set(stats.get("kv_used", 0) / total if total else 0.0)
+    kv_usage.set(stats.get("kv_used", 0) / total if total else 0.0)
 
 
 def record_replica_idle(name: str, version: int, replica: int, stats: dict[str, Any]) -> None:
@@ -110,8 +124,15 @@ def record_first_token(name: str, version: int, seconds: float) -> None:
     TTFT.labels(**_labels(name, version)).observe(seconds)
 
 
+_gaps: dict[tuple[str, int], Any] = {}
+"""Each model's labelled inter-token histogram (observed on every generated token)."""
+
+
 def record_gap(name: str, version: int, seconds: float) -> None:
-    INTER_TOKEN.labels(**_labels(name, version)).observe(seconds)
+    child = _gaps.get((name, version))
+    if child is None:
+        child = _gaps[(name, version)] = INTER_TOKEN.labels(name, str(version))
+    child.observe(seconds)
 
 
 def record_usage(name: str, version: int, prompt_tokens: int, completion_tokens: int) -> None:
@@ -123,6 +144,7 @@ def record_usage(name: str, version: int, prompt_tokens: int, completion_tokens:
 def forget(name: str, version: int) -> None:
     """Drop an unloaded model's gauges."""
     for replica in _replicas.pop((name, version), set()):
+        _children.pop((name, version, replica), None)
         for gauge in _GAUGES:
             with contextlib.suppress(KeyError):
                 gauge.remove(name, str(version), replica)

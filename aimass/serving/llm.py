@@ -16,7 +16,6 @@ has each choice's text read by a ``ToolCallParser``: calls become ``message.tool
 
 from __future__ import annotations
 
-import json
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -30,7 +29,7 @@ from aimass.engine.local.messages import TokenLogprob
 from aimass.errors import AimassError, InvalidInput, ModelFailed
 from aimass.protocols import openai as oa
 from aimass.refs import split_model
-from aimass.serving.llm_objects import ResponseShape
+from aimass.serving.llm_objects import ResponseShape, sse_line
 from aimass.serving.pipeline import CallContext, ModelCall, Pipeline
 from aimass.serving.toolcalls import ParsedCall, ToolCallParser
 
@@ -262,18 +261,22 @@ async def _sse_stream(
     try:
         for index in range(gen.n):
             for chunk in shape.opening(index):
-                yield _sse(chunk)
+                yield sse_line(chunk)
         event: GenerationEvent | None = first
         while event is not None:
             choice, content, _ = gen.take(event)
-            for chunk in shape.pieces(choice, event, content):
-                yield _sse(chunk)
+            line = shape.plain_line(choice, event, content)
+            if line is not None:
+                yield line
+            else:
+                for chunk in shape.pieces(choice, event, content):
+                    yield sse_line(chunk)
             event = await anext(events, None)
         if usage:
-            yield _sse(shape.usage_chunk(gen))
+            yield sse_line(shape.usage_chunk(gen))
     except AimassError as exc:
         error = call.finish(exc)
-        yield _sse({"error": _error_body(error)})
+        yield sse_line({"error": _error_body(error)})
     except BaseException as exc:  # the client left: the sequence is cancelled by aclose
         call.finish(exc)
         raise
@@ -311,7 +314,3 @@ def _settle_gauges(dep: Deployment) -> None:
 
 def _error_body(exc: AimassError) -> dict[str, Any]:
     return {"message": exc.message, "type": exc.type, "param": exc.param, "code": exc.code}
-
-
-def _sse(obj: dict[str, Any]) -> str:
-    return f"data: {json.dumps(obj, ensure_ascii=False, separators=(',', ':'))}\n\n"
