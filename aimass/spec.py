@@ -73,6 +73,11 @@ class Batching(BaseModel):
     when a replica frees up (batches still form while replicas are busy)."""
     max_batch_tokens: int | None = Field(default=None, ge=1)
     """Token budget per batch for text models (padding counted); None: rows only."""
+    online_replicas: int = Field(default=0, ge=0, le=64)
+    """Replicas kept for online requests: while online requests come (one in the last
+    second), a batch of background requests (vector store ingestion, batch jobs) starts only
+    while this many other replicas stay free, so an online request does not wait for a
+    background batch. No effect unless the model has more replicas than this."""
 
 
 class Limits(BaseModel):

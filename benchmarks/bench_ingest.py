@@ -12,6 +12,11 @@ while ingestion runs, in one run on one server (the built-in all-MiniLM-L6-v2).
    loop (``search_mode: hybrid``, a real query embedding each time), first alone (idle p99),
    then while the same files are ingested into a third store: p99 during / idle (goal ≤ 2×).
 
+``--replicas``, ``--threads`` and ``--online-replicas`` set the embedding model's replicas,
+threads per replica and ``batching.online_replicas`` (replicas kept free of background
+batches while searches come; docs/vector_stores.md); ``--ingest-concurrency`` the files
+ingested at once (``AIMASS_VECTOR_STORE_INGEST_CONCURRENCY``).
+
     flock /tmp/bench.lock env PYTHONPATH=$PWD .venv/bin/python benchmarks/bench_ingest.py
 """
 
@@ -142,12 +147,27 @@ def main() -> None:
     parser.add_argument("--chunks-per-file", type=int, default=20)
     parser.add_argument("--search-clients", type=int, default=2)
     parser.add_argument("--phase-s", type=float, default=15.0, help="idle search phase length")
+    parser.add_argument("--replicas", type=int, default=1)
+    parser.add_argument("--threads", type=int, default=0, help="per replica; 0: the spec's")
+    parser.add_argument("--online-replicas", type=int, default=0)
+    parser.add_argument("--ingest-concurrency", type=int, default=1, help="files at once")
     parser.add_argument("--no-append", action="store_true")
     args = parser.parse_args()
-    flags = ["--files", "--chunks-per-file", "--search-clients", "--phase-s"]
-    specs = minilm_specs(Settings().home)
+    flags = ["--files", "--chunks-per-file", "--search-clients", "--phase-s", "--replicas"]
+    flags += ["--threads", "--online-replicas", "--ingest-concurrency"]
+    env = {"AIMASS_VECTOR_STORE_INGEST_CONCURRENCY": str(args.ingest_concurrency)}
+    specs = [
+        s.model_copy(
+            update={
+                "replicas": args.replicas,
+                "threads": args.threads or s.threads,
+                "batching": s.batching.model_copy(update={"online_replicas": args.online_replicas}),
+            }
+        )
+        for s in minilm_specs(Settings().home)
+    ]
     texts = documents(args.files, args.chunks_per_file)
-    with tempfile.TemporaryDirectory() as tmp, run_server(Path(tmp), specs) as base:
+    with tempfile.TemporaryDirectory() as tmp, run_server(Path(tmp), specs, env=env) as base:
         c = httpx.Client(base_url=str(base), timeout=120)
         ids = [upload(c, f"doc{i}.txt", t) for i, t in enumerate(texts)]
         took, store = ingest(c, "alone", ids)
@@ -176,9 +196,12 @@ def main() -> None:
         f"`{command('bench_ingest.py', args, flags)}`; {machine_note()}.",
         "",
         f"{args.files} files, {len(chunks)} chunks of all-MiniLM-L6-v2 tokens (the built-in, "
-        "latest version), ingested in one file batch with the default settings "
+        "latest version), ingested in one file batch with settings "
         f"(embed batch {Settings().vector_store_embed_batch}, "
-        f"{Settings().vector_store_embed_in_flight} in flight per file); then again while "
+        f"{Settings().vector_store_embed_in_flight} in flight per file, "
+        f"{args.ingest_concurrency} file(s) at once; the model on "
+        f"{args.replicas} replica(s) of {specs[-1].threads} thread(s), online_replicas "
+        f"{args.online_replicas}); then again while "
         f"{args.search_clients} clients searched another store (hybrid, 20 searches/s each "
         f"at most), which took {busy_took:.1f} s ({len(chunks) / busy_took:.1f} chunks/s).",
         "",

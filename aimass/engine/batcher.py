@@ -13,6 +13,10 @@ Background requests (vector store ingestion, batch jobs) yield to online ones: w
 item waits, batches are made of online items only, and a background item joins a batch only
 when no online item waits. An online request then waits behind at most the one background
 batch already computing, never behind queued ones, and is not padded to their length.
+With ``batching.online_replicas`` set, not even behind that: while online requests come (one
+arrived in the last ``ONLINE_QUIET_S``), a background batch starts only while that many other
+replicas stay free (as long as the model has more replicas than that); with no online
+traffic, background batches take every replica.
 
 ``limits.max_queue`` counts requests, not items: a request waits while any of its chunks is
 queued, and it is admitted whole or refused whole (an immediate 429). So any request an idle
@@ -36,6 +40,8 @@ from aimass.runtimes.base import ROW_ERRORS, Payload
 from aimass.spec import ModelSpec
 
 COST_KEY = "__cost__"
+ONLINE_QUIET_S = 1.0
+"""``online_replicas`` are kept free only this long after the last online request arrived."""
 
 
 class _Request:
@@ -77,6 +83,8 @@ class Batcher:
         self._queue: deque[_Item] = deque()
         self._waiting = 0  # requests with an item in the queue
         self._arrived = asyncio.Event()
+        self._online_at = float("-inf")
+        """when the last online request arrived (``online_replicas``)"""
         self._tasks: set[asyncio.Task] = set()
         self._labels = metrics.labels(spec.name, spec.version)
         self._runner = asyncio.create_task(self._run(), name=f"batcher-{spec.name}")
@@ -146,6 +154,8 @@ class Batcher:
             ) from None
 
     def _enqueue(self, items: list[_Item]) -> None:
+        if not items[0].background:
+            self._online_at = time.monotonic()
         self._queue.extend(items)
         self._waiting += 1
         self._changed()
@@ -180,22 +190,51 @@ class Batcher:
                 await self._arrived.wait()
                 continue
             replica = await self._pool.acquire()
-            items = await self._collect()
+            background = self._background_allowed()
+            items = await self._collect(background)
             if not items:
                 self._pool.release(replica)
+                if not background and self._queue:  # only background items wait
+                    await self._held_back()
                 continue
             task = asyncio.create_task(self._execute(replica, items))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
-    async def _collect(self) -> list[_Item]:
-        """Wait until the batch is full or the oldest item has waited ``max_delay_ms``."""
+    def _background_allowed(self) -> bool:
+        """Whether the replica just taken may compute background items (``online_replicas``
+        other replicas stay free, or the model has no more replicas than that)."""
+        keep = self.spec.batching.online_replicas
+        if not keep or time.monotonic() - self._online_at > ONLINE_QUIET_S:
+            return True
+        return len(self._pool.alive) <= keep or self._pool.free() >= keep
+
+    async def _held_back(self) -> None:
+        """Wait for an online item, a replica set free, or the end of online traffic
+        (background items are held back)."""
+        quiet_in = self._online_at + ONLINE_QUIET_S - time.monotonic()
+        self._arrived.clear()
+        waits = [
+            asyncio.ensure_future(self._arrived.wait()),
+            asyncio.ensure_future(self._pool.changed()),
+        ]
+        try:
+            await asyncio.wait(waits, timeout=max(quiet_in, 0), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for wait in waits:
+                wait.cancel()
+
+    async def _collect(self, background: bool = True) -> list[_Item]:
+        """Wait until the batch is full or the oldest item has waited ``max_delay_ms``;
+        ``background``: background items may join (else online items only)."""
         delay = self.spec.batching.max_delay_ms / 1000
         while True:
             self._expire()
             if not self._queue:
                 return []
-            items, full = self._fit()
+            items, full = self._fit(background)
+            if not items:
+                return []
             remaining = items[0].enqueued + delay - time.monotonic()
             if full or remaining <= 0:
                 break
@@ -211,11 +250,14 @@ class Batcher:
         self._changed()
         return items
 
-    def _fit(self) -> tuple[list[_Item], bool]:
+    def _fit(self, background: bool = True) -> tuple[list[_Item], bool]:
         """Items that fit one batch, in order, and whether nothing more could join it."""
         max_rows = self.spec.batching.max_batch_size
         max_tokens = self.spec.batching.max_batch_tokens
-        first = next((i for i in self._queue if not i.background), self._queue[0])
+        first = next((i for i in self._queue if not i.background), None)
+        if first is None and not background:
+            return [], False
+        first = first or self._queue[0]
         items, rows, longest = [], 0, 0
         for item in self._queue:
             if item.signature != first.signature or (item.background and not first.background):

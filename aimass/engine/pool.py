@@ -41,6 +41,15 @@ class ReplicaPool:
             self._changed.clear()
             await self._changed.wait()
 
+    def free(self) -> int:
+        """Alive replicas that are not taken."""
+        return sum(1 for r in self.alive if r not in self._taken)
+
+    async def changed(self) -> None:
+        """Return at the next add, remove or release."""
+        self._changed.clear()
+        await self._changed.wait()
+
     def release(self, replica: Replica) -> None:
         self._taken.discard(replica)
         self._changed.set()

@@ -6,14 +6,23 @@ and rebuilds it from the database's vectors otherwise (a missing or torn file, a
 between a commit and the next save). ``save`` writes to a temporary file and renames it, so a
 crash while saving leaves the previous file whole.
 
-Searching, adding and removing run on the event loop (a search of 100,000 vectors takes well
-under a millisecond); only a rebuild runs in a worker thread, before the store is served.
+Searches leave the event loop: ``nearest`` queues a query, and one worker thread at a time
+runs every query queued meanwhile as one batch (``Index.search`` of a matrix, on all cores;
+usearch releases the GIL while it searches), so the event loop reads and answers other requests
+while an index is searched. Every call into usearch on one index holds that index's lock:
+usearch's Python binding runs a single-query call, or a batch on one thread, in its thread
+context 0, and two calls at once from two Python threads would share it (usearch issues #441
+and #550: concurrent calls from several threads corrupt memory; #735: concurrent adds leave
+nodes unreachable), and an ``add`` may grow the index's memory under a running search. A batch
+of queries in one call is the concurrency usearch does support (one context per its thread).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -37,6 +46,10 @@ class VectorIndex:
         self.dimensions = dimensions
         self._index = index or _new(dimensions)
         self.dirty = False
+        self._lock = threading.Lock()
+        """held by every call into usearch on this index (see the module note)"""
+        self._queued: list[tuple[np.ndarray, int, asyncio.Future]] = []
+        self._searching = False
 
     def __len__(self) -> int:
         return len(self._index)
@@ -46,26 +59,70 @@ class VectorIndex:
 
     def add(self, keys: np.ndarray, vectors: np.ndarray) -> None:
         if len(keys):
-            self._index.add(keys.astype(np.uint64), vectors.astype(np.float32, copy=False))
+            with self._lock:
+                self._index.add(keys.astype(np.uint64), vectors.astype(np.float32, copy=False))
             self.dirty = True
 
     def remove(self, keys: np.ndarray) -> None:
         if len(keys):
-            self._index.remove(keys.astype(np.uint64))
+            with self._lock:
+                self._index.remove(keys.astype(np.uint64))
             self.dirty = True
 
     def search(self, vector: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """Up to ``k`` ``(ids, cosine similarities)``, nearest first."""
-        if not len(self._index) or k <= 0:
-            return np.empty(0, np.int64), np.empty(0, np.float32)
-        found = self._index.search(vector.astype(np.float32, copy=False), min(k, len(self)))
-        return found.keys.astype(np.int64), 1.0 - found.distances
+        """Up to ``k`` ``(ids, cosine similarities)``, nearest first (blocking; see ``nearest``)."""
+        return self.search_many(vector[None, :], k)[0]
+
+    def search_many(self, vectors: np.ndarray, k: int) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Each row's up to ``k`` ``(ids, cosine similarities)``, in one usearch call."""
+        with self._lock:
+            size = len(self._index)
+            if not size or k <= 0:
+                return [(np.empty(0, np.int64), np.empty(0, np.float32))] * len(vectors)
+            found = self._index.search(vectors.astype(np.float32, copy=False), min(k, size))
+        if len(vectors) == 1:  # usearch answers a one-row matrix as one query's ``Matches``
+            return [(found.keys.astype(np.int64), 1.0 - found.distances)]
+        return [
+            (found.keys[i, :n].astype(np.int64), 1.0 - found.distances[i, :n])
+            for i, n in enumerate(found.counts)
+        ]
+
+    async def nearest(self, vector: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """``search`` in a worker thread, batched with the queries that wait meanwhile."""
+        answer = asyncio.get_running_loop().create_future()
+        self._queued.append((vector, k, answer))
+        if not self._searching:
+            self._searching = True
+            asyncio.get_running_loop().create_task(self._search_queued())
+        return await answer
+
+    async def _search_queued(self) -> None:
+        """Search the queued queries, a batch at a time, until none are left."""
+        try:
+            while self._queued:
+                batch, self._queued = self._queued, []
+                matrix = np.stack([vector for vector, _, _ in batch])
+                k = max(k for _, k, _ in batch)
+                try:
+                    found = await asyncio.to_thread(self.search_many, matrix, k)
+                except Exception as exc:
+                    found = [exc] * len(batch)
+                for (_, wanted, answer), result in zip(batch, found, strict=True):
+                    if answer.done():  # its caller left
+                        continue
+                    if isinstance(result, Exception):
+                        answer.set_exception(result)
+                    else:
+                        answer.set_result((result[0][:wanted], result[1][:wanted]))
+        finally:
+            self._searching = False
 
     def save(self) -> None:
         """Write the index (atomically: a temporary file renamed over the old one)."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_suffix(".tmp")
-        self._index.save(str(tmp))
+        with self._lock:
+            self._index.save(str(tmp))
         os.replace(tmp, self.path)
         self.dirty = False
 

@@ -11,7 +11,11 @@ so memory never holds a chunk the database lacks:
 - ``remove_file`` hides the file from searches at once (before any await), deletes it from the
   database, then takes its chunks out of both indexes.
 
-Searches take no lock: they read the indexes as they are and drop chunks of hidden files.
+Searches take no store lock: they read the indexes as they are (each index serializes its
+own usearch calls, in worker threads: ``index.py``) and keep only chunks that the chunk table
+holds and whose files are not hidden. A file's chunks enter the chunk table only after they
+are in the index, and leave it as soon as they are out of it, so a search that overlaps a
+change returns a chunk only once its file is acknowledged, and never once its removal is.
 """
 
 from __future__ import annotations
@@ -75,21 +79,21 @@ class LiveStore:
 
         return keep
 
-    def vector_search(self, vector: np.ndarray, limit: int, flt=None) -> list[Hit]:
+    async def vector_search(self, vector: np.ndarray, limit: int, flt=None) -> list[Hit]:
         """The ``limit`` nearest chunks that pass ``flt``, by cosine similarity."""
-        return self._nearest(self.index, vector, limit, flt)
+        return await self._nearest(self.index, vector, limit, flt)
 
-    def image_search(self, vector: np.ndarray, limit: int, flt=None) -> list[Hit]:
+    async def image_search(self, vector: np.ndarray, limit: int, flt=None) -> list[Hit]:
         """The ``limit`` image files nearest to an image's vector (their first chunks)."""
-        return self._nearest(self.images, vector, limit, flt)
+        return await self._nearest(self.images, vector, limit, flt)
 
-    def _nearest(self, index: VectorIndex | None, vector, limit: int, flt) -> list[Hit]:
+    async def _nearest(self, index: VectorIndex | None, vector, limit: int, flt) -> list[Hit]:
         if index is None or limit <= 0:
             return []
         keep = self._keep(flt)
         k = limit if flt is None and not self.hidden else limit * OVERSAMPLE
         while True:
-            keys, scores = index.search(vector, k)
+            keys, scores = await index.nearest(vector, k)
             hits = [
                 self.hit(int(key), float(score))
                 for key, score in zip(keys, scores, strict=True)
@@ -108,32 +112,34 @@ class LiveStore:
         file_id, text = self.chunks[key]
         return Hit(key, file_id, text, score)
 
-    def _add_memory(
+    async def _add_memory(
         self, file_id: str, attributes, keys: np.ndarray, chunks: list[records.NewChunk]
     ) -> None:
-        self.attributes[file_id] = attributes
+        """Index a committed file's chunks (worker threads), then enter them in the table."""
         texts = [c.text for c in chunks]
         if self.index is not None and len(keys):
-            self.index.add(keys, np.stack([c.vector for c in chunks]))
+            await asyncio.to_thread(self.index.add, keys, np.stack([c.vector for c in chunks]))
         pictured = [i for i, c in enumerate(chunks) if c.image_vector is not None]
         if self.images is not None and pictured:
             vectors = np.stack([chunks[i].image_vector for i in pictured])
-            self.images.add(keys[pictured], vectors)
+            await asyncio.to_thread(self.images.add, keys[pictured], vectors)
+        self.attributes[file_id] = attributes
         pairs = [(int(k), t) for k, t in zip(keys, texts, strict=True)]
         self.bm25.add(pairs)
         for key, text in pairs:
             self.chunks[key] = (file_id, text)
 
-    def _remove_memory(self, file_id: str) -> None:
+    async def _remove_memory(self, file_id: str) -> None:
+        """Take a deleted file's chunks out of the table, then out of the indexes."""
         pairs = [(k, t) for k, (f, t) in self.chunks.items() if f == file_id]
         keys = np.array([k for k, _ in pairs], dtype=np.int64)
-        for index in (self.index, self.images):
-            if index is not None and len(keys):
-                index.remove(keys)  # keys it never held are skipped
         self.bm25.remove(pairs)
         for key, _ in pairs:
             del self.chunks[key]
         self.attributes.pop(file_id, None)
+        for index in (self.index, self.images):
+            if index is not None and len(keys):
+                await asyncio.to_thread(index.remove, keys)  # keys it never held are skipped
 
 
 class Stores:
@@ -224,7 +230,7 @@ class Stores:
             )
             if keys is None:
                 return False
-            live._add_memory(file_id, attributes, keys, chunks)
+            await live._add_memory(file_id, attributes, keys, chunks)
             return True
 
     async def remove_file(self, store: records.Store, file_id: str) -> bool:
@@ -234,7 +240,7 @@ class Stores:
         try:
             async with live.lock:
                 found = await asyncio.to_thread(records.delete_file, self.url, store.id, file_id)
-                live._remove_memory(file_id)
+                await live._remove_memory(file_id)
                 return found
         finally:
             live.hidden.discard(file_id)

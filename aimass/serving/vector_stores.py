@@ -330,7 +330,7 @@ class VectorStoreService:
         if mode in ("vector", "hybrid") and live.index is not None:
             k = n if mode == "vector" else max(n, CANDIDATES_PER_PART)
             vectors = await self._query_vectors(ctx, store, live, queries, query_vector)
-            rankings += [live.vector_search(v, k, flt) for v in vectors]
+            rankings += [await live.vector_search(v, k, flt) for v in vectors]
         if mode in ("keyword", "hybrid"):
             k = n if mode == "keyword" else max(n, CANDIDATES_PER_PART)
             rankings += [_relative(live.keyword_search(q, k, flt)) for q in queries]
@@ -357,7 +357,7 @@ class VectorStoreService:
             vector = await self.vision.embeddings(ctx, store.image_model, [data], None)
         except InvalidInput as exc:  # the image model's words for the image: name the field
             raise InvalidInput(exc.message, param="query_image") from None
-        found = live.image_search(vector[0], max(n, CANDIDATES_PER_PART), flt)
+        found = await live.image_search(vector[0], max(n, CANDIDATES_PER_PART), flt)
         if not hits:
             return found[:n]
         fused = reciprocal_rank_fusion([[h.chunk_id for h in r] for r in (hits, found)])

@@ -42,7 +42,14 @@ class HeldReplica:
         return out
 
 
-def make(max_batch_size=4, max_delay_ms=0.0, max_queue=8, max_batch_tokens=None, replicas=1):
+def make(
+    max_batch_size=4,
+    max_delay_ms=0.0,
+    max_queue=8,
+    max_batch_tokens=None,
+    replicas=1,
+    online_replicas=0,
+):
     spec = ModelSpec(
         name="m",
         runtime="onnx",
@@ -51,6 +58,7 @@ def make(max_batch_size=4, max_delay_ms=0.0, max_queue=8, max_batch_tokens=None,
             "max_batch_size": max_batch_size,
             "max_delay_ms": max_delay_ms,
             "max_batch_tokens": max_batch_tokens,
+            "online_replicas": online_replicas,
         },
         limits={"max_queue": max_queue},
     )
@@ -102,6 +110,40 @@ async def test_online_requests_pass_queued_background_ones_and_are_batched_alone
     rep.release.set()
     await asyncio.gather(first, online, *background)
     assert [b["x"].ravel().tolist() for b in rep.batches] == [[0], [9], [1, 1, 2, 2]]
+
+
+async def test_a_replica_kept_for_online_requests_takes_no_background_batch():
+    """online_replicas=1 of 2, online traffic running: a background batch waits while only one
+    replica is free, an online request takes that replica at once, and the background batch
+    runs once a second replica is free."""
+    batcher, (a, b) = make(max_batch_size=1, replicas=2, online_replicas=1)
+    online0 = asyncio.create_task(batcher.submit(rows(1), 1, far()))
+    await a.started.wait()
+    held = asyncio.create_task(batcher.submit(rows(2), 1, far(), background=True))
+    await wait_queued(batcher, 1)
+    for _ in range(20):
+        await asyncio.sleep(0)
+    assert not b.batches and batcher.depth == 1
+    online1 = asyncio.create_task(batcher.submit(rows(3), 1, far()))
+    await b.started.wait()
+    assert b.batches[0]["x"].tolist() == [[3.0]]
+    b.release.set()
+    assert (await online1)["y"].tolist() == [[6.0]]
+    for _ in range(20):
+        await asyncio.sleep(0)
+    assert not held.done() and len(a.batches) + len(b.batches) == 2
+    a.release.set()
+    assert (await online0)["y"].tolist() == [[2.0]]
+    assert (await held)["y"].tolist() == [[4.0]]
+
+
+async def test_without_online_traffic_background_batches_take_every_replica():
+    batcher, reps = make(max_batch_size=1, replicas=2, online_replicas=1)
+    jobs = [asyncio.create_task(batcher.submit(rows(n), 1, far(), background=True)) for n in (1, 2)]
+    for rep in reps:
+        await rep.started.wait()
+        rep.release.set()
+    assert [(await j)["y"].tolist() for j in jobs] == [[[2.0]], [[4.0]]]
 
 
 async def test_rows_not_requests_are_counted():

@@ -162,12 +162,12 @@ async def test_a_store_of_images_is_rebuilt_from_the_database_after_a_restart(tm
         assert await stores.add_file(made, file_id, {}, chunks, usage=10)
     await stores.save()
     live = await stores.get(made)
-    assert [h.file_id for h in live.image_search(pictures[1], 2)] == ["photo-b", "photo-a"]
+    assert [h.file_id for h in await live.image_search(pictures[1], 2)] == ["photo-b", "photo-a"]
     stores.image_path(made.id).unlink()
     again = Stores(url, tmp_path / "stores")
     reopened = await again.get(records.get_store(url, made.id))
     assert reopened.images is not None and len(reopened.images) == 2  # image chunks only
-    hit = reopened.image_search(pictures[0], 1)[0]
+    hit = (await reopened.image_search(pictures[0], 1))[0]
     assert hit.file_id == "photo-a" and hit.score == pytest.approx(1.0, abs=1e-5)
     assert await again.remove_file(made, "photo-a")
-    assert [h.file_id for h in reopened.image_search(pictures[0], 2)] == ["photo-b"]
+    assert [h.file_id for h in await reopened.image_search(pictures[0], 2)] == ["photo-b"]
