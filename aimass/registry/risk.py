@@ -76,37 +76,6 @@ def put_rules(url: str, model: str, rules: list[dict[str, str]], actor: str) -> 
 
 
 @dataclass
-class Alert:
-    id: int
-    model: str
-    version: int
-    decision: str
-    score: float
-    event: dict[str, Any]
-    rules: list[str]
-    features: list[dict[str, Any]]
-    created_at: datetime
-    acked_at: datetime | None
-    acked_by: str | None
-
-
-def _alert(row: RiskAlertRow) -> Alert:
-    return Alert(
-        row.id,
-        row.model,
-        row.version,
-        row.decision,
-        row.score,
-        json.loads(row.event_json),
-        json.loads(row.rules_json),
-        json.loads(row.features_json),
-        row.created_at,
-        row.acked_at,
-        row.acked_by,
-    )
-
-
-@dataclass
 class NewAlert:
     """An alert to write (``add_alerts``)."""
 
@@ -117,6 +86,32 @@ class NewAlert:
     event: dict[str, Any]
     rules: list[str]
     features: list[dict[str, Any]]
+
+
+@dataclass
+class Alert(NewAlert):
+    """A written alert."""
+
+    id: int
+    created_at: datetime
+    acked_at: datetime | None
+    acked_by: str | None
+
+
+def _alert(row: RiskAlertRow) -> Alert:
+    return Alert(
+        id=row.id,
+        model=row.model,
+        version=row.version,
+        decision=row.decision,
+        score=row.score,
+        event=json.loads(row.event_json),
+        rules=json.loads(row.rules_json),
+        features=json.loads(row.features_json),
+        created_at=row.created_at,
+        acked_at=row.acked_at,
+        acked_by=row.acked_by,
+    )
 
 
 def add_alert(url: str, model: str, version: int, decision: str, score: float,
