@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, insert, select
 
 from aimass.registry.db import session_scope
 from aimass.registry.tables import (
@@ -29,19 +29,20 @@ def load_entities(url: str, model: str) -> dict[str, dict[str, Any]]:
 
 
 def save_entities(url: str, model: str, states: dict[str, dict[str, Any]]) -> None:
-    """Write ``states`` (replacing each key's row) in one transaction."""
+    """Write ``states`` (replacing each key's row) in one transaction: two statements, the
+    insert one ``executemany`` of plain rows (no ORM objects: this runs every second)."""
     if not states:
         return
+    now = utcnow()
+    table = RiskEntityRow.__table__
     with session_scope(url) as s:
+        s.execute(delete(table).where(table.c.model == model, table.c.key.in_(list(states))))
         s.execute(
-            delete(RiskEntityRow).where(
-                RiskEntityRow.model == model, RiskEntityRow.key.in_(list(states))
-            )
-        )
-        now = utcnow()
-        s.add_all(
-            RiskEntityRow(model=model, key=k, state_json=json.dumps(v), updated_at=now)
-            for k, v in states.items()
+            insert(table),
+            [
+                {"model": model, "key": k, "state_json": json.dumps(v), "updated_at": now}
+                for k, v in states.items()
+            ],
         )
 
 
@@ -75,8 +76,9 @@ def put_rules(url: str, model: str, rules: list[dict[str, str]], actor: str) -> 
 
 
 @dataclass
-class Alert:
-    id: int
+class NewAlert:
+    """An alert to write (``add_alerts``)."""
+
     model: str
     version: int
     decision: str
@@ -84,6 +86,13 @@ class Alert:
     event: dict[str, Any]
     rules: list[str]
     features: list[dict[str, Any]]
+
+
+@dataclass
+class Alert(NewAlert):
+    """A written alert."""
+
+    id: int
     created_at: datetime
     acked_at: datetime | None
     acked_by: str | None
@@ -91,43 +100,54 @@ class Alert:
 
 def _alert(row: RiskAlertRow) -> Alert:
     return Alert(
-        row.id,
-        row.model,
-        row.version,
-        row.decision,
-        row.score,
-        json.loads(row.event_json),
-        json.loads(row.rules_json),
-        json.loads(row.features_json),
-        row.created_at,
-        row.acked_at,
-        row.acked_by,
+        id=row.id,
+        model=row.model,
+        version=row.version,
+        decision=row.decision,
+        score=row.score,
+        event=json.loads(row.event_json),
+        rules=json.loads(row.rules_json),
+        features=json.loads(row.features_json),
+        created_at=row.created_at,
+        acked_at=row.acked_at,
+        acked_by=row.acked_by,
     )
 
 
 def add_alert(url: str, model: str, version: int, decision: str, score: float,
               event: dict, rules: list[str], features: list[dict]) -> Alert:  # fmt: skip
+    return add_alerts(url, [NewAlert(model, version, decision, score, event, rules, features)])[0]
+
+
+def add_alerts(url: str, new: list[NewAlert]) -> list[Alert]:
+    """Write ``new`` alerts and their webhook outbox rows in one transaction (one commit for
+    the lot); the written alerts, ids given, in order."""
     with session_scope(url) as s:
-        row = RiskAlertRow(
-            model=model,
-            version=version,
-            decision=decision,
-            score=score,
-            event_json=json.dumps(event),
-            rules_json=json.dumps(rules),
-            features_json=json.dumps(features),
-            created_at=utcnow(),
-        )
-        s.add(row)
+        now = utcnow()
+        added = [
+            RiskAlertRow(
+                model=a.model,
+                version=a.version,
+                decision=a.decision,
+                score=a.score,
+                event_json=json.dumps(a.event),
+                rules_json=json.dumps(a.rules),
+                features_json=json.dumps(a.features),
+                created_at=now,
+            )
+            for a in new
+        ]
+        s.add_all(added)
         s.flush()
-        level = DECISIONS.index(decision)
-        hooks = s.scalars(select(RiskWebhookRow))
+        hooks = list(s.scalars(select(RiskWebhookRow)))
         s.add_all(
             RiskDeliveryRow(webhook_id=h.id, alert_id=row.id, next_at=row.created_at)
+            for row in added
             for h in hooks
-            if (h.model is None or h.model == model) and DECISIONS.index(h.min_decision) <= level
+            if (h.model is None or h.model == row.model)
+            and DECISIONS.index(h.min_decision) <= DECISIONS.index(row.decision)
         )
-        return _alert(row)
+        return [_alert(row) for row in added]
 
 
 def alerts(

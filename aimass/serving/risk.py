@@ -9,8 +9,10 @@ written **behind** (the entities an event changed are flushed every ``FLUSH_INTE
 a graceful stop). Write-behind, not write-through: a synchronous write per event would put a
 database commit (milliseconds on SQLite, more on a remote PostgreSQL) on every score's path;
 the price is that a crash (not a stop) loses at most the last interval's updates, which only
-makes the next few events' window counts a little low. Alerts, by contrast, are written before
-the score answers: an alert the caller was told about is never lost.
+makes the next few events' window counts a little low. Alerts, by contrast, are committed
+before the score answers: an alert the caller was told about is never lost. Both kinds of
+write go through one writer thread (``serving.risk_writer``), which batches them, so no
+database work runs on the event loop and concurrent alerts share a commit.
 
 One server owns a model's state: several servers scoring the same model would each keep their
 own window counts (docs/risk.md).
@@ -47,6 +49,7 @@ from aimass.scenarios.risk.features import FeatureConfig, FeatureState
 from aimass.scenarios.risk.rules import ACTIONS, Rule, decide, parse_rules
 from aimass.serving.pipeline import CallContext, Pipeline
 from aimass.serving.risk_webhooks import WebhookSender, alert_object
+from aimass.serving.risk_writer import RiskWriter
 
 FLUSH_INTERVAL_S = 1.0
 TOP_FEATURES = 5
@@ -77,8 +80,10 @@ class RiskService:
         self._new_alert = asyncio.Condition()
         self._flusher: asyncio.Task | None = None
         self.webhooks = WebhookSender(self.url)
+        self.writer = RiskWriter(self.url)
 
     async def start(self) -> None:
+        self.writer.start()
         self._flusher = asyncio.create_task(self._flush_loop())
         await self.webhooks.start()
 
@@ -89,6 +94,7 @@ class RiskService:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._flusher
         await self.flush()
+        await self.writer.stop()
 
     # ---- scoring ----------------------------------------------------------------------------
 
@@ -98,7 +104,7 @@ class RiskService:
             if spec.runtime != "risk":
                 raise InvalidInput(f"model {req.model!r} is not a risk model", param="model")
             meta = await self._model_meta(spec.name, spec.version, spec.source)
-            state = await self._state(spec.name, meta)
+            state = await self._state(meta)
             event = req.event
             state.features.check(event)  # a bad event changes nothing
             state.dirty.update(state.features.observe(event))
@@ -118,9 +124,9 @@ class RiskService:
         ]
         alert_id = None
         if ACTIONS.index(decision) >= ACTIONS.index(ALERT_LEVEL):
-            alert = await asyncio.to_thread(
-                rows.add_alert, self.url, spec.name, spec.version, decision, score, event,
-                fired, [t.model_dump() for t in top],
+            alert = await self.writer.add_alert(
+                rows.NewAlert(spec.name, spec.version, decision, score, event, fired,
+                              [t.model_dump() for t in top])
             )  # fmt: skip
             alert_id = alert.id
             self.webhooks.wake()
@@ -137,14 +143,16 @@ class RiskService:
             text = await asyncio.to_thread((Path(source) / "risk.json").read_text)
             meta = self._meta[(name, version)] = json.loads(text)
             meta["source"] = source
+            config = FeatureConfig.from_dict(meta["features"])
+            described = json.dumps(config.as_dict(), sort_keys=True).encode()
+            meta["config"] = config
+            meta["state_key"] = f"{name}|{hashlib.sha256(described).hexdigest()[:16]}"
         return meta
 
-    async def _state(self, name: str, meta: dict[str, Any]) -> ModelState:
+    async def _state(self, meta: dict[str, Any]) -> ModelState:
         """The model's live state, loaded from the registry at first use. A version with other
         entity columns starts its own state under another key."""
-        config = FeatureConfig.from_dict(meta["features"])
-        described = json.dumps(config.as_dict(), sort_keys=True).encode()
-        key = f"{name}|{hashlib.sha256(described).hexdigest()[:16]}"
+        key = meta["state_key"]
         state = self._states.get(key)
         if state is not None:
             return state
@@ -154,7 +162,7 @@ class RiskService:
                 saved = await asyncio.to_thread(rows.load_entities, self.url, key)
                 if not saved:  # first use: the history the model was trained on
                     saved = await asyncio.to_thread(_trained_state, meta)
-                features = FeatureState(config)
+                features = FeatureState(meta["config"])
                 for entity, data in saved.items():
                     features.load(entity, data)
                 self._states[key] = ModelState(features)
@@ -168,7 +176,7 @@ class RiskService:
             changed, state.dirty = state.dirty, set()
             dumps = {k: state.features.dump(k) for k in changed}
             try:
-                await asyncio.to_thread(rows.save_entities, self.url, key, dumps)
+                await self.writer.save_entities(key, dumps)
             except Exception:
                 state.dirty |= changed  # tried again at the next flush
                 log.exception("risk: could not write the feature state of %s", key)

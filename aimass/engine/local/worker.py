@@ -15,6 +15,7 @@ the worker goes on serving.
 
 from __future__ import annotations
 
+import gc
 import os
 import queue
 import threading
@@ -48,6 +49,7 @@ def run_worker(spec_json: str, conn: Connection, in_process: bool = False) -> No
     except Exception as exc:  # any load failure is reported, not raised
         conn.send_bytes(m.encode(m.LoadError(f"{type(exc).__name__}: {exc}")))
         return
+    gc.freeze()  # the loaded model stays: full collections then scan only per-batch objects
     conn.send_bytes(ready)
     try:
         if runtime.generative:
