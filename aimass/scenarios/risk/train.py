@@ -176,7 +176,7 @@ def train(
     }
     _progress("gbm" if detector != "iforest" else "iforest", 0.1)
     if detector in ("gbm", "both"):
-        _fit_gbm(fit, params, out)
+        _fit_gbm(fit, val, params, out)
     if detector in ("iforest", "both"):
         meta["quantiles"] = _fit_iforest(fit, params, out)
     _progress("thresholds", 0.8)
@@ -238,15 +238,22 @@ def _mix(parts: tuple[np.ndarray | None, np.ndarray | None], weight: float) -> n
     return (1 - weight) * gbm + weight * anomaly
 
 
-def _fit_gbm(fit: Split, params: dict, out: Path) -> None:
+def _fit_gbm(fit: Split, val: Split, params: dict, out: Path) -> None:
+    """Boost up to ``n_estimators`` rounds, stopping when the validation events' average
+    precision has not improved for 30: every tree is paid again on each scored event (the
+    top features walk all of them), and the generated data needs about a fifth of 200."""
     import lightgbm as lgb
 
     mask = fit.labels >= 0
     y = fit.labels[mask]
     positives = max(int(y.sum()), 1)
+    valid = val.labels >= 0
+    stops = valid.any() and len(set(val.labels[valid].tolist())) == 2
+    train_set = lgb.Dataset(fit.features[mask], label=y, free_raw_data=True)
     booster = lgb.train(
         {
             "objective": "binary",
+            "metric": "average_precision",
             "learning_rate": params["learning_rate"],
             "num_leaves": params["num_leaves"],
             "scale_pos_weight": (len(y) - positives) / positives,
@@ -256,8 +263,12 @@ def _fit_gbm(fit: Split, params: dict, out: Path) -> None:
             "num_threads": 1,
             "verbose": -1,
         },
-        lgb.Dataset(fit.features[mask], label=y, free_raw_data=True),
+        train_set,
         num_boost_round=params["n_estimators"],
+        valid_sets=[lgb.Dataset(val.features[valid], label=val.labels[valid], reference=train_set)]
+        if stops
+        else None,
+        callbacks=[lgb.early_stopping(30, verbose=False)] if stops else None,
     )
     booster.save_model(str(out / "gbm.txt"))
 
