@@ -49,7 +49,8 @@ class VectorIndex:
         self._lock = threading.Lock()
         """held by every call into usearch on this index (see the module note)"""
         self._queued: list[tuple[np.ndarray, int, asyncio.Future]] = []
-        self._searching = False
+        self._searching: asyncio.Task | None = None
+        """the task searching the queue (referenced: the loop keeps only weak references)"""
 
     def __len__(self) -> int:
         return len(self._index)
@@ -91,9 +92,8 @@ class VectorIndex:
         """``search`` in a worker thread, batched with the queries that wait meanwhile."""
         answer = asyncio.get_running_loop().create_future()
         self._queued.append((vector, k, answer))
-        if not self._searching:
-            self._searching = True
-            asyncio.get_running_loop().create_task(self._search_queued())
+        if self._searching is None:
+            self._searching = asyncio.get_running_loop().create_task(self._search_queued())
         return await answer
 
     async def _search_queued(self) -> None:
@@ -115,7 +115,7 @@ class VectorIndex:
                     else:
                         answer.set_result((result[0][:wanted], result[1][:wanted]))
         finally:
-            self._searching = False
+            self._searching = None
 
     def save(self) -> None:
         """Write the index (atomically: a temporary file renamed over the old one)."""
