@@ -1,7 +1,10 @@
 """The live replicas of one model and which of them can take a batch now.
 
 Each replica computes one batch at a time, so batches form while replicas are busy and a
-freed replica takes everything that fits. ``acquire`` hands out the least busy free replica.
+freed replica takes everything that fits. ``acquire`` hands out the least busy free replica,
+ties in turn: requests that come one at a time (each done before the next) are spread over
+every replica rather than all served by the first, so each replica stays warm and a replica
+that cannot answer shows at once, not when load finally reaches it.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ class ReplicaPool:
         self.replicas: list[Replica] = []
         self._taken: set[Replica] = set()
         self._changed = asyncio.Event()
+        self._turn = 0
 
     @property
     def alive(self) -> list[Replica]:
@@ -35,7 +39,10 @@ class ReplicaPool:
         while True:
             free = [r for r in self.alive if r not in self._taken]
             if free:
-                replica = min(free, key=lambda r: r.busy)
+                least = min(r.busy for r in free)
+                ties = [r for r in free if r.busy == least]
+                replica = ties[self._turn % len(ties)]
+                self._turn += 1
                 self._taken.add(replica)
                 return replica
             self._changed.clear()

@@ -137,24 +137,26 @@ async def test_errors_are_retried_then_fail_naming_jobs_max_attempts(settings, m
     kind = Counting()
     kind.fail_first = 1
     runner = JobRunner(settings, [kind])
+    # Two servers died running "crashy": claimed twice before this runner starts, so its
+    # claiming thread cannot take the job between its insert and those claims.
+    rows.add(
+        runner.url,
+        rows.JobRecord(
+            id="crashy",
+            kind="count",
+            owner_key_id=None,
+            owner="anonymous",
+            status="queued",
+            params={"to": 3},
+        ),
+    )
+    for _ in range(2):
+        rows.claim(runner.url, "dead", 0.0, 1, {"count"})
     await runner.start()
     try:
         await runner.submit("count", "ok-later", (None, "anonymous"), {"to": 3})
         job = await until(lambda: finished(runner, "ok-later"), timeout_s=15)
         assert (job.status, job.attempts) == ("completed", 2)
-        rows.add(
-            runner.url,
-            rows.JobRecord(
-                id="crashy",
-                kind="count",
-                owner_key_id=None,
-                owner="anonymous",
-                status="queued",
-                params={"to": 3},
-            ),
-        )
-        for _ in range(2):  # two servers died running it
-            rows.claim(runner.url, "dead", 0.0, 1, {"count"})
         job = await until(lambda: finished(runner, "crashy"))
     finally:
         await runner.stop()
