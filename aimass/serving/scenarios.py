@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -64,6 +64,11 @@ CACHED_ROWS = 200_000
 KNOWN_KEYS = 200_000
 """Most keys with stored rows a ``StateCache`` keeps the names of per model; past it, every
 key not cached is read from the database."""
+COMMIT_LAG_S = 30.0
+"""How long a write may take between drawing its row id and committing. PostgreSQL hands out
+ids in insert order but rows become visible in commit order, so a row can appear below the
+latest id a look has already seen; every look therefore re-reads the ids drawn since a look at
+least this old (the keys it finds again cost one more read each)."""
 
 Rows = tuple[tuple[Any, ...], ...]
 """What one key has stored since its serving version was registered, oldest first."""
@@ -71,18 +76,21 @@ Rows = tuple[tuple[Any, ...], ...]
 
 class StateCache:
     """The rows each key of a model (a user's events, a series' observations) has stored after
-    the serving version was registered, read from the database once and then served from
-    memory, least recently used out first.
+        the serving version was registered, read from the database once and then served from
+        memory, least recently used out first.
 
-    ``invalidate`` (called once a write through this server committed) drops the keys
-    written, and a read under way while any write happened is not kept: it may predate the
-    write. So the request after a write reads it. Every ``sync_s`` a request first asks the
-    database which keys of its model got rows since the last look (one query: writes made
-    through other servers) and drops those too. The first look at a model reads which keys
-    have rows at all (up to ``KNOWN_KEYS``), so a key with none costs no read.
+        ``invalidate`` (called once a write through this server committed) drops the keys
+        written, and a read under way while any write happened is not kept: it may predate the
+        write. So the request after a write reads it. Every ``sync_s`` a request first asks the
+        database which keys of its model got rows since a look ``COMMIT_LAG_S`` ago (one query:
+        writes made through other servers, including ones that committed after a later id was
+        seen) and drops those too. The first look at a model reads which keys have rows at all (up
+        to ``KNOWN_KEYS``), so a key with none costs no read; until it is ``COMMIT_LAG_S`` old,
+        later looks go back to its id (a row whose transaction was open during that first look and
+    commits after it below its latest id is the one write a look can miss).
 
-    ``read(model, key, since)`` and ``written_after(model, after_id)`` are blocking registry
-    functions (run in a thread); ``written_after`` returns the keys and the latest row id."""
+        ``read(model, key, since)`` and ``written_after(model, after_id)`` are blocking registry
+        functions (run in a thread); ``written_after`` returns the keys and the latest row id."""
 
     def __init__(
         self,
@@ -98,7 +106,8 @@ class StateCache:
         self._entries: OrderedDict[tuple[str, str], _Entry] = OrderedDict()
         self._held = 0
         self._writes = 0  # invalidations so far: a read overlapping one is not kept
-        self._synced: dict[str, tuple[float, int]] = {}  # model: (when, latest row id seen)
+        self._synced: dict[str, float] = {}  # model: when it was last looked at
+        self._marks: dict[str, deque[tuple[float, int]]] = {}  # model: (when, latest id seen)
         self._written: dict[str, set[str] | None] = {}  # model: keys with rows (None: many)
         self._syncing = asyncio.Lock()
 
@@ -141,8 +150,11 @@ class StateCache:
         async with self._syncing:
             if not self._due(model):
                 return
-            first, writes = model not in self._synced, self._writes
-            after = None if first else self._synced[model][1]
+            first, writes, now = model not in self._synced, self._writes, time.monotonic()
+            marks = self._marks.setdefault(model, deque())
+            while len(marks) > 1 and now - marks[1][0] >= COMMIT_LAG_S:
+                marks.popleft()  # marks[0]: the newest look at least COMMIT_LAG_S old
+            after = marks[0][1] if marks else None
             keys, latest = await asyncio.to_thread(self.written_after, model, after)
             if first and writes != self._writes:
                 return  # a write may have missed this first look: look again
@@ -150,11 +162,12 @@ class StateCache:
                 self._written[model] = keys if len(keys) <= KNOWN_KEYS else None
             elif keys:
                 self.invalidate(model, keys)
-            self._synced[model] = (time.monotonic(), latest)
+            marks.append((now, latest))
+            self._synced[model] = now
 
     def _due(self, model: str) -> bool:
         synced = self._synced.get(model)
-        return synced is None or time.monotonic() - synced[0] >= self.sync_s
+        return synced is None or time.monotonic() - synced >= self.sync_s
 
     def _put(self, key: tuple[str, str], entry: _Entry) -> None:
         self._drop(key)

@@ -14,6 +14,7 @@ import pytest
 from aimass.registry import recommendations as events
 from aimass.scenarios.recommend.data import read_interactions, read_items
 from aimass.scenarios.recommend.model import Ask, Recommender, hyperparameters, train
+from aimass.serving import scenarios
 from aimass.serving.recommendations import folded_events
 from aimass.serving.scenarios import StateCache
 from examples.data.make_recommend import generate
@@ -84,5 +85,29 @@ def test_stored_events_are_cached_until_a_write_invalidates_them(tmp_path):
         assert await elsewhere.get("m", "fresh", None) == ()
         events.add_events(url, "m", [("fresh", "i3", 1.0, None)])
         assert await elsewhere.get("m", "fresh", None) == (("i3", 1.0),)
+
+    asyncio.run(run())
+
+
+def test_a_row_that_commits_below_an_id_already_seen_is_still_found(monkeypatch):
+    """PostgreSQL draws ids at insert and shows rows at commit: id 3 can appear after id 4."""
+    monkeypatch.setattr(scenarios, "COMMIT_LAG_S", 3600.0)
+    committed: list[tuple[int, str]] = [(1, "a"), (2, "b")]
+    stored = {"a": ("x",), "b": ("y",), "c": ()}
+
+    def written_after(model: str, after: int | None) -> tuple[set[str], int]:
+        keys = {key for row, key in committed if after is None or row > after}
+        return keys, max(row for row, _ in committed)
+
+    cache = StateCache(lambda model, key, since: stored[key], written_after, sync_s=0.0)
+
+    async def run() -> None:
+        assert await cache.get("m", "a", None) == ("x",)  # first look: ids up to 2
+        committed.append((4, "b"))  # id 3 is drawn first (key "a") but commits last
+        stored["b"] = ("y", "y2")
+        assert await cache.get("m", "b", None) == ("y", "y2")  # this look saw id 4
+        committed.append((3, "a"))
+        stored["a"] = ("x", "x2")
+        assert await cache.get("m", "a", None) == ("x", "x2")
 
     asyncio.run(run())
