@@ -1,8 +1,10 @@
 """The web console (``/ui``) in headless Chromium, driven by Playwright, against a real server.
 
-One server per module (built-in Gemma for the chat stream, a tiny encoder for embeddings),
-keys required. The admin journey signs in, loads a model, streams a chat answer, embeds two
-sentences, creates and revokes a key, watches usage and a metric chart move; every request
+One server per module (built-in Gemma for the chat stream, a tiny encoder for embeddings and
+vector stores, a small risk model for alerts), keys required. The admin journey signs in, loads
+a model, streams a chat answer, embeds two sentences, creates and revokes a key, watches usage
+and a metric chart move; a user key builds a vector store, uploads to it and searches it; an
+admin filters and acknowledges risk alerts; every request
 the browser makes is recorded and must stay on 127.0.0.1, and no key may show up in a URL, a
 page the server sent, or the server's log. Screenshots of each page go to
 ``$AIMASS_CONSOLE_SCREENSHOTS`` (default: a pytest temporary folder).
@@ -23,7 +25,9 @@ import numpy as np
 import pytest
 
 from aimass.registry import keys
+from aimass.scenarios.risk.train import check_params, train
 from tests.conftest import run_server
+from tests.factories_risk import transactions
 from tests.factories_text import tiny_encoder
 from tests.integration.conftest_llm import gemma_file, llm_spec
 
@@ -37,9 +41,11 @@ FLAGS = [
     "--disable-background-networking",
     "--disable-component-update",
 ]
-ADMIN_PAGES = ["/ui/models", "/ui/keys", "/ui/audit"]
-PAGES = [*ADMIN_PAGES, "/ui/playground", "/ui/usage", "/ui/jobs", "/ui/metrics"]
+ADMIN_PAGES = ["/ui/models", "/ui/keys", "/ui/audit", "/ui/alerts"]
+USER_PAGES = ["/ui/usage", "/ui/jobs", "/ui/metrics", "/ui/stores"]
+PAGES = [*ADMIN_PAGES, "/ui/playground", *USER_PAGES]
 SENTENCES = "A cat sits on the mat.\nA kitten rests on a rug."
+ANIMALS = b"the zebra and the giraffe live on the savanna. lions hunt the zebra at night."
 
 pytestmark = pytest.mark.skipif(
     shutil.which(CHROMIUM) is None, reason=f"{CHROMIUM} is missing (apt-get install chromium)"
@@ -51,7 +57,10 @@ def console(tmp_path_factory, request):
     tmp = tmp_path_factory.mktemp("console")
     encoder = tiny_encoder(tmp / "encoder", max_length=64)
     gemma = llm_spec(gemma_file(request.config), options={"n_ctx_per_seq": 256})
-    with run_server(tmp, [gemma], extra_args=["--require-auth"]) as srv:
+    events = transactions(320, seed=4)
+    train(events[:300], None, check_params({"entities": ["card"], "n_estimators": 5}), tmp / "risk")
+    fraud = {"name": "fraud", "runtime": "risk", "source": str(tmp / "risk"), "trust_pickle": True}
+    with run_server(tmp, [gemma, fraud], extra_args=["--require-auth"]) as srv:
         url = f"sqlite:///{srv.home / 'aimass.db'}"
         _, admin = keys.create_key(url, "root", admin=True)
         _, user = keys.create_key(url, "user")
@@ -59,7 +68,8 @@ def console(tmp_path_factory, request):
                 "source": str(encoder)}  # fmt: skip
         r = httpx.post(f"{srv}/v1/admin/models", json=spec, headers=_bearer(admin), timeout=60)
         assert r.status_code == 200, r.text
-        yield {"server": srv, "admin": admin, "user": user, "secrets": [admin, user]}
+        yield {"server": srv, "admin": admin, "user": user, "secrets": [admin, user],
+               "events": events[300:]}  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -286,10 +296,152 @@ def test_a_user_key_gets_no_admin_page(console, browser):
         response = page.goto(base + path)
         assert response.status == 403, path
         assert "needs an admin API key" in page.get_by_role("alert").inner_text()
-    for path in ("/ui/usage", "/ui/jobs", "/ui/metrics"):
+    for path in USER_PAGES:
         assert page.goto(base + path).status == 200, path
     assert page.locator('nav a[href="/ui/keys"]').count() == 0
+    assert page.locator('nav a[href="/ui/alerts"]').count() == 0
     recorder.assert_clean(console["secrets"])
+    context.close()
+
+
+def _loaded(base: str, admin: str, model: str) -> None:
+    """Load ``model`` through the API unless it is ready (the admin journey loads it)."""
+    if httpx.get(f"{base}/v2/models/{model}/ready", headers=_bearer(admin)).status_code == 200:
+        return
+    r = httpx.post(f"{base}/v2/repository/models/{model}/load", headers=_bearer(admin), timeout=90)
+    assert r.status_code == 200, r.text
+
+
+def _store_files_settle(page, store_url: str) -> None:
+    deadline = time.monotonic() + 60
+    page.goto(store_url)
+    while page.locator("#files td.status", has_text="in_progress").count():
+        assert time.monotonic() < deadline, page.locator("#files").inner_text()
+        time.sleep(0.3)
+        page.goto(store_url)
+
+
+def test_a_user_key_builds_searches_and_sees_only_its_own_stores(console, browser, shots):
+    base, admin, user = console["server"], console["admin"], console["user"]
+    _loaded(base, admin, "tiny")
+    theirs = httpx.post(f"{base}/v1/vector_stores", headers=_bearer(admin),
+                        json={"name": "admins-only", "embedding_model": "tiny"}).json()  # fmt: skip
+    context, page, recorder = _new_page(browser)
+    _sign_in(page, base, user)
+    page.get_by_role("link", name="Stores").click()
+    assert page.locator(f'tr[data-store="{theirs["id"]}"]').count() == 0
+    page.get_by_label("Name").fill("notes")
+    page.get_by_label("Embedding model (empty: the server's default)").fill("tiny")
+    page.get_by_role("button", name="Create store").click()
+    page.get_by_role("link", name="notes").click()
+    store_url = page.url
+    store_id = store_url.rsplit("/", 1)[1]
+
+    # upload and add a text file and one with no text in it
+    attach = page.locator("#attach")
+    for name, data in (("animals.txt", ANIMALS), ("blob.bin", b"\x00\x01\x02binary")):
+        attach.get_by_label("File", exact=False).set_input_files(
+            {"name": name, "mimeType": "application/octet-stream", "buffer": data}
+        )
+        attach.get_by_role("button", name="Upload and add").click()
+        sync_api.expect(page.locator("#attach-answer")).to_contain_text(f"{name} uploaded as")
+    _store_files_settle(page, store_url)
+    api = httpx.get(f"{base}/v1/vector_stores/{store_id}/files", headers=_bearer(user)).json()
+    assert len(api["data"]) == 2
+    for f in api["data"]:
+        row = page.locator(f'tr[data-file="{f["id"]}"]')
+        assert row.locator(".status").inner_text() == f["status"]
+        if f["status"] == "failed":
+            error = f["last_error"]
+            assert row.locator(".last-error").inner_text() == f"{error['code']}: {error['message']}"
+    assert sorted(f["status"] for f in api["data"]) == ["completed", "failed"]
+
+    # search: the same hits, scores and text as the API gives
+    search = page.locator("#search")
+    search.get_by_label("Query").fill("zebra giraffe")
+    search.get_by_role("button", name="Search").click()
+    hits = page.locator("#search-hits tbody tr")
+    sync_api.expect(hits.first).to_be_visible()
+    body = {"query": "zebra giraffe", "search_mode": "hybrid", "max_num_results": 10}
+    want = httpx.post(f"{base}/v1/vector_stores/{store_id}/search", json=body,
+                      headers=_bearer(user)).json()["data"]  # fmt: skip
+    shown = [[c.inner_text() for c in hits.nth(i).locator("th, td").all()]
+             for i in range(hits.count())]  # fmt: skip
+    assert shown == [[h["filename"], f"{h['score']:.4f}", h["content"][0]["text"]] for h in want]
+    assert shown[0][0] == "animals.txt" and "zebra" in shown[0][2]
+    page.screenshot(path=shots / "store.png", full_page=True)
+
+    # the listing: counts and bytes as the API has them; another key's store is not there
+    page.goto(f"{base}/ui/stores")
+    mine = httpx.get(f"{base}/v1/vector_stores/{store_id}", headers=_bearer(user)).json()
+    row = page.locator(f'tr[data-store="{store_id}"]')
+    assert row.locator(".counts").inner_text() == "1 completed, 0 in progress, 1 failed (2)"
+    assert row.locator(".bytes").get_attribute("data-bytes") == str(mine["usage_bytes"])
+    assert page.locator(f'tr[data-store="{theirs["id"]}"]').count() == 0
+    page.screenshot(path=shots / "stores.png", full_page=True)
+    assert page.goto(f"{base}/ui/stores/{theirs['id']}").status == 404
+    assert "no vector store" in page.get_by_role("alert").inner_text()
+    recorder.assert_clean(console["secrets"])
+    context.close()
+
+    context, page, recorder = _new_page(browser)  # an admin key sees every store, as the API
+    _sign_in(page, base, admin)
+    page.goto(f"{base}/ui/stores")
+    for found in (store_id, theirs["id"]):
+        sync_api.expect(page.locator(f'tr[data-store="{found}"]')).to_have_count(1)
+    assert page.goto(f"{base}/ui/stores/{store_id}").status == 200
+    recorder.assert_clean(console["secrets"])
+    context.close()
+
+
+def test_risk_alerts_are_listed_filtered_and_acknowledged_by_admins_only(console, browser, shots):
+    base, admin = console["server"], console["admin"]
+    block_all = [{"name": "all", "when": "amount > 0", "action": "block"}]
+    with httpx.Client(base_url=str(base), headers=_bearer(admin), timeout=30) as c:
+        assert c.put("/v1/risk/models/fraud/rules", json={"rules": block_all}).status_code == 200
+        ids = [c.post("/v1/risk/score", json={"model": "fraud", "event": e}).json()["alert_id"]
+               for e in console["events"][:3]]  # fmt: skip
+    assert all(ids), ids
+    context, page, recorder = _new_page(browser)
+    _sign_in(page, base, admin)
+    page.get_by_role("link", name="Alerts").click()
+    page.get_by_label("Model").fill("fraud")
+    page.get_by_label("Decision").select_option("block")
+    page.get_by_role("button", name="Filter").click()
+    page.wait_for_url(re.compile(r"decision=block"))
+    with httpx.Client(base_url=str(base), headers=_bearer(admin)) as c:
+        listed = c.get("/v1/risk/alerts", params={"model": "fraud", "limit": 100}).json()["data"]
+    for alert in listed:
+        row = page.locator(f'tr[data-alert="{alert["id"]}"]')
+        assert row.locator(".decision").inner_text() == "block"
+        assert row.locator(".score").inner_text() == f"{alert['score']:.4f}"
+        assert "rules: all" in row.locator(".why").inner_text()
+        for top in alert["top_features"]:
+            assert top["name"] in row.locator(".why").inner_text()
+    assert {a["id"] for a in listed} >= set(ids)
+
+    page.get_by_role("button", name=f"Acknowledge alert {ids[0]}").click()
+    sync_api.expect(page.locator(f'tr[data-alert="{ids[0]}"] .acked')).to_contain_text("by root")
+    page.screenshot(path=shots / "alerts.png", full_page=True)
+    unacked = httpx.get(f"{base}/v1/risk/alerts", params={"acked": "false", "limit": 100},
+                        headers=_bearer(admin)).json()["data"]  # fmt: skip
+    assert ids[0] not in {a["id"] for a in unacked}
+    page.get_by_label("Acknowledged").select_option("no")
+    page.get_by_role("button", name="Filter").click()
+    page.wait_for_url(re.compile(r"acked=no"))
+    sync_api.expect(page.locator(f'tr[data-alert="{ids[1]}"]')).to_have_count(1)
+    assert page.locator(f'tr[data-alert="{ids[0]}"]').count() == 0
+    recorder.assert_clean(console["secrets"])
+    context.close()
+
+    context, page, recorder = _new_page(browser)  # a user key may neither see nor acknowledge
+    _sign_in(page, base, console["user"])
+    assert page.goto(f"{base}/ui/alerts").status == 403
+    csrf = page.locator('meta[name="csrf-token"]').get_attribute("content")
+    r = page.request.post(
+        f"{base}/ui/api/v1/risk/alerts/{ids[1]}/ack", headers={"x-csrf-token": csrf}
+    )
+    assert r.status == 403, r.text()
     context.close()
 
 
@@ -324,6 +476,8 @@ def test_every_form_carries_the_csrf_token_and_none_works_without_it(console):
         ("POST", "/ui/api/v2/repository/models/tiny/unload", {}),
         ("POST", "/ui/api/v1/admin/models/tiny/promote", {"version": 1}),
         ("POST", "/ui/api/v1/embeddings", {"model": "tiny", "input": "x"}),
+        ("POST", "/ui/api/v1/vector_stores", {"name": "forged"}),
+        ("POST", "/ui/api/v1/risk/alerts/1/ack", None),
         ("POST", "/ui/logout", None),
     ]
     for method, path, body in actions:

@@ -1,36 +1,45 @@
 """The console's pages: each one renders what the API's own routes and services answer.
 
 A page calls the same function an API client reaches (``admin_list``, ``list_keys``,
-``get_usage``, the jobs and batch services) with the request the console middleware
-authenticated, so an admin page refuses a user key with the same 403, and every listing shows
-exactly what the API would. Actions on a page are forms that ``static/console.js`` sends to
-``/ui/api/<the API route>`` with the CSRF token. A new API family adds a page by copying one
-``@router.get`` here, a template, and (for a playground tab) one block of ``playground.html``.
+``get_usage``, ``list_alerts``, the jobs, batch and vector store services) with the request the
+console middleware authenticated, so an admin page refuses a user key with the same 403, and
+every listing shows exactly what the API would. Actions on a page are forms that
+``static/console.js`` sends to ``/ui/api/<the API route>`` with the CSRF token. A new API
+family adds a page by copying one ``@router.get`` here, a template, and (for a playground tab)
+one block of ``playground.html``.
 """
 
 from __future__ import annotations
 
 import secrets
 from collections import defaultdict
+from datetime import UTC, datetime
 from pathlib import Path
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.templating import Jinja2Templates
 
-from aimass.errors import AimassError, Forbidden, InvalidInput
+from aimass.errors import AimassError, Forbidden, InvalidInput, NotFound
 from aimass.registry import audit
 from aimass.server.admin import access as admin_access
 from aimass.server.admin import models as admin_models
 from aimass.server.auth import caller_of
 from aimass.server.context import call_context, require_admin
+from aimass.server.openai import risk as risk_routes
 from aimass.server.ui.charts import bars
 from aimass.server.ui.middleware import SIGN_IN, session_of
 from aimass.server.ui.sessions import COOKIE, CSRF_FIELD, LOGIN_COOKIE, store_of
 
 router = APIRouter(prefix="/ui", include_in_schema=False)
 templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
+templates.env.filters["utc"] = lambda unix: (
+    datetime.fromtimestamp(unix, UTC).strftime("%Y-%m-%d %H:%M:%S") if unix else ""
+)
+LISTED = 100
+"""Rows a listing page asks the API for (the most its list routes give at once)."""
 
 NAV = [
     ("models", "Models", True),
@@ -39,6 +48,8 @@ NAV = [
     ("usage", "Usage", False),
     ("audit", "Audit", True),
     ("jobs", "Jobs", False),
+    ("stores", "Stores", False),
+    ("alerts", "Alerts", True),
     ("metrics", "Metrics", False),
 ]
 """(page, label, admin only): the navigation bar, in order."""
@@ -70,7 +81,8 @@ def page(request: Request, name: str, status: int = 200, **values) -> Response:
 
 
 def denied(request: Request, err: AimassError) -> Response:
-    return page(request, "denied", status=err.status, message=str(err))
+    heading = {400: "Not valid", 404: "Not found"}.get(err.status, "Not allowed")
+    return page(request, "denied", status=err.status, message=str(err), heading=heading)
 
 
 @router.get("")
@@ -214,3 +226,65 @@ async def metrics_history(request: Request) -> Response:
     """The samples behind the charts, as JSON (the metrics page polls it)."""
     history = request.app.state.metrics_history
     return JSONResponse({"interval_s": history.interval_s, "samples": list(history.samples)})
+
+
+@router.get("/stores")
+async def stores(request: Request, after: str | None = None) -> Response:
+    """The caller's vector stores (an admin key's: every store), newest first, as the API lists."""
+    page_of = {"limit": LISTED, "order": "desc", "after": after or None, "before": None}
+    try:
+        listing = await request.app.state.vector_stores.list(call_context(request), **page_of)
+    except (InvalidInput, NotFound) as err:
+        return denied(request, err)
+    return page(request, "stores", stores=listing["data"], listing=listing)
+
+
+@router.get("/stores/{store_id}")
+async def store(request: Request, store_id: str) -> Response:
+    """One store: its files with their status and last error, a search box, an upload form."""
+    ctx = call_context(request)
+    service = request.app.state.vector_stores
+    page_of = {"limit": LISTED, "order": "desc", "after": None, "before": None}
+    try:
+        found = await service.retrieve(ctx, store_id)
+        files = await service.list_files(ctx, store_id, status=None, batch_id=None, **page_of)
+    except NotFound as err:
+        return denied(request, err)
+    names = {}
+    for f in files["data"]:
+        try:
+            names[f["id"]] = (await request.app.state.files.retrieve(ctx, f["id"])).filename
+        except NotFound:  # deleted from /v1/files: its chunks stay in the store
+            names[f["id"]] = ""
+    return page(request, "store", store=found, files=files["data"], names=names)
+
+
+DECISIONS = ("allow", "review", "block")
+ACKED = {"": None, "no": False, "yes": True}
+
+
+@router.get("/alerts")
+async def alerts(
+    request: Request,
+    model: str | None = None,
+    decision: str | None = None,
+    acked: str | None = None,
+    after: int = 0,
+) -> Response:
+    """Risk alerts through the API's own route: admin keys only, its filters, its paging (by
+    id, oldest first: ``after`` is the last id seen)."""
+    filters = {"model": model or "", "decision": decision or "", "acked": acked or ""}
+    try:
+        if filters["decision"] not in ("", *DECISIONS):
+            raise InvalidInput(f"decision must be one of {', '.join(DECISIONS)}", param="decision")
+        if filters["acked"] not in ACKED:
+            raise InvalidInput("acked must be yes or no", param="acked")
+        listing = await risk_routes.list_alerts(
+            request, model=model or None, decision=decision or None,
+            acked=ACKED[filters["acked"]], after=max(0, min(after, 2**31 - 1)), limit=LISTED,
+        )  # fmt: skip
+    except (Forbidden, InvalidInput) as err:
+        return denied(request, err)
+    later = urlencode({**filters, "after": listing.data[-1].id}) if listing.has_more else None
+    return page(request, "alerts", alerts=listing.data, later=later, filters=filters,
+                decisions=DECISIONS)  # fmt: skip

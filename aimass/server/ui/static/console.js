@@ -190,7 +190,17 @@ const PLAYS = {
   },
   search(f) {
     const store = encodeURIComponent(f.get("store").trim());
-    return { path: `/v1/vector_stores/${store}/search`, body: { query: f.get("query") }, sdk: "client.vector_stores.search" };
+    const body = { query: f.get("query") };
+    if (f.get("search_mode")) body.search_mode = f.get("search_mode");
+    if (f.get("max_num_results")) body.max_num_results = numberOr(f.get("max_num_results"), 10);
+    return { path: `/v1/vector_stores/${store}/search`, body, sdk: "client.vector_stores.search" };
+  },
+  attach(f) {
+    // Upload to /v1/files; SHOW.attach then adds the new file to the store.
+    const form = new FormData();
+    form.set("purpose", "assistants");
+    form.set("file", f.get("file"));
+    return { path: "/v1/files", form, sdk: null };
   },
 };
 
@@ -217,6 +227,40 @@ const SHOW = {
     out.textContent = message.content || JSON.stringify(message.tool_calls, null, 2);
   },
   completion(data, out) { out.textContent = data.choices[0].text; },
+  search(data, out) {
+    const section = out.closest("section");
+    const old = section.querySelector(".hits");
+    if (old) old.remove();
+    const n = data.data.length;
+    out.textContent = `${n} result${n === 1 ? "" : "s"} for “${data.search_query.join(" / ")}”`;
+    if (!data.data.length) return;
+    const box = document.createElement("div");
+    box.className = "hits";
+    const table = document.createElement("table");
+    table.id = `${section.id}-hits`;
+    table.innerHTML = '<caption>Best first</caption><thead><tr><th scope="col">File</th><th scope="col">Score</th><th scope="col">Text</th></tr></thead><tbody></tbody>';
+    for (const hit of data.data) {
+      const row = table.tBodies[0].insertRow();
+      const file = document.createElement("th");
+      file.scope = "row";
+      file.textContent = hit.filename || hit.file_id;
+      row.append(file);
+      row.insertCell().textContent = hit.score.toFixed(4);
+      row.insertCell().textContent = hit.content.map((c) => c.text).join("\n");
+    }
+    box.append(table);
+    out.after(box);
+  },
+  async attach(data, out) {
+    const store = encodeURIComponent(out.closest("section").querySelector('[name="store"]').value);
+    const response = await call(`${API}/v1/vector_stores/${store}/files`, {
+      method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ file_id: data.id }),
+    });
+    if (!response.ok) throw new Error(await errorText(response));
+    const added = await response.json();
+    out.textContent = `${data.filename} uploaded as ${data.id}, added to the store: ${added.status}`;
+    await refreshParts();
+  },
 };
 
 function snippet(section, request) {
@@ -294,7 +338,7 @@ async function play(form) {
     if (request.body && request.body.stream) await streamInto(response, out, PICK[kind]);
     else {
       const data = await response.json();
-      if (SHOW[kind]) SHOW[kind](data, out);
+      if (SHOW[kind]) await SHOW[kind](data, out);
       else out.textContent = JSON.stringify(data, null, 2);
     }
   } catch (e) {
