@@ -158,9 +158,15 @@ def alerts(
     acked: bool | None = None,
     after: int = 0,
     limit: int = 100,
+    newest_first: bool = False,
 ) -> list[Alert]:
-    """Alerts with id over ``after``, oldest first (ids only grow: a stream resumes by id)."""
-    query = select(RiskAlertRow).where(RiskAlertRow.id > after)
+    """Alerts after the id ``after`` in list order: oldest first, with id over ``after`` (ids
+    only grow: a stream resumes by id); ``newest_first``: with id under ``after`` (0: none)."""
+    query = select(RiskAlertRow)
+    if not newest_first:
+        query = query.where(RiskAlertRow.id > after)
+    elif after:
+        query = query.where(RiskAlertRow.id < after)
     if model is not None:
         query = query.where(RiskAlertRow.model == model)
     if decision is not None:
@@ -169,7 +175,8 @@ def alerts(
         column = RiskAlertRow.acked_at
         query = query.where(column.is_not(None) if acked else column.is_(None))
     with session_scope(url) as s:
-        rows = s.scalars(query.order_by(RiskAlertRow.id).limit(limit))
+        order = RiskAlertRow.id.desc() if newest_first else RiskAlertRow.id
+        rows = s.scalars(query.order_by(order).limit(limit))
         return [_alert(r) for r in rows]
 
 

@@ -232,11 +232,17 @@ class RiskService:
     # ---- alerts -----------------------------------------------------------------------------
 
     async def alerts(
-        self, model: str | None, decision: str | None, acked: bool | None, after: int, limit: int
+        self,
+        model: str | None,
+        decision: str | None,
+        acked: bool | None,
+        after: int,
+        limit: int,
+        order: str = "asc",
     ) -> RiskAlertList:
         found = await asyncio.to_thread(
             rows.alerts, self.url, model=model, decision=decision, acked=acked, after=after,
-            limit=limit + 1,
+            limit=limit + 1, newest_first=order == "desc",
         )  # fmt: skip
         return RiskAlertList(data=[alert_object(a) for a in found[:limit]],
                              has_more=len(found) > limit)  # fmt: skip

@@ -67,3 +67,12 @@ def test_stop_writes_the_queued_feature_state_the_later_write_winning(url):
 
     asyncio.run(main())
     assert rows.load_entities(url, "m|k") == {"card:1": {"n": 2}, "card:2": {"n": 1}}
+
+
+def test_alerts_page_oldest_or_newest_first_by_id(url):
+    ids = [a.id for a in rows.add_alerts(url, [_alert(i) for i in range(6)])]
+    assert [a.id for a in rows.alerts(url, after=ids[1], limit=2)] == ids[2:4]
+    newest = rows.alerts(url, limit=2, newest_first=True)
+    assert [a.id for a in newest] == ids[:-3:-1]
+    after = rows.alerts(url, after=newest[-1].id, limit=10, newest_first=True, decision="block")
+    assert [a.id for a in after] == [i for i in ids[3::-1] if i in ids[1::2]]

@@ -90,9 +90,12 @@ async def list_alerts(
     acked: bool | None = None,
     after: Annotated[int, Query(ge=0, le=2**31 - 1)] = 0,
     limit: Annotated[int, Query(ge=1, le=MAX_LIST_LIMIT)] = 20,
+    order: Literal["asc", "desc"] = "asc",
 ) -> RiskAlertList:
+    """Alerts by id: ``asc`` (oldest first) those over ``after``, ``desc`` (newest first) those
+    under it (``after=0``: from the newest)."""
     await require_admin(request)
-    return await _service(request).alerts(model, decision, acked, after, limit)
+    return await _service(request).alerts(model, decision, acked, after, limit, order)
 
 
 @router.post("/v1/risk/alerts/{alert_id}/ack", response_model=RiskAlert,
