@@ -409,16 +409,18 @@ def test_risk_alerts_are_listed_filtered_and_acknowledged_by_admins_only(console
     page.get_by_label("Decision").select_option("block")
     page.get_by_role("button", name="Filter").click()
     page.wait_for_url(re.compile(r"decision=block"))
-    with httpx.Client(base_url=str(base), headers=_bearer(admin)) as c:
-        listed = c.get("/v1/risk/alerts", params={"model": "fraud", "limit": 100}).json()["data"]
-    for alert in listed:
+    query = {"model": "fraud", "decision": "block", "limit": 100, "order": "desc"}
+    listed = httpx.get(f"{base}/v1/risk/alerts", params=query, headers=_bearer(admin)).json()
+    shown = page.locator("#alerts tbody tr").evaluate_all("rows => rows.map(r => r.dataset.alert)")
+    assert shown == [str(a["id"]) for a in listed["data"]]  # newest first
+    for alert in listed["data"]:
         row = page.locator(f'tr[data-alert="{alert["id"]}"]')
         assert row.locator(".decision").inner_text() == "block"
         assert row.locator(".score").inner_text() == f"{alert['score']:.4f}"
         assert "rules: all" in row.locator(".why").inner_text()
         for top in alert["top_features"]:
             assert top["name"] in row.locator(".why").inner_text()
-    assert {a["id"] for a in listed} >= set(ids)
+    assert {a["id"] for a in listed["data"]} >= set(ids)
 
     page.get_by_role("button", name=f"Acknowledge alert {ids[0]}").click()
     sync_api.expect(page.locator(f'tr[data-alert="{ids[0]}"] .acked')).to_contain_text("by root")

@@ -269,22 +269,27 @@ async def alerts(
     model: str | None = None,
     decision: str | None = None,
     acked: str | None = None,
+    order: str = "desc",
     after: int = 0,
 ) -> Response:
     """Risk alerts through the API's own route: admin keys only, its filters, its paging (by
-    id, oldest first: ``after`` is the last id seen)."""
-    filters = {"model": model or "", "decision": decision or "", "acked": acked or ""}
+    id, newest first unless asked: ``after`` is the last id seen)."""
+    filters = {"model": model or "", "decision": decision or "", "acked": acked or "",
+               "order": order}  # fmt: skip
     try:
         if filters["decision"] not in ("", *DECISIONS):
             raise InvalidInput(f"decision must be one of {', '.join(DECISIONS)}", param="decision")
         if filters["acked"] not in ACKED:
             raise InvalidInput("acked must be yes or no", param="acked")
+        if order not in ("asc", "desc"):
+            raise InvalidInput("order must be asc or desc", param="order")
         listing = await risk_routes.list_alerts(
             request, model=model or None, decision=decision or None,
             acked=ACKED[filters["acked"]], after=max(0, min(after, 2**31 - 1)), limit=LISTED,
+            order=order,
         )  # fmt: skip
     except (Forbidden, InvalidInput) as err:
         return denied(request, err)
-    later = urlencode({**filters, "after": listing.data[-1].id}) if listing.has_more else None
-    return page(request, "alerts", alerts=listing.data, later=later, filters=filters,
+    more = urlencode({**filters, "after": listing.data[-1].id}) if listing.has_more else None
+    return page(request, "alerts", alerts=listing.data, more=more, filters=filters,
                 decisions=DECISIONS)  # fmt: skip
