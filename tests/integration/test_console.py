@@ -30,6 +30,7 @@ from tests.conftest import run_server
 from tests.factories_risk import transactions
 from tests.factories_text import tiny_encoder
 from tests.integration.conftest_llm import gemma_file, llm_spec
+from tests.integration.conftest_scenarios import tiny_forecaster, tiny_recommender
 
 sync_api = pytest.importorskip("playwright.sync_api")
 
@@ -60,7 +61,11 @@ def console(tmp_path_factory, request):
     events = transactions(320, seed=4)
     train(events[:300], None, check_params({"entities": ["card"], "n_estimators": 5}), tmp / "risk")
     fraud = {"name": "fraud", "runtime": "risk", "source": str(tmp / "risk"), "trust_pickle": True}
-    with run_server(tmp, [gemma, fraud], extra_args=["--require-auth"]) as srv:
+    shop = {"name": "shop", "runtime": "recommend", "source": str(tiny_recommender(tmp / "rec"))}
+    demand = {"name": "demand", "runtime": "forecast", "trust_pickle": True,
+              "source": str(tiny_forecaster(tmp / "forecast"))}  # fmt: skip
+    models = [gemma, fraud, shop, demand]
+    with run_server(tmp, models, extra_args=["--require-auth"]) as srv:
         url = f"sqlite:///{srv.home / 'aimass.db'}"
         _, admin = keys.create_key(url, "root", admin=True)
         _, user = keys.create_key(url, "user")
@@ -69,7 +74,7 @@ def console(tmp_path_factory, request):
         r = httpx.post(f"{srv}/v1/admin/models", json=spec, headers=_bearer(admin), timeout=60)
         assert r.status_code == 200, r.text
         yield {"server": srv, "admin": admin, "user": user, "secrets": [admin, user],
-               "events": events[300:]}  # fmt: skip
+               "events": events[300:], "shop": tmp / "rec" / "data"}  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -444,6 +449,48 @@ def test_risk_alerts_are_listed_filtered_and_acknowledged_by_admins_only(console
         f"{base}/ui/api/v1/risk/alerts/{ids[1]}/ack", headers={"x-csrf-token": csrf}
     )
     assert r.status == 403, r.text()
+    context.close()
+
+
+def _table(page, section: str) -> list[list[str]]:
+    rows = page.locator(f"#{section}-hits tbody tr")
+    sync_api.expect(rows.first).to_be_visible()
+    return [[c.inner_text() for c in rows.nth(i).locator("th, td").all()]
+            for i in range(rows.count())]  # fmt: skip
+
+
+def test_playground_recommends_and_forecasts_as_tables(console, browser, shots):
+    base, user = console["server"], console["user"]
+    shopper = (console["shop"] / "interactions.csv").read_text().splitlines()[1].split(",")[0]
+    context, page, recorder = _new_page(browser)
+    _sign_in(page, base, user)
+    recommend = page.locator("#recommend")
+    recommend.get_by_label("Model").select_option("shop")
+    recommend.get_by_label("User id").fill(shopper)
+    recommend.get_by_label("Items").fill("5")
+    recommend.get_by_role("button", name="Recommend").click()
+    shown = _table(page, "recommend")
+    body = {"model": "shop", "user": shopper, "n": 5}
+    want = httpx.post(f"{base}/v1/recommendations", json=body, headers=_bearer(user)).json()
+    assert shown == [
+        [str(i + 1), d["item"], f"{d['score']:.4f}"] for i, d in enumerate(want["data"])
+    ]
+    assert len(shown) == 5 and want["fallback"] is None
+
+    forecast = page.locator("#forecast")
+    forecast.get_by_label("Model").select_option("demand")
+    forecast.get_by_label("Series id").fill("sku-0000")
+    forecast.get_by_label("Horizon (points ahead)").fill("5")
+    forecast.get_by_role("button", name="Forecast").click()
+    shown = _table(page, "forecast")
+    body = {"model": "demand", "series_id": "sku-0000", "horizon": 5}
+    want = httpx.post(f"{base}/v1/forecasts", json=body, headers=_bearer(user)).json()
+    assert [row[1] for row in shown] == [f"{m:.3f}" for m in want["mean"]]
+    low, high = want["intervals"]["80"]["lo"][0], want["intervals"]["80"]["hi"][0]
+    assert shown[0][2] == f"{low:.3f} – {high:.3f}"
+    page.locator("#recommend").scroll_into_view_if_needed()
+    page.screenshot(path=shots / "playground-scenarios.png", full_page=True)
+    recorder.assert_clean(console["secrets"])
     context.close()
 
 

@@ -195,6 +195,14 @@ const PLAYS = {
     if (f.get("max_num_results")) body.max_num_results = numberOr(f.get("max_num_results"), 10);
     return { path: `/v1/vector_stores/${store}/search`, body, sdk: "client.vector_stores.search" };
   },
+  recommend(f) {
+    const body = { model: f.get("model"), user: f.get("user").trim(), n: numberOr(f.get("n"), 10) };
+    return { path: "/v1/recommendations", body, sdk: null };
+  },
+  forecast(f) {
+    const body = { model: f.get("model"), series_id: f.get("series_id").trim(), horizon: numberOr(f.get("horizon"), 7) };
+    return { path: "/v1/forecasts", body, sdk: null };
+  },
   attach(f) {
     // Upload to /v1/files; SHOW.attach then adds the new file to the store.
     const form = new FormData();
@@ -208,6 +216,35 @@ function cosine(a, b) {
   let dot = 0, na = 0, nb = 0;
   for (let i = 0; i < a.length; i++) { dot += a[i] * b[i]; na += a[i] * a[i]; nb += b[i] * b[i]; }
   return dot / Math.sqrt(na * nb);
+}
+
+function table(out, caption, head, rows) {
+  // An answer as a table after its <output> (play() removes the last one), first cell a row header.
+  const section = out.closest("section");
+  if (!rows.length) return;
+  const box = document.createElement("div");
+  box.className = "hits";
+  const t = document.createElement("table");
+  t.id = `${section.id}-hits`;
+  t.createCaption().textContent = caption;
+  const top = t.createTHead().insertRow();
+  for (const name of head) {
+    const th = document.createElement("th");
+    th.scope = "col";
+    th.textContent = name;
+    top.append(th);
+  }
+  const body = t.createTBody();
+  for (const cells of rows) {
+    const row = body.insertRow();
+    const first = document.createElement("th");
+    first.scope = "row";
+    first.textContent = cells[0];
+    row.append(first);
+    for (const cell of cells.slice(1)) row.insertCell().textContent = cell;
+  }
+  box.append(t);
+  out.after(box);
 }
 
 const SHOW = {
@@ -228,28 +265,24 @@ const SHOW = {
   },
   completion(data, out) { out.textContent = data.choices[0].text; },
   search(data, out) {
-    const section = out.closest("section");
-    const old = section.querySelector(".hits");
-    if (old) old.remove();
     const n = data.data.length;
     out.textContent = `${n} result${n === 1 ? "" : "s"} for “${data.search_query.join(" / ")}”`;
-    if (!data.data.length) return;
-    const box = document.createElement("div");
-    box.className = "hits";
-    const table = document.createElement("table");
-    table.id = `${section.id}-hits`;
-    table.innerHTML = '<caption>Best first</caption><thead><tr><th scope="col">File</th><th scope="col">Score</th><th scope="col">Text</th></tr></thead><tbody></tbody>';
-    for (const hit of data.data) {
-      const row = table.tBodies[0].insertRow();
-      const file = document.createElement("th");
-      file.scope = "row";
-      file.textContent = hit.filename || hit.file_id;
-      row.append(file);
-      row.insertCell().textContent = hit.score.toFixed(4);
-      row.insertCell().textContent = hit.content.map((c) => c.text).join("\n");
-    }
-    box.append(table);
-    out.after(box);
+    const rows = data.data.map((hit) => [hit.filename || hit.file_id, hit.score.toFixed(4), hit.content.map((c) => c.text).join("\n")]);
+    table(out, "Best first", ["File", "Score", "Text"], rows);
+  },
+  recommend(data, out) {
+    out.textContent = `${data.data.length} items for ${data.user}` + (data.fallback ? ` (unknown user: ${data.fallback})` : "");
+    table(out, "Best first", ["Rank", "Item", "Score"], data.data.map((d, i) => [String(i + 1), d.item, d.score.toFixed(4)]));
+  },
+  forecast(data, out) {
+    const levels = Object.keys(data.intervals);
+    out.textContent = `${data.timestamps.length} points of ${data.series_id} by ${data.method} (from ${data.observations_used} observations)`;
+    const rows = data.timestamps.map((t, i) => [
+      new Date(t * 1000).toISOString().replace("T", " ").replace(".000Z", ""),
+      data.mean[i].toFixed(3),
+      ...levels.map((l) => `${data.intervals[l].lo[i].toFixed(3)} – ${data.intervals[l].hi[i].toFixed(3)}`),
+    ]);
+    table(out, "Forecast (UTC)", ["Time", "Mean", ...levels.map((l) => `${l}% interval`)], rows);
   },
   async attach(data, out) {
     const store = encodeURIComponent(out.closest("section").querySelector('[name="store"]').value);
@@ -315,6 +348,7 @@ async function play(form) {
   const kind = form.dataset.play;
   const section = form.closest("section");
   const out = section.querySelector("output");
+  section.querySelectorAll(".hits").forEach((old) => old.remove());
   out.textContent = "";
   out.classList.remove("error");
   let request;
