@@ -1,10 +1,11 @@
 """The web console (``/ui``) in headless Chromium, driven by Playwright, against a real server.
 
 One server per module (built-in Gemma for the chat stream, a tiny encoder for embeddings and
-vector stores, a small risk model for alerts), keys required. The admin journey signs in, loads
-a model, streams a chat answer, embeds two sentences, creates and revokes a key, watches usage
-and a metric chart move; a user key builds a vector store, uploads to it and searches it; an
-admin filters and acknowledges risk alerts; every request
+vector stores, small risk, recommender and forecaster models), keys required. The admin journey
+signs in, loads a model, streams a chat answer, embeds two sentences, creates and revokes a key,
+watches usage and a metric chart move; a user key builds a vector store, uploads to it and
+searches it, and asks the playground for recommendations and a forecast; an admin filters and
+acknowledges risk alerts; every request
 the browser makes is recorded and must stay on 127.0.0.1, and no key may show up in a URL, a
 page the server sent, or the server's log. Screenshots of each page go to
 ``$AIMASS_CONSOLE_SCREENSHOTS`` (default: a pytest temporary folder).
@@ -317,6 +318,14 @@ def _loaded(base: str, admin: str, model: str) -> None:
     assert r.status_code == 200, r.text
 
 
+def _fits_a_phone(page) -> bool:
+    """Nothing but the tables' own scroll boxes is wider than a phone's screen."""
+    page.set_viewport_size({"width": 390, "height": 844})
+    fits = page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+    page.set_viewport_size({"width": 1280, "height": 860})
+    return fits
+
+
 def _store_files_settle(page, store_url: str) -> None:
     deadline = time.monotonic() + 60
     page.goto(store_url)
@@ -375,6 +384,7 @@ def test_a_user_key_builds_searches_and_sees_only_its_own_stores(console, browse
     assert shown == [[h["filename"], f"{h['score']:.4f}", h["content"][0]["text"]] for h in want]
     assert shown[0][0] == "animals.txt" and "zebra" in shown[0][2]
     page.screenshot(path=shots / "store.png", full_page=True)
+    assert _fits_a_phone(page)
 
     # the listing: counts and bytes as the API has them; another key's store is not there
     page.goto(f"{base}/ui/stores")
@@ -430,6 +440,7 @@ def test_risk_alerts_are_listed_filtered_and_acknowledged_by_admins_only(console
     page.get_by_role("button", name=f"Acknowledge alert {ids[0]}").click()
     sync_api.expect(page.locator(f'tr[data-alert="{ids[0]}"] .acked')).to_contain_text("by root")
     page.screenshot(path=shots / "alerts.png", full_page=True)
+    assert _fits_a_phone(page)
     unacked = httpx.get(f"{base}/v1/risk/alerts", params={"acked": "false", "limit": 100},
                         headers=_bearer(admin)).json()["data"]  # fmt: skip
     assert ids[0] not in {a["id"] for a in unacked}
