@@ -5,10 +5,10 @@ vector stores, small risk, recommender and forecaster models), keys required. Th
 signs in, loads a model, streams a chat answer, embeds two sentences, creates and revokes a key,
 watches usage and a metric chart move; a user key builds a vector store, uploads to it and
 searches it, and asks the playground for recommendations and a forecast; an admin filters and
-acknowledges risk alerts; every request
-the browser makes is recorded and must stay on 127.0.0.1, and no key may show up in a URL, a
-page the server sent, or the server's log. Screenshots of each page go to
-``$AIMASS_CONSOLE_SCREENSHOTS`` (default: a pytest temporary folder).
+acknowledges risk alerts. Every request the browser makes is recorded and must stay on
+127.0.0.1, and no key may show up in a URL, a page the server sent, or the server's log.
+Screenshots of each page go to ``$AIMASS_CONSOLE_SCREENSHOTS`` (default: a pytest temporary
+folder).
 """
 
 from __future__ import annotations
