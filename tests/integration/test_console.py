@@ -459,7 +459,7 @@ def test_risk_alerts_are_listed_filtered_and_acknowledged_by_admins_only(console
     r = page.request.post(
         f"{base}/ui/api/v1/risk/alerts/{ids[1]}/ack", headers={"x-csrf-token": csrf}
     )
-    assert r.status == 403, r.text()
+    assert (r.status, r.json()["error"]["code"]) == (403, "admin_required"), r.text()
     context.close()
 
 
