@@ -213,17 +213,16 @@ class JobRunner:
         await asyncio.to_thread(rows.update_job, self.url, ctx.id, lease_until=later)
 
     async def _finish(self, ctx: JobContext, outcome: Outcome) -> None:
+        level = "error" if outcome.status == "failed" else "info"
+        data = {"error": outcome.error} if outcome.error else {}
         await asyncio.to_thread(
             rows.update_job,
             self.url,
             ctx.id,
             status=outcome.status,
+            event=(level, f"job {outcome.status}", data),
             result=outcome.result,
             error=outcome.error,
-        )
-        level = "error" if outcome.status == "failed" else "info"
-        await ctx.event(
-            f"job {outcome.status}", level, **({"error": outcome.error} if outcome.error else {})
         )
         await asyncio.to_thread(ctx.remove_workdir)
         self.wake()

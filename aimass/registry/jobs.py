@@ -16,6 +16,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy.orm import Session
 
 from aimass.registry.db import session_scope
 from aimass.registry.files import ANY_OWNER
@@ -197,14 +198,24 @@ def release(url: str, runner: str, job_id: str) -> None:
         )
 
 
-def update_job(url: str, job_id: str, *, status: str | None = None, **fields: Any) -> None:
+def update_job(
+    url: str,
+    job_id: str,
+    *,
+    status: str | None = None,
+    event: tuple[str, str, dict[str, Any]] | None = None,
+    **fields: Any,
+) -> None:
     """Set ``status`` (stamping when it was first entered; ignored while a cancel is pending,
     unless it ends the job) and any of ``progress``, ``result``, ``error``, ``checkpoint`` (JSON
-    values) or plain columns."""
+    values) or plain columns. ``event`` (level, message, data) is appended in the same
+    transaction: a client that sees the job end also finds the event that says so."""
     with session_scope(url) as s:
         row = s.get(JobRow, job_id)
         if row is None:
             return
+        if event is not None:
+            _append_event(s, job_id, *event)
         now = utcnow()
         if row.cancel_requested and status not in TERMINAL:
             status = None  # a cancel, once asked, shows until the job ends
@@ -246,18 +257,24 @@ def add_event(
 ) -> int:
     """Append an event; its number."""
     with session_scope(url) as s:
-        last = s.scalar(select(func.max(JobEventRow.seq)).where(JobEventRow.job_id == job_id))
-        seq = int(last or 0) + 1
-        s.add(
-            JobEventRow(
-                job_id=job_id,
-                seq=seq,
-                level=level,
-                message=message,
-                data_json=json.dumps(data or {}),
-                created_at=utcnow(),
-            )
+        return _append_event(s, job_id, level, message, data)
+
+
+def _append_event(
+    s: Session, job_id: str, level: str, message: str, data: dict[str, Any] | None
+) -> int:
+    last = s.scalar(select(func.max(JobEventRow.seq)).where(JobEventRow.job_id == job_id))
+    seq = int(last or 0) + 1
+    s.add(
+        JobEventRow(
+            job_id=job_id,
+            seq=seq,
+            level=level,
+            message=message,
+            data_json=json.dumps(data or {}),
+            created_at=utcnow(),
         )
+    )
     return seq
 
 
