@@ -102,8 +102,11 @@ class Settings(BaseSettings):
     vector_store_default_model: str = "all-MiniLM-L6-v2"
     """Embedding model of a vector store created without ``embedding_model``."""
 
-    vector_store_ingest_concurrency: int = Field(default=1, ge=1, le=64)
-    """Files ingested into vector stores at once (each embeds one small batch at a time)."""
+    vector_store_ingest_concurrency: int = Field(default=4, ge=1, le=64)
+    """Files ingested into vector stores at once: the model's batcher packs their requests
+    into full batches, so every replica stays busy even when files are small (one file of
+    ~30 chunks filled one batch and left a second replica idle); lower it to shorten what the
+    first searches after a quiet spell wait behind (docs/vector_stores.md, Ingestion)."""
 
     vector_store_embed_batch: int = Field(default=16, ge=1, le=1024)
     """Chunks per embedding request during ingestion: small, so that a search's query waits

@@ -11,9 +11,15 @@ Online traffic first: a file is embedded in small batches (``embed_batch`` chunk
 ``in_flight`` requests at a time per file) through the same pipeline as every other call, so a
 search's query embedding waits behind at most a few small batches. Several requests in flight
 let the model's batcher merge them into full batches (one at a time left the model idle between
-a request's answer and the next request). While searches run (``Work.busy``), a file goes on
-one request of ``BUSY_BATCH`` chunks at a time: a search then waits behind one tiny batch, not
-several big ones (benchmarks/bench_ingest.py measures both sides).
+a request's answer and the next request), and several files at once (``concurrency``) keep
+every replica busy: the batcher packs the requests of all of them into its batches (up to the
+model's ``max_batch_size`` and ``max_batch_tokens``), and one file's extraction and commit run
+while the others' chunks are embedded. One file alone could not: the built-in MiniLM's batches
+hold 32 chunks of 254 tokens (8192 tokens), about one file of ``bench_ingest.py``, so with one
+file at a time a second replica stayed idle. While searches run (``Work.busy``), the ingestor
+as a whole goes on one request of ``BUSY_BATCH`` chunks at a time, however many files it is
+working on: a search then waits behind one tiny batch, not several big ones
+(benchmarks/bench_ingest.py measures both sides).
 
 How a file becomes text depends on its kind (``Work.read``): documents are extracted, image
 files are read by models (their OCR text and top labels, so a text query finds them) and also
@@ -91,6 +97,8 @@ class Ingestor:
         self._queued: set[Key] = set()
         self._running: dict[Key, asyncio.Task] = {}
         self._workers: list[asyncio.Task] = []
+        self._busy_turn = asyncio.Lock()
+        """held by the one request in flight while searches run (across every file)"""
         self.idle = asyncio.Event()
 
     async def start(self) -> None:
@@ -185,12 +193,16 @@ class Ingestor:
 
     async def _embed_all(self, store: records.Store, texts: list[str]) -> list[np.ndarray]:
         """The texts' vectors, ``embed_batch`` at a time with ``in_flight`` requests at once,
-        or ``BUSY_BATCH`` one at a time while the store is busy; the first error cancels the
-        rest and is raised as it is (the retry loop reads its type)."""
+        or ``BUSY_BATCH`` one at a time (for every file together) while the store is busy; the
+        first error cancels the rest and is raised as it is (the retry loop reads its type)."""
         blocks: dict[int, np.ndarray] = {}
 
-        async def embed(start: int, stop: int) -> None:
-            blocks[start] = await self.work.embed(store, texts[start:stop])
+        async def embed(start: int, stop: int, busy: bool) -> None:
+            if not busy:
+                blocks[start] = await self.work.embed(store, texts[start:stop])
+                return
+            async with self._busy_turn:
+                blocks[start] = await self.work.embed(store, texts[start:stop])
 
         pending: set[asyncio.Task] = set()
         start = 0
@@ -201,7 +213,7 @@ class Ingestor:
                 while len(pending) >= window:
                     pending = await _first_done(pending)
                 stop = min(start + (BUSY_BATCH if busy else self.embed_batch), len(texts))
-                pending.add(asyncio.create_task(embed(start, stop)))
+                pending.add(asyncio.create_task(embed(start, stop, busy)))
                 start = stop
             while pending:
                 pending = await _first_done(pending)

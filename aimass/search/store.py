@@ -79,6 +79,20 @@ class LiveStore:
 
         return keep
 
+    def _hits(self, keys: np.ndarray, scores: np.ndarray, flt) -> list[Hit]:
+        """The index's answer as hits, without the chunks that ``_keep`` would drop (one pass
+        over plain Python values: a search's answer is built per request on the event loop)."""
+        hits = []
+        for key, score in zip(keys.tolist(), scores.tolist(), strict=True):
+            entry = self.chunks.get(key)
+            if entry is None or entry[0] in self.hidden:
+                continue
+            attributes = self.attributes.get(entry[0])
+            if attributes is None or (flt is not None and not matches(flt, attributes)):
+                continue
+            hits.append(Hit(key, entry[0], entry[1], score))
+        return hits
+
     async def vector_search(self, vector: np.ndarray, limit: int, flt=None) -> list[Hit]:
         """The ``limit`` nearest chunks that pass ``flt``, by cosine similarity."""
         return await self._nearest(self.index, vector, limit, flt)
@@ -90,15 +104,10 @@ class LiveStore:
     async def _nearest(self, index: VectorIndex | None, vector, limit: int, flt) -> list[Hit]:
         if index is None or limit <= 0:
             return []
-        keep = self._keep(flt)
         k = limit if flt is None and not self.hidden else limit * OVERSAMPLE
         while True:
             keys, scores = await index.nearest(vector, k)
-            hits = [
-                self.hit(int(key), float(score))
-                for key, score in zip(keys, scores, strict=True)
-                if keep(int(key))
-            ]
+            hits = self._hits(keys, scores, flt)
             if len(hits) >= limit or k >= len(index):
                 return hits[:limit]
             k *= OVERSAMPLE

@@ -1,6 +1,6 @@
 """How ingestion paces its embedding requests: full batches several at a time when the store is
-quiet, one tiny request at a time while searches run, vectors in order, and the first error
-stops the rest."""
+quiet (per file, several files at once), one tiny request at a time for all files together
+while searches run, vectors in order, and the first error stops the rest."""
 
 from __future__ import annotations
 
@@ -56,6 +56,24 @@ async def test_while_searches_run_one_tiny_request_at_a_time():
     vectors = await ingestor(model)._embed_all(None, [str(i) for i in range(9)])
     assert model.sizes == [BUSY_BATCH] * 4 + [1] and model.most == 1
     assert [float(b[0]) for block in vectors for b in block] == list(range(9))
+
+
+async def test_while_searches_run_several_files_share_one_request_at_a_time():
+    model = Model()
+    model.busy = True
+    ingest = ingestor(model)
+    files = [[str(i) for i in range(start, start + 5)] for start in (0, 100, 200)]
+    found = await asyncio.gather(*(ingest._embed_all(None, texts) for texts in files))
+    assert model.most == 1 and sum(model.sizes) == 15
+    for texts, vectors in zip(files, found, strict=True):
+        assert [float(b[0]) for block in vectors for b in block] == [float(t) for t in texts]
+
+
+async def test_quiet_files_at_once_each_keep_their_requests_in_flight():
+    model = Model()
+    ingest = ingestor(model)
+    await asyncio.gather(*(ingest._embed_all(None, [str(i) for i in range(24)]) for _ in "ab"))
+    assert model.most == 6  # 3 in flight per file, both files at once
 
 
 async def test_the_first_error_is_raised_and_the_rest_cancelled():
