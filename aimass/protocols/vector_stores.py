@@ -304,6 +304,13 @@ class SearchRequest(BaseModel):
     """AI Mass extension: vector (embeddings), keyword (BM25) or both fused by rank."""
     rerank_model: str | None = Field(default=None, min_length=1, max_length=160)
     """AI Mass extension: a loaded rerank model that reorders the candidates."""
+    rerank_candidates: int = Field(default=50, ge=1, le=100)
+    """AI Mass extension: how many of the search's best candidates ``rerank_model`` reads (at
+    least ``max_num_results``); each costs one model pair."""
+    rerank_fusion: Literal["none", "rrf"] = "none"
+    """AI Mass extension: ``none``, the rerank order replaces the search's; ``rrf``, the two
+    orders of the candidates are fused by reciprocal rank (the model's word counts, but one
+    wrong judgement cannot bury what the search ranked first)."""
     query_vector: list[StrictFloat | StrictInt] | None = Field(
         default=None, min_length=1, max_length=8192
     )

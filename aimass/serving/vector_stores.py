@@ -56,8 +56,6 @@ from aimass.serving.ocr import OcrService
 from aimass.serving.pipeline import CallContext, Pipeline
 from aimass.serving.vision import VisionService
 
-RERANK_CANDIDATES = 50
-"""How many fused candidates a rerank model reorders (at least ``max_num_results``)."""
 CANDIDATES_PER_PART = 50
 """How many results each part (vector, keyword) hands to the fusion."""
 SEARCH_FIRST_MAX_WAIT_S = 1.0
@@ -291,7 +289,7 @@ class VectorStoreService:
         queries, flt, limit = req.queries(), req.filter_dict(), req.max_num_results
         if req.rerank_model and not queries:
             raise InvalidInput("rerank_model needs a text query", param="rerank_model")
-        wanted = max(limit, RERANK_CANDIDATES) if req.rerank_model else limit
+        wanted = max(limit, req.rerank_candidates) if req.rerank_model else limit
         hits = []
         if queries:
             hits = await self._find(
@@ -300,7 +298,10 @@ class VectorStoreService:
         if req.query_image is not None:
             hits = await self._with_images(ctx, store, live, req.query_image, hits, flt, wanted)
         if req.rerank_model:
-            hits = await self._rerank(ctx, req.rerank_model, " ".join(queries), hits)
+            found = hits[:wanted]
+            hits = await self._rerank(ctx, req.rerank_model, " ".join(queries), found)
+            if req.rerank_fusion == "rrf":
+                hits = _fused_orders(found, hits)
         threshold = req.ranking_options.score_threshold if req.ranking_options else 0.0
         hits = [h for h in hits if h.score >= threshold][:limit]
         await self._touch(store.id)
@@ -707,6 +708,13 @@ def _list(data: list[dict[str, Any]], has_more: bool) -> dict[str, Any]:
         "last_id": data[-1]["id"] if data else None,
         "has_more": has_more,
     }
+
+
+def _fused_orders(first: list[Hit], second: list[Hit]) -> list[Hit]:
+    """The same hits in the reciprocal-rank fusion of two orders, scored by the fusion."""
+    by_id = {h.chunk_id: h for h in first}
+    fused = reciprocal_rank_fusion([[h.chunk_id for h in first], [h.chunk_id for h in second]])
+    return [Hit(key, by_id[key].file_id, by_id[key].text, score) for key, score in fused]
 
 
 def _relative(hits: list[Hit]) -> list[Hit]:

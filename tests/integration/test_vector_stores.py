@@ -168,6 +168,33 @@ def test_rerank_with_a_loaded_rerank_model(env, store):
         c.vector_stores.search(store["id"], query="moon", extra_body={"rerank_model": "tiny"})
 
 
+def test_rerank_candidates_and_rrf_fusion_with_the_search_order(env, store):
+    c = client(env)
+
+    def files(**extra) -> list[str]:
+        page = c.vector_stores.search(store["id"], query="the moon and the zebra", extra_body=extra)
+        return [r.filename for r in page.data]
+
+    searched = files()
+    reranked = files(rerank_model="tiny-rerank")
+    assert files(rerank_model="tiny-rerank", rerank_candidates=1, max_num_results=1) == [
+        searched[0]
+    ]
+    fused = {
+        name: 1 / (61 + searched.index(name)) + 1 / (61 + reranked.index(name)) for name in searched
+    }
+    page = c.vector_stores.search(
+        store["id"],
+        query="the moon and the zebra",
+        extra_body={"rerank_model": "tiny-rerank", "rerank_fusion": "rrf"},
+    )
+    scores = {r.filename: r.score for r in page.data}
+    assert scores == pytest.approx({name: f * 61 / 2 for name, f in fused.items()})
+    assert [r.score for r in page.data] == sorted(scores.values(), reverse=True)
+    with pytest.raises(openai.BadRequestError, match="rerank_fusion"):
+        files(rerank_model="tiny-rerank", rerank_fusion="mean")
+
+
 def test_score_threshold_and_unsupported_options(env, store):
     c = client(env)
     page = c.vector_stores.search(
