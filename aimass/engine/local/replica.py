@@ -3,7 +3,8 @@
 ``submit`` sends a whole batch and awaits its result; ``stream`` admits a sequence to a
 generative runtime and yields its events. What crosses the pipe are the declared messages of
 ``messages`` as MessagePack bytes. The pipe is read on the event loop itself (``add_reader``),
-so a result reaches its request without a thread hand-off. When the process dies, the pipe
+so a result reaches its request without a thread hand-off, one ``read`` for all the messages
+that are there (``frames``). When the process dies, the pipe
 reports EOF at once and every request in flight fails with 503 naming the model — no waiting
 for a timeout.
 
@@ -27,6 +28,7 @@ import msgspec
 
 from aimass import metrics_llm
 from aimass.engine.local import messages as m
+from aimass.engine.local.frames import FrameReader
 from aimass.engine.local.worker import run_worker
 from aimass.engine.replica import (
     ReplicaBase,
@@ -52,6 +54,7 @@ class LocalReplica(ReplicaBase):
         super().__init__(spec, index)
         self.in_process = in_process
         self._conn = None
+        self._frames: FrameReader | None = None
         self._proc: Any = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._pending: dict[int, asyncio.Future] = {}
@@ -82,6 +85,7 @@ class LocalReplica(ReplicaBase):
             raise Unavailable(f"{self.label} failed to load: {msg.message}")
         self.info = msg.info
         self.state = ReplicaState.READY
+        self._frames = FrameReader(parent.fileno())
         self._loop.add_reader(parent.fileno(), self._on_readable)
         # uvloop's add_reader makes the fd non-blocking; Connection.recv/send
         # then raise BlockingIOError on any message bigger than the socket buffer (e.g. an
@@ -177,12 +181,14 @@ class LocalReplica(ReplicaBase):
 
     def _on_readable(self) -> None:
         """Drain the pipe on the event loop: no reader thread, no cross-thread wake-up."""
-        conn = self._conn
         try:
-            while conn.poll(0):
-                self._dispatch(m.decode_to_server(conn.recv_bytes()))
+            frames = self._frames.read()
         except (EOFError, OSError):
             self._on_pipe_closed()
+            return
+        try:
+            for raw in frames:
+                self._dispatch(m.decode_to_server(raw))
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
             self._on_unreadable(exc)
 
