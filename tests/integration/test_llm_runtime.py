@@ -201,3 +201,27 @@ def test_a_request_without_max_tokens_stops_at_the_servers_cap(runtime):
     _, final = drain(runtime, {"capped": request})["capped"]
     assert final["finish_reason"] == "length"
     assert final["usage"]["completion_tokens"] == 5
+
+
+def test_the_numpy_argmax_pick_is_llama_cpps_greedy_pick(runtime):
+    """Plain greedy sequences take the argmax in numpy (``Sampler.argmax``); along a real
+    generation it picks what llama.cpp's own greedy sampler picks from the same logits."""
+    from aimass.runtimes.llamacpp.sampling import SamplingParams, build_chain
+
+    llm = runtime.llm
+    fast = build_chain(SamplingParams(temperature=0.0), llm.vocab, llm.n_vocab, 64)
+    slow = build_chain(SamplingParams(temperature=0.0), llm.vocab, llm.n_vocab, 64)
+    slow.argmax = False
+    assert fast.argmax and not slow.argmax
+    runtime.add("g", greedy(PROMPTS[2], 24))
+    picks = []
+    try:
+        while runtime.has_work():
+            runtime.step()
+            if runtime.running:  # the logits of the step's last row are still in the context
+                picks.append((fast.sample(llm.ctx, -1), slow.sample(llm.ctx, -1)))
+    finally:
+        fast.free()
+        slow.free()
+    assert len(picks) >= 16
+    assert all(a == b for a, b in picks)

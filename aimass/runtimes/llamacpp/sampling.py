@@ -132,16 +132,24 @@ class Sampler:
     probabilities). Free with ``free``.
     """
 
-    def __init__(self, chain: Any, grammar: Any, n_vocab: int):
+    def __init__(self, chain: Any, grammar: Any, n_vocab: int, argmax: bool = False):
         self.chain = chain
         self.grammar = grammar
         self.n_vocab = n_vocab
+        self.argmax = argmax
+        """Plain greedy (no grammar, bias or penalties): the pick is the logits' argmax, taken
+        in numpy. ``llama_sampler_sample`` copies all 262k candidates of Gemma first: 0.32 ms
+        per row against 0.025 ms (one sequence's token costs ~15 ms on 2 cores, so 2%; eight
+        rows per step, 4%). Both take the first of equal maxima: the same token."""
         self._all = np.zeros(n_vocab if grammar else 0, dtype=_CANDIDATE)
         self._all["id"] = np.arange(len(self._all), dtype=np.int32)
         self._one = np.zeros(1, dtype=_CANDIDATE)
 
     def sample(self, ctx: Any, index: int) -> int:
         """The next token from the logits of batch row ``index``, accepted by the samplers."""
+        if self.argmax:
+            logits = lc.llama_get_logits_ith(ctx, index)
+            return int(np.ctypeslib.as_array(logits, shape=(self.n_vocab,)).argmax())
         if self.grammar is None:
             return lc.llama_sampler_sample(self.chain, ctx, index)
         logits = np.ctypeslib.as_array(lc.llama_get_logits_ith(ctx, index), shape=(self.n_vocab,))
@@ -227,7 +235,8 @@ def build_chain(params: SamplingParams, vocab: Any, n_vocab: int, penalty_window
         )
     if params.temperature == 0.0:
         add(chain, lc.llama_sampler_init_greedy())
-        return Sampler(chain, grammar, n_vocab)
+        plain = grammar is None and bias is None and not params.penalized
+        return Sampler(chain, grammar, n_vocab, argmax=plain)
     if params.top_k > 0:
         add(chain, lc.llama_sampler_init_top_k(params.top_k))
     if params.top_p < 1.0:
