@@ -250,18 +250,23 @@ def serve_ray(port: int, model_dir: str, threads: int) -> None:
 
 def ceiling(int8_spec, duration: float, batch: int) -> dict:
     """(c): tokenize + onnxruntime int8 + pooling in this process, full batches, no HTTP."""
+    runtime = loaded(int8_spec)
+    ceiling_loop(runtime, 2, batch)  # warm-up
+    return ceiling_loop(runtime, duration, batch)
+
+
+def loaded(spec):
     from aimass.runtimes.text.runtime import TransformersRuntime
 
-    runtime = TransformersRuntime(int8_spec)
+    runtime = TransformersRuntime(spec)
     runtime.load()
+    return runtime
+
+
+def ceiling_loop(runtime, duration: float, batch: int, offset: int = 0) -> dict:
     texts = np.empty(batch, dtype=object)
     lat: list[float] = []
-    count, i = 0, 0
-    end = time.perf_counter() + 2
-    while time.perf_counter() < end:  # warm-up
-        texts[:] = [SENTENCES[(i + k) % len(SENTENCES)] for k in range(batch)]
-        runtime.infer({"text": texts})
-        i += batch
+    count, i = 0, offset
     started = time.perf_counter()
     while time.perf_counter() - started < duration:
         texts[:] = [SENTENCES[(i + k) % len(SENTENCES)] for k in range(batch)]
@@ -271,6 +276,59 @@ def ceiling(int8_spec, duration: float, batch: int) -> dict:
         count += batch
         i += batch
     return _summary(count, time.perf_counter() - started, lat, 0, [])
+
+
+def paired(specs, work: Path, args) -> dict:
+    """AI Mass (int8) and the in-process ceiling in turns, ``--rounds`` times, each for
+    ``--duration`` seconds; the server stays up (idle) while the ceiling runs. This machine
+    drifts by 0.15x over minutes, so the figure is the median of the rounds' ratios."""
+    port = free_port()
+    spec = specs[-1]
+    proc = aimass_server(spec, work, port)
+    url = f"http://127.0.0.1:{port}/v1/embeddings"
+    body = functools.partial(_openai_body, f"{spec.name}:{spec.version}")
+    runtime = loaded(spec)
+    rounds: list[dict] = []
+    try:
+        wait_until(url, body("warm up"), proc)
+        ceiling_loop(runtime, args.warmup, args.batch)
+        load_test(url, body, args.clients, args.warmup, 0.5)
+        for rnd in range(args.rounds):
+            order = ("ceiling", "aimass") if rnd % 2 == 0 else ("aimass", "ceiling")
+            got = {}
+            for name in order:
+                if name == "ceiling":
+                    got[name] = ceiling_loop(runtime, args.duration, args.batch, rnd * 17)
+                else:
+                    got[name] = load_test(url, body, args.clients, args.duration, 0.5)
+            got["ratio"] = got["aimass"]["sentences_per_s"] / got["ceiling"]["sentences_per_s"]
+            print(f"round {rnd}: {got['ratio']:.2f}x", flush=True)
+            rounds.append(got)
+    finally:
+        stop(proc)
+    return {"rounds": rounds}
+
+
+def paired_table(result: dict) -> str:
+    rounds = result["rounds"]
+    ratios = [r["ratio"] for r in rounds]
+    lines = [
+        "| round | ceiling sentences/s | AI Mass sentences/s | AI Mass p50 / p99 ms | "
+        "AI Mass × ceiling |",
+        "|---|---|---|---|---|",
+    ]
+    for i, r in enumerate(rounds):
+        ours = r["aimass"]
+        lines.append(
+            f"| {i} | {r['ceiling']['sentences_per_s']:.0f} | {ours['sentences_per_s']:.0f} | "
+            f"{ours['p50_ms']:.1f} / {ours['p99_ms']:.1f} | {r['ratio']:.2f}× |"
+        )
+    lines.append(
+        f"\nAI Mass × the in-process int8 loop, median of {len(rounds)} rounds: "
+        f"**{float(np.median(ratios)):.2f}×** (range {min(ratios):.2f}–{max(ratios):.2f}; "
+        "goal ≥ 0.85×)."
+    )
+    return "\n".join(lines)
 
 
 # ---- orchestration ----------------------------------------------------------------------
@@ -453,6 +511,11 @@ def main() -> None:
         "--systems", default="aimass,aimass-fp32,aimass-old,fastapi,ray,ceiling,ceiling-old"
     )
     parser.add_argument("--home", type=Path, default=None, help="AIMASS_HOME for the model")
+    parser.add_argument(
+        "--rounds", type=int, default=0,
+        help="measure AI Mass against the ceiling interleaved, this many rounds of --duration "
+        "seconds each (instead of --systems)",
+    )  # fmt: skip
     parser.add_argument("--no-append", action="store_true")
     parser.add_argument("--serve-fastapi", nargs=3, metavar=("PORT", "DIR", "THREADS"))
     parser.add_argument("--serve-ray", nargs=3, metavar=("PORT", "DIR", "THREADS"))
@@ -472,6 +535,13 @@ def main() -> None:
         sys.exit("the int8 variant did not pass the quality gate here; nothing to benchmark")
     results: dict[str, dict] = {}
     load_before = os.getloadavg()[0]
+    if args.rounds:
+        with tempfile.TemporaryDirectory() as tmp:
+            text = paired_table(paired(specs, Path(tmp), args))
+        print(text)
+        if not args.no_append:
+            append_results(text, "python " + " ".join(sys.argv), args, specs, load_before)
+        return None
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.systems.split(","):
             print(f"running {name} ...", flush=True)
