@@ -76,6 +76,7 @@ def serve(
     from aimass.access.gate import check_startup
     from aimass.registry.db import get_sessionmaker
     from aimass.server.app import create_app
+    from aimass.server.transport import GatheringHttpToolsProtocol
 
     settings = _settings(
         host=host,
@@ -98,6 +99,7 @@ def serve(
         create_app(settings),
         host=settings.host,
         port=settings.port,
+        http=GatheringHttpToolsProtocol,
         log_level=log_level,
         timeout_graceful_shutdown=10,
     )

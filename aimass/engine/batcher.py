@@ -87,6 +87,7 @@ class Batcher:
         """when the last online request arrived (``online_replicas``)"""
         self._tasks: set[asyncio.Task] = set()
         self._labels = metrics.labels(spec.name, spec.version)
+        self._depth_gauge = metrics.QUEUE_DEPTH.labels(**self._labels)
         self._runner = asyncio.create_task(self._run(), name=f"batcher-{spec.name}")
 
     @property
@@ -180,7 +181,7 @@ class Batcher:
             self._changed()
 
     def _changed(self) -> None:
-        metrics.QUEUE_DEPTH.labels(**self._labels).set(self._waiting)
+        self._depth_gauge.set(self._waiting)
         self._arrived.set()
 
     async def _run(self) -> None:

@@ -111,6 +111,8 @@ def check_payload(payload: dict[str, np.ndarray]) -> None:
 def _check(array: np.ndarray) -> None:
     if array.dtype.kind == "O":
         flat = array.ravel().tolist()
+        if flat and all(type(x) is str for x in flat):
+            return  # the common case (texts), without msgspec's walk
         if not (flat and all(isinstance(x, bytes) for x in flat)):
             msgspec.convert(flat, _ITEMS)
     elif array.dtype.kind not in _FIXED_KINDS or array.dtype.fields is not None:
