@@ -101,8 +101,19 @@ def serve(
         port=settings.port,
         http=GatheringHttpToolsProtocol,
         log_level=log_level,
+        access_log=_logs_access(log_level),
         timeout_graceful_shutdown=10,
     )
+
+
+def _logs_access(level: str) -> bool:
+    """uvicorn's access line is logged at INFO; above it the line is never shown, but uvicorn
+    still formats the client address and path of every request for it."""
+    import logging
+
+    from uvicorn.config import LOG_LEVELS
+
+    return LOG_LEVELS.get(level.lower(), logging.INFO) <= logging.INFO
 
 
 def _configure_logging(level: str) -> None:

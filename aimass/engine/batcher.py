@@ -119,7 +119,9 @@ class Batcher:
         item.background = background
         self._enqueue([item])
         try:
-            return await self._within(asyncio.shield(item.future), deadline)
+            # A waiter that leaves (deadline, client gone) cancels the item's future itself:
+            # the batcher skips done futures, and ``_abandon`` takes the item off the queue.
+            return await self._within(item.future, deadline)
         finally:
             self._abandon(item)
 
