@@ -38,7 +38,7 @@ from pathlib import Path
 
 import numpy as np
 import orjson
-from common import append_section
+from common import append_section, cpu_seconds, descendants
 
 ROOT = Path(__file__).resolve().parents[1]
 SUBJECTS = (
@@ -125,6 +125,7 @@ def load_test(url: str, body, clients: int, duration: float, warmup: float) -> d
 def _summary(count: int, elapsed: float, lat: list[float], errors: int, sample: list) -> dict:
     ms = np.array(lat) * 1000 if lat else np.array([np.nan])
     return {
+        "elapsed": elapsed,
         "sentences_per_s": count / elapsed,
         "p50_ms": float(np.percentile(ms, 50)),
         "p99_ms": float(np.percentile(ms, 99)),
@@ -301,10 +302,16 @@ def paired(specs, work: Path, args) -> dict:
             order = ("ceiling", "aimass") if rnd % 2 == 0 else ("aimass", "ceiling")
             got = {}
             for name in order:
+                pids = {"gateway": [proc.pid], "replica": descendants(proc.pid)}
+                before = {k: cpu_seconds(p) for k, p in pids.items()}
+                here = time.process_time()
                 if name == "ceiling":
                     got[name] = ceiling_loop(runtime, args.duration, args.batch, rnd * 17)
-                else:
-                    got[name] = load_test(url, body, args.clients, args.duration, 0.5)
+                else:  # warm since the first round: no warm-up inside the CPU window
+                    got[name] = load_test(url, body, args.clients, args.duration, 0.0)
+                cpu = {k: cpu_seconds(p) - before[k] for k, p in pids.items()}
+                cpu["client" if name == "aimass" else "in process"] = time.process_time() - here
+                got[name]["cpu"] = cpu
             got["ratio"] = got["aimass"]["sentences_per_s"] / got["ceiling"]["sentences_per_s"]
             print(f"round {rnd}: {got['ratio']:.2f}x", flush=True)
             rounds.append(got)
@@ -332,7 +339,26 @@ def paired_table(result: dict) -> str:
         f"**{float(np.median(ratios)):.2f}×** (range {min(ratios):.2f}–{max(ratios):.2f}; "
         "goal ≥ 0.85×)."
     )
+    lines.append("\n" + _cpu_line(rounds))
     return "\n".join(lines)
+
+
+def _cpu_line(rounds: list[dict]) -> str:
+    """CPU milliseconds per sentence of each process, over all rounds: what the gateway and
+    the load generator add to the replica's work, against the in-process loop's."""
+
+    def per_sentence(name: str, process: str) -> float:
+        seconds = sum(r[name]["cpu"][process] for r in rounds)
+        sentences = sum(r[name]["sentences_per_s"] * r[name]["elapsed"] for r in rounds)
+        return seconds / sentences * 1000
+
+    ours = ", ".join(
+        f"{p} {per_sentence('aimass', p):.3f}" for p in ("replica", "gateway", "client")
+    )
+    return (
+        f"CPU ms per sentence, all rounds: AI Mass {ours}; the in-process loop "
+        f"{per_sentence('ceiling', 'in process'):.3f}."
+    )
 
 
 # ---- orchestration ----------------------------------------------------------------------
@@ -542,6 +568,8 @@ def main() -> None:
     if args.rounds:
         with tempfile.TemporaryDirectory() as tmp:
             text = paired_table(paired(specs, Path(tmp), args))
+            print("measuring quality and invariance of both int8 recipes ...", flush=True)
+            text += "\n\n" + quality(specs, Path(tmp))
         print(text)
         if not args.no_append:
             append_results(text, "python " + " ".join(sys.argv), args, specs, load_before)

@@ -37,7 +37,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -49,6 +48,8 @@ import numpy as np
 from common import (
     append_section,
     command,
+    cpu_seconds,
+    descendants,
     machine_note,
     percentile,
     stamp,
@@ -236,24 +237,6 @@ def aimass_run(gguf: Path, tmp: Path, clients: list[int], tokens: int, invariant
     env = {"AIMASS_RECONCILE_INTERVAL_S": str(Settings().reconcile_interval_s)}
     with run_server(tmp / f"aimass-{invariant}", models=[spec], env=env) as server:
         return {n: asyncio.run(load(server, "gemma", n, tokens)) for n in clients}
-
-
-def descendants(pid: int) -> list[int]:
-    """The processes under ``pid`` (the replicas and multiprocessing's helper)."""
-    found = []
-    for task in os.listdir(f"/proc/{pid}/task"):
-        for child in Path(f"/proc/{pid}/task/{task}/children").read_text().split():
-            found += [int(child), *descendants(int(child))]
-    return found
-
-
-def cpu_seconds(pids: list[int]) -> float:
-    """User + system CPU time of ``pids`` so far (field 14 and 15 of ``/proc/PID/stat``)."""
-    total = 0
-    for pid in pids:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        total += int(fields[11]) + int(fields[12])
-    return total / os.sysconf("SC_CLK_TCK")
 
 
 # ---- multi-turn chat and n > 1 -----------------------------------------------------------

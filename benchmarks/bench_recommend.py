@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import os
 import random
 import subprocess
 import sys
@@ -37,6 +36,7 @@ from common import (
     append_section,
     closed_loop,
     command,
+    cpu_seconds,
     machine_note,
     pcts,
     run_async,
@@ -71,16 +71,6 @@ def served(server, users: list[str], clients: int, duration: float) -> tuple[flo
     bodies = (orjson.dumps({"model": MODEL, "user": random.choice(users), "n": 10})
               for _ in itertools.count())  # fmt: skip
     return run_async(closed_loop(server, "/v1/recommendations", bodies, clients, duration))
-
-
-def cpu_seconds(pids: list[int]) -> float:
-    """User + system CPU seconds the processes ``pids`` have used so far (``/proc``)."""
-    tick = os.sysconf("SC_CLK_TCK")
-    total = 0
-    for pid in pids:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        total += int(fields[11]) + int(fields[12])
-    return total / tick
 
 
 @contextmanager

@@ -151,6 +151,24 @@ def worker_pids(server: Server) -> list[int]:
     return pids
 
 
+def descendants(pid: int) -> list[int]:
+    """The processes under ``pid`` (a server's replicas and multiprocessing's helper)."""
+    found = []
+    for task in os.listdir(f"/proc/{pid}/task"):
+        for child in Path(f"/proc/{pid}/task/{task}/children").read_text().split():
+            found += [int(child), *descendants(int(child))]
+    return found
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU time of ``pids`` so far (field 14 and 15 of ``/proc/PID/stat``)."""
+    total = 0
+    for pid in pids:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
 def json_body(inputs: dict[str, np.ndarray]) -> tuple[bytes, dict[str, str]]:
     """A v2 infer request with the tensors as JSON ``data`` lists."""
     body = {
