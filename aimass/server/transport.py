@@ -22,8 +22,8 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 class GatheringTransport:
     """A transport whose ``write`` calls made in one turn of the loop become one write.
 
-    ``close`` sends what is gathered first; ``abort`` drops it. Any other attribute is the
-    wrapped transport's."""
+    ``close`` and ``write_eof`` send what is gathered first; ``abort`` drops it. Any other
+    attribute is the wrapped transport's."""
 
     def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop):
         self._transport = transport
@@ -44,6 +44,14 @@ class GatheringTransport:
         self._parts.clear()
         if not self._transport.is_closing():
             self._transport.write(data)
+
+    def writelines(self, lines: list[bytes]) -> None:
+        for line in lines:
+            self.write(line)
+
+    def write_eof(self) -> None:
+        self._flush()
+        self._transport.write_eof()
 
     def close(self) -> None:
         self._flush()

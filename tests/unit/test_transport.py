@@ -26,6 +26,9 @@ class FakeTransport:
     def abort(self) -> None:
         self.aborted = True
 
+    def write_eof(self) -> None:
+        self.writes.append(b"<eof>")
+
     def get_write_buffer_size(self) -> int:
         return 0
 
@@ -51,9 +54,12 @@ async def test_writes_of_one_turn_leave_as_one_write_in_order():
 async def test_close_sends_what_was_gathered_and_abort_drops_it():
     fake = FakeTransport()
     gathering = GatheringTransport(fake, asyncio.get_running_loop())
-    gathering.write(b"last words")
+    gathering.writelines([b"last ", b"words"])
+    gathering.write_eof()
+    assert fake.writes == [b"last words", b"<eof>"]
+    gathering.write(b"bye")
     gathering.close()
-    assert fake.writes == [b"last words"] and fake.closed
+    assert fake.writes[-1] == b"bye" and fake.closed
     other = FakeTransport()
     gathering = GatheringTransport(other, asyncio.get_running_loop())
     gathering.write(b"never sent")
