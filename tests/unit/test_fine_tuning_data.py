@@ -57,6 +57,26 @@ def test_holdout_is_seeded_and_keeps_both_sides():
     assert holdout([1, 2], seed=0)[0] and holdout([1, 2], seed=0)[1]
 
 
+def test_a_stratified_holdout_holds_out_every_class_with_two_rows_or_more():
+    """16 texts in two classes: unstratified, the 3 held out are all of one class for some
+    seeds; by label, every seed holds out both classes and trains on both."""
+    rows = [{"label": "animal"}] * 8 + [{"label": "place"}] * 8
+    rows = [dict(r, i=i) for i, r in enumerate(rows)]
+    one_class = 0
+    for seed in range(50):
+        train, held = holdout(rows, seed, lambda r: r["label"])
+        assert {r["label"] for r in held} == {r["label"] for r in train} == {"animal", "place"}
+        assert sorted(r["i"] for r in train + held) == list(range(16))
+        assert holdout(rows, seed, lambda r: r["label"]) == (train, held)
+        one_class += len({r["label"] for r in holdout(rows, seed)[1]}) == 1
+    assert one_class > 0  # what the stratification is for
+    lone = [{"label": "a"}, {"label": "b"}, {"label": "b"}, {"label": "b"}]
+    train, held = holdout(lone, 1, lambda r: r["label"])
+    assert {"label": "a"} in train and held == [{"label": "b"}]
+    train, held = holdout([{"label": "a"}, {"label": "b"}], 0, lambda r: r["label"])
+    assert len(train) == len(held) == 1  # no class has two rows: as unstratified
+
+
 def test_retrieval_metrics_rank_the_relevant_document():
     docs = np.eye(3, dtype=np.float32)
     perfect = metrics.retrieval(docs, docs, [0, 1, 2])

@@ -44,6 +44,12 @@ class ClassifierMethod:
     def fits(self, first_line: bytes) -> bool:
         return b'"label"' in first_line
 
+    @staticmethod
+    def class_of(row: dict[str, Any]) -> str:
+        """A held-out split without a validation file is stratified by label
+        (``data.holdout``)."""
+        return row["label"]
+
     def parse(self, data: bytes, hyper: dict[str, Any], base: ModelEntry) -> list[dict[str, Any]]:
         rows = json_lines(data, _example)
         if len({r["label"] for r in rows}) < 2:

@@ -154,7 +154,7 @@ class FineTuneKind:
             )
             dataset = valid_id
         else:
-            train, valid = holdout(train, params["seed"])
+            train, valid = holdout(train, params["seed"], getattr(method, "class_of", None))
             dataset = f"{params['training_file']}#holdout-{params['seed']}"
         if job.checkpoint.get("validated") is None:
             await job.save_checkpoint({**job.checkpoint, "validated": len(train) + len(valid)})

@@ -19,6 +19,9 @@ from aimass.spec import ModelSpec
 
 
 class Method(Protocol):
+    """A way to train one kind of model. A method may also define ``class_of(row)``: the
+    held-out split of a job without a validation file is then stratified by it."""
+
     name: str
     metric: str
     """The metric ``auto_promote`` compares when it names none."""
