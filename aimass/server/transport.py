@@ -5,9 +5,9 @@ uvicorn writes a response's status line and headers as soon as the app sends
 the same turn of the event loop. Each ``write`` is a ``send`` system call, and on loopback it
 also wakes the client twice. Here the connection's writes are gathered until the loop has run
 the callbacks already queued and go out together: a small JSON answer (an embedding, a score)
-leaves in one segment. Measured on 2 cores, a bare uvicorn app answering 4 KB to 64 aiohttp
-clients: 0.059-0.091 ms of server CPU per request with this, 0.094-0.106 ms without, and
-10-15 us less in the client (docs/llm.md, "One stream's cost per token").
+leaves in one segment. Measured on 2 cores by benchmarks/bench_transport.py (a bare uvicorn
+app answering 4 KB to 64 aiohttp clients, the protocols taking turns): about 3% more
+requests/s and 3-4% less client CPU per request; the server's own CPU 0.89-1.03x.
 
 Everything else is uvicorn's ``HttpToolsProtocol`` unchanged; only its transport is wrapped.
 """
